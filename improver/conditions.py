@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 OPERATORS = ("eq", "ne", "in", "not_in", "lt", "le", "gt", "ge", "contains")
-_MISSING = object()
+MISSING = object()
 
 
 def field_value(case: Mapping[str, Any], path: str) -> Any:
@@ -23,7 +23,7 @@ def field_value(case: Mapping[str, Any], path: str) -> Any:
         if isinstance(value, Mapping) and part in value:
             value = value[part]
         else:
-            return _MISSING
+            return MISSING
     return value
 
 
@@ -45,7 +45,7 @@ def _number(value: Any) -> float | None:
 
 def holds(value: Any, op: str, expected: Any) -> bool:
     """Whether one operator test holds for a field value (absent fields fail)."""
-    if value is _MISSING or value is None:
+    if value is MISSING or value is None:
         return op in ("ne", "not_in")
     if op == "eq":
         return value == expected

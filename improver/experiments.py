@@ -1,0 +1,213 @@
+"""Experiment folders: ``experiments/<id>/`` with manifest, patch, config, report, results.
+
+Each folder is assembled in a temporary sibling and renamed into place, so it appears
+whole or not at all; files added later (decisions, results) are written the same way
+and never overwritten. Ids are ``NNNN-slug`` and validated before any path is built.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field
+
+from improver.errors import ExperimentError
+
+SCHEMA_VERSION = 1
+ID_PATTERN = re.compile(r"^[0-9]{4}-[a-z0-9][a-z0-9-]{0,63}$")
+STATUSES = ("proposed", "accepted", "merged", "rejected")
+
+
+class Proposal(BaseModel):
+    """One change on the target's surfaces, with the evidence behind it."""
+
+    id: str
+    precedent: str
+    source: str
+    decision: str
+    when: dict[str, dict[str, Any]]
+    condition: str
+    confidence: str = "high"
+    reason: str
+    support: int
+    covered: int
+    precision: float
+    evidence_sessions: list[str]
+    conflicts: list[str] = Field(default_factory=list)
+    quotes: list[str] = Field(default_factory=list)
+    entity_notes: dict[str, dict[str, str]] = Field(default_factory=dict)
+    expected_effect: dict[str, float] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    id: str
+    parent: str | None = None
+    created: str
+    schema_version: int = SCHEMA_VERSION
+    kind: str = Field(description="baseline, cycle, gated or review")
+    cycle: int = 0
+    config_hash: str = ""
+    proposals: list[Proposal] = Field(default_factory=list)
+    guidance: list[str] = Field(default_factory=list, description="prompt lines from meta-findings")
+    mining: dict[str, Any] = Field(default_factory=dict)
+    agent: dict[str, Any] | None = Field(None, description="LLM mining agent usage: turns, tokens, cost")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def check_id(experiment_id: str) -> str:
+    if not isinstance(experiment_id, str) or not ID_PATTERN.match(experiment_id):
+        raise ExperimentError(f"invalid experiment id {experiment_id!r}: ids look like 0003-cycle-2 "
+                              "(see `improver log` for the ids that exist)")
+    return experiment_id
+
+
+def read_tree(folder: Path) -> dict[str, str]:
+    """Every text file under a folder, by relative path."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            files[path.relative_to(folder).as_posix()] = path.read_text(encoding="utf-8")
+    return files
+
+
+def tree_hash(files: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
+    """A git-style unified diff between two config trees (paths relative to the config folder)."""
+    chunks = []
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        lines = difflib.unified_diff(
+            (before or "").splitlines(keepends=True), (after or "").splitlines(keepends=True),
+            fromfile="/dev/null" if before is None else f"a/{name}", tofile="/dev/null" if after is None else f"b/{name}")
+        header = f"diff --git a/{name} b/{name}\n"
+        if before is None:
+            header += "new file mode 100644\n"
+        elif after is None:
+            header += "deleted file mode 100644\n"
+        body = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+        chunks.append(header + body)
+    return "".join(chunks)
+
+
+def atomic_write(path: Path, content: str) -> None:
+    """Write a file that did not exist, atomically; ExperimentError if it exists."""
+    if path.exists():
+        raise ExperimentError(f"{path} already exists and experiments are never overwritten; "
+                              "make a new experiment instead")
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    os.link(temporary, path)  # fails if path appeared meanwhile: no overwrite
+    os.unlink(temporary)
+
+
+class Experiment:
+    """One experiment folder on disk."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.id = path.name
+        self.manifest = Manifest.model_validate(yaml.safe_load((path / "manifest.yaml").read_text(encoding="utf-8")))
+
+    @property
+    def config_dir(self) -> Path:
+        return self.path / "config"
+
+    @property
+    def results(self) -> dict | None:
+        path = self.path / "results.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    @property
+    def decisions(self) -> dict[str, dict] | None:
+        path = self.path / "decisions.jsonl"
+        if not path.exists():
+            return None
+        rows = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        return {row["session_id"]: row for row in rows}
+
+    @property
+    def status(self) -> str:
+        path = self.path / "status.json"
+        return json.loads(path.read_text(encoding="utf-8"))["status"] if path.exists() else "proposed"
+
+    def set_status(self, status: str, note: str = "") -> None:
+        if status not in STATUSES:
+            raise ExperimentError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+        temporary = self.path / ".status.json.tmp"
+        temporary.write_text(json.dumps({"status": status, "note": note, "at": now()}), encoding="utf-8")
+        os.replace(temporary, self.path / "status.json")
+
+    def write_decisions(self, rows: list[dict]) -> None:
+        atomic_write(self.path / "decisions.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+    def write_results(self, results: dict) -> None:
+        atomic_write(self.path / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+class ExperimentStore:
+    """The experiments folder of a project."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def ids(self) -> list[str]:
+        if not self.folder.exists():
+            return []
+        return sorted(p.name for p in self.folder.iterdir() if p.is_dir() and ID_PATTERN.match(p.name))
+
+    def get(self, experiment_id: str) -> Experiment:
+        path = self.folder / check_id(experiment_id)
+        if not (path / "manifest.yaml").exists():
+            known = ", ".join(self.ids()[-5:]) or "none yet"
+            raise ExperimentError(f"no experiment {experiment_id!r} in {self.folder} (latest: {known})")
+        return Experiment(path)
+
+    def all(self) -> list[Experiment]:
+        return [Experiment(self.folder / i) for i in self.ids()]
+
+    def next_id(self, slug: str) -> str:
+        numbers = [int(i[:4]) for i in self.ids()]
+        slug = re.sub(r"[^a-z0-9-]+", "-", slug.lower()).strip("-")[:48] or "experiment"
+        return check_id(f"{(max(numbers) + 1 if numbers else 1):04d}-{slug}")
+
+    def create(self, manifest: Manifest, config: dict[str, str], base_config: dict[str, str], report: str) -> Experiment:
+        """Write a whole experiment folder atomically; its id must be new."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self.folder / check_id(manifest.id)
+        if target.exists():
+            raise ExperimentError(f"experiment {manifest.id} already exists; experiments are never overwritten")
+        manifest.config_hash = tree_hash(config)
+        staging = Path(tempfile.mkdtemp(dir=self.folder, prefix=f".{manifest.id}."))
+        try:
+            for name, content in config.items():
+                path = staging / "config" / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(content, encoding="utf-8")
+            (staging / "config").mkdir(exist_ok=True)
+            (staging / "manifest.yaml").write_text(
+                yaml.safe_dump(manifest.model_dump(mode="json"), sort_keys=False, allow_unicode=True), encoding="utf-8")
+            (staging / "patch.diff").write_text(unified_diff(base_config, config), encoding="utf-8")
+            (staging / "report.md").write_text(report, encoding="utf-8")
+            os.rename(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return Experiment(target)

@@ -1,0 +1,147 @@
+"""Case features for mining: every candidate test on a case field, as a packed bitset.
+
+Field kinds are inferred from the values: numbers get threshold tests at round cut
+points, short strings and booleans get equality tests, free text gets keyword tests.
+Id-like fields (nearly every value distinct, short) are skipped.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from improver.conditions import MISSING, field_value
+
+STOPWORDS = frozenset(
+    "the a an and or of to in for on with from by at is are was were be been this that these those it its as "
+    "our we us they them their you your not no but if then than so per via into over under about after before "
+    "need needs needed request requests requested will would should could can may must also more most very "
+    "have has had do does did all any each other same new one two three".split()
+)
+WORD = re.compile(r"\w{3,}")  # whole \w runs, so keyword tests agree with the ``contains`` operator
+
+
+@dataclass(frozen=True)
+class Test:
+    """One candidate test: ``field op value`` and the rows it holds for."""
+
+    field: str
+    op: str
+    value: Any
+    bits: np.ndarray  # packed uint64 bitset over rows
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.field, self.op)
+
+
+def pack(mask: np.ndarray) -> np.ndarray:
+    """A boolean row mask as a bitset of uint64 words."""
+    padded = np.zeros(((len(mask) + 63) // 64) * 64, dtype=bool)
+    padded[: len(mask)] = mask
+    return np.packbits(padded, bitorder="little").view(np.uint64)
+
+
+def count(bits: np.ndarray) -> int:
+    return int(np.bitwise_count(bits).sum())
+
+
+def unpack(bits: np.ndarray, rows: int) -> np.ndarray:
+    return np.unpackbits(bits.view(np.uint8), bitorder="little")[:rows].astype(bool)
+
+
+def round_cut(value: float) -> float:
+    """A cut point snapped to two significant digits (4,873 -> 4,900)."""
+    if value == 0 or not math.isfinite(value):
+        return 0.0
+    digits = 1 - int(math.floor(math.log10(abs(value))))
+    return float(round(value, digits))
+
+
+def words(text: str) -> set[str]:
+    return {w for w in WORD.findall(text.lower()) if not w.isdigit()} - STOPWORDS
+
+
+def _paths(case: dict, prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in case.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            paths.extend(_paths(value, path + "."))
+        else:
+            paths.append(path)
+    return paths
+
+
+def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list[float]] | None = None,
+                max_keywords: int = 400) -> list[Test]:
+    """Every candidate test over the cases that holds for at least ``min_count`` rows."""
+    rows = len(cases)
+    if rows == 0:
+        return []
+    sample = cases[: min(rows, 2000)]
+    paths = sorted({p for case in sample for p in _paths(case)})
+    tests: list[Test] = []
+    for path in paths:
+        values = [field_value(case, path) for case in cases]
+        present = [v for v in values if v is not None and v is not MISSING and not isinstance(v, (list, dict))]
+        if len(present) < min_count:
+            continue
+        if all(isinstance(v, bool) for v in present):
+            tests += _equality_tests(path, values, min_count, rows)
+        elif all(isinstance(v, (int, float)) for v in present):
+            tests += _numeric_tests(path, values, min_count, rows, (bands or {}).get(path, []))
+        elif all(isinstance(v, str) for v in present):
+            distinct = len(set(present))
+            average_length = sum(len(v) for v in present[:2000]) / min(len(present), 2000)
+            if average_length > 25 or (distinct > 50 and " " in "".join(present[:200])):
+                tests += _keyword_tests(path, values, min_count, rows, max_keywords)
+            elif distinct <= max(50, rows // 20) and distinct < 0.9 * len(present):
+                tests += _equality_tests(path, values, min_count, rows)
+    return tests
+
+
+def _equality_tests(path: str, values: list, min_count: int, rows: int) -> list[Test]:
+    column = np.array([v if isinstance(v, (str, bool)) else None for v in values], dtype=object)
+    tests = []
+    for value, n in Counter(v for v in column if v is not None).items():
+        if min_count <= n < rows:
+            tests.append(Test(path, "eq", value, pack(column == value)))
+    return tests
+
+
+def _numeric_tests(path: str, values: list, min_count: int, rows: int, declared: list[float]) -> list[Test]:
+    column = np.array([float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in values])
+    finite = column[np.isfinite(column)]
+    if len(np.unique(finite)) < 2:
+        return []
+    cuts = {round_cut(q) for q in np.quantile(finite, np.linspace(0.05, 0.95, 19))}
+    cuts |= {float(c) for c in declared}
+    tests = []
+    with np.errstate(invalid="ignore"):
+        for cut in sorted(cuts):
+            above = column >= cut
+            below = column < cut
+            if min_count <= above.sum() < rows:
+                tests.append(Test(path, "ge", cut, pack(above)))
+            if min_count <= below.sum() < rows:
+                tests.append(Test(path, "lt", cut, pack(below)))
+    return tests
+
+
+def _keyword_tests(path: str, values: list, min_count: int, rows: int, max_keywords: int) -> list[Test]:
+    documents = [words(v) if isinstance(v, str) else set() for v in values]
+    frequency = Counter(w for doc in documents for w in doc)
+    vocabulary = [w for w, n in frequency.most_common() if min_count <= n <= 0.5 * rows][:max_keywords]
+    index = {w: i for i, w in enumerate(vocabulary)}
+    hits = np.zeros((len(vocabulary), rows), dtype=bool)
+    for row, doc in enumerate(documents):
+        for w in doc:
+            i = index.get(w)
+            if i is not None:
+                hits[i, row] = True
+    return [Test(path, "contains", w, pack(hits[i])) for i, w in enumerate(vocabulary)]

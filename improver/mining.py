@@ -1,0 +1,272 @@
+"""Mine the disagreements: precedents, their explaining conditions, and meta-findings.
+
+Input is the training sessions (held-out sessions are never mined) and the decisions
+the current experiment's agent gives on them. Precedent groups come from the
+reviewers' precedent tags; untagged reviews that read like a tagged precedent join it,
+and the rest are clustered by their reasoning text. Each group, split by the human
+decision, is explained by an induced rule (see ``rules``) with support, precision over
+all training sessions (agreements too), conflicts and evidence. What is left of the
+disagreements is mined once more as unnamed patterns. Rules are ordered and kept only
+when replaying them over the training sessions gains agreement.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from typing import Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from improver import text
+from improver.conditions import describe, field_value
+from improver.features import build_tests, count, pack, unpack, words
+from improver.models import ReviewedSession
+from improver.rules import InducedRule, RuleInducer
+
+ESCALATION_WORDS = ("flag", "escalat", "review", "defer", "hold", "refer")
+MAX_RULES_PER_GROUP = 3
+
+
+class Precedent(BaseModel):
+    """A group of human decisions explained by a condition on case fields."""
+
+    name: str
+    source: Literal["tag", "text-cluster", "pattern"]
+    decision: str
+    condition: dict[str, dict] | None = None
+    description: str = ""
+    group_size: int = Field(description="training sessions in the group with this decision")
+    support: int = Field(0, description="group sessions the condition covers")
+    covered: int = Field(0, description="training sessions the condition covers")
+    precision: float = Field(0.0, description="covered sessions whose human decision is the rule's")
+    expected_gain: int = Field(0, description="training agreements gained when replayed after the parent")
+    disagreements: int = 0
+    evidence_sessions: list[str] = Field(default_factory=list)
+    conflicts: list[str] = Field(default_factory=list, description="covered sessions the humans decided otherwise")
+    inferred_from_text: int = 0
+    quotes: list[str] = Field(default_factory=list)
+    weak: bool = False
+
+
+class Finding(BaseModel):
+    kind: Literal["confident-but-overridden", "policy-ignored", "over-escalation", "reviewer-noise"]
+    summary: str
+    count: int
+    sessions: list[str] = Field(default_factory=list)
+
+
+class MiningResult(BaseModel):
+    sessions: int
+    disagreements: int
+    agreement: float
+    ceiling: float = Field(description="best agreement reachable given conflicting signatures")
+    precedents: list[Precedent]
+    findings: list[Finding]
+
+    @property
+    def proposable(self) -> list[Precedent]:
+        return [p for p in self.precedents if not p.weak and p.condition and p.expected_gain > 0]
+
+
+def is_escalation(decision: str) -> bool:
+    return any(word in decision.lower() for word in ESCALATION_WORDS)
+
+
+def _groups(sessions: Sequence[ReviewedSession]) -> tuple[dict[tuple[str, str], list[int]], dict[str, int]]:
+    """Session indices by (group name, source); untagged notes inferred or clustered."""
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    tagged: dict[str, list[str]] = defaultdict(list)
+    untagged: list[int] = []
+    for i, s in enumerate(sessions):
+        if s.precedent:
+            groups[(s.precedent, "tag")].append(i)
+            tagged[s.precedent].append(s.human_reasoning)
+        else:
+            untagged.append(i)
+    inferred: Counter = Counter()
+    assigned = text.assign_to_precedents(tagged, [sessions[i].human_reasoning for i in untagged])
+    leftover = []
+    for i, name in zip(untagged, assigned):
+        if name:
+            groups[(name, "tag")].append(i)
+            inferred[name] += 1
+        elif sessions[i].agent_decision != sessions[i].human_decision:
+            leftover.append(i)
+    labels = text.cluster_notes([sessions[i].human_reasoning for i in leftover])
+    for label, members in text.group_indices(labels).items():
+        if label == -1:
+            continue
+        indices = [leftover[m] for m in members]
+        name = text.cluster_name([sessions[i].human_reasoning for i in indices])
+        groups[(name, "text-cluster")].extend(indices)
+    return groups, dict(inferred)
+
+
+def _ceiling(sessions: Sequence[ReviewedSession], rules_fields: set[str], keywords: set[str]) -> tuple[float, list[str]]:
+    """Agreement reachable if identical-looking cases get one decision each."""
+    signatures: dict[tuple, Counter] = defaultdict(Counter)
+    members: dict[tuple, list[str]] = defaultdict(list)
+    for s in sessions:
+        parts = []
+        for path in sorted(rules_fields):
+            value = field_value(s.case, path)
+            parts.append(tuple(sorted(words(value) & keywords)) if isinstance(value, str) and len(value) > 25 else repr(value))
+        signature = tuple(parts)
+        signatures[signature][s.human_decision] += 1
+        members[signature].append(s.session_id)
+    best = sum(c.most_common(1)[0][1] for c in signatures.values())
+    noisy = [sid for sig, c in signatures.items() if len(c) > 1 for sid in members[sig]]
+    return best / max(len(sessions), 1), noisy
+
+
+def mine(sessions: Sequence[ReviewedSession], agent_decisions: Sequence[str] | None = None,
+         bands: dict[str, list[float]] | None = None, min_evidence: int = 3) -> MiningResult:
+    """Precedents and meta-findings over training sessions, against the current agent decisions."""
+    rows = len(sessions)
+    agent = np.array(list(agent_decisions) if agent_decisions is not None else [s.agent_decision for s in sessions], dtype=object)
+    human = np.array([s.human_decision for s in sessions], dtype=object)
+    disagree = agent != human
+    if rows == 0:
+        return MiningResult(sessions=0, disagreements=0, agreement=0.0, ceiling=0.0, precedents=[], findings=[])
+    tests = build_tests([s.case for s in sessions], min_count=min_evidence, bands=bands)
+    inducer = RuleInducer(tests, rows)
+    correct_bits = {d: pack(human == d) for d in set(human)}
+    groups, inferred = _groups(sessions)
+
+    candidates: list[tuple[Precedent, InducedRule | None]] = []
+    for (name, source), indices in sorted(groups.items()):
+        by_decision = Counter(human[i] for i in indices)
+        for rank, (decision, size) in enumerate(by_decision.most_common()):
+            members = [i for i in indices if human[i] == decision]
+            label = name if rank == 0 else f"{name}--{decision}"
+            candidates += _explain(label, source, decision, members, inducer, correct_bits[decision], disagree,
+                                   sessions, min_evidence, inferred.get(name, 0) if rank == 0 else 0)
+
+    accepted = [(p, r) for p, r in candidates if r is not None]
+    covered = np.zeros(rows, dtype=bool)
+    for _p, rule in accepted:
+        covered |= unpack(rule.bits, rows)
+    residual = disagree & ~covered
+    for decision in sorted(set(human[residual])):
+        members = [i for i in np.flatnonzero(residual) if human[i] == decision]
+        name = f"pattern-{decision}-" + text.cluster_name([sessions[i].human_reasoning for i in members], 2)
+        found = _explain(name, "pattern", decision, members, inducer, correct_bits[decision], disagree, sessions,
+                         min_evidence, 0)
+        accepted += [(p, r) for p, r in found if r is not None]
+
+    ordered = _replay(accepted, agent, human, rows)
+    names = {p.name for p, _ in ordered}
+    weak = [p for p, r in candidates if r is None and p.name not in names]
+    precedents = [p for p, _ in ordered] + weak
+    used_fields = {t.field for _, r in ordered for t in r.tests} or {t.field for t in tests if t.op != "contains"}
+    keywords = {str(t.value) for _, r in ordered for t in r.tests if t.op == "contains"}
+    ceiling, noisy = _ceiling(sessions, used_fields, keywords)
+    findings = _findings(sessions, agent, human, precedents, noisy)
+    return MiningResult(sessions=rows, disagreements=int(disagree.sum()), agreement=float(1 - disagree.mean()),
+                        ceiling=ceiling, precedents=precedents, findings=findings)
+
+
+def _explain(name, source, decision, members, inducer, correct, disagree, sessions, min_evidence, inferred):
+    """Up to MAX_RULES_PER_GROUP covering rules for one group; a weak precedent when none."""
+    rows = len(sessions)
+    remaining = np.zeros(rows, dtype=bool)
+    remaining[members] = True
+    found: list[tuple[Precedent, InducedRule | None]] = []
+    while len(found) < MAX_RULES_PER_GROUP and remaining.sum() >= min_evidence:
+        if not disagree[remaining].any():
+            break
+        rule = inducer.induce(pack(remaining), correct, min_evidence)
+        if rule is None:
+            break
+        mask = unpack(rule.bits, rows)
+        group_hits = [i for i in np.flatnonzero(mask & remaining)]
+        evidence = sorted(group_hits, key=lambda i: (not disagree[i], sessions[i].session_id))
+        conflicts = [sessions[i].session_id for i in np.flatnonzero(mask) if sessions[i].human_decision != decision]
+        label = name if not found else f"{name}-{len(found) + 1}"
+        found.append((Precedent(
+            name=label, source=source, decision=decision, condition=rule.condition(),
+            description=describe(rule.condition()), group_size=len(members), support=len(group_hits),
+            covered=rule.covered, precision=round(rule.precision, 4),
+            disagreements=int(disagree[mask & remaining].sum()),
+            evidence_sessions=[sessions[i].session_id for i in evidence[:10]], conflicts=conflicts[:20],
+            inferred_from_text=inferred, quotes=text.representative_quotes([sessions[i].human_reasoning for i in evidence]),
+        ), rule))
+        remaining &= ~mask
+    if not found and disagree[members].any():
+        found.append((Precedent(
+            name=name, source=source, decision=decision, group_size=len(members), weak=True,
+            disagreements=int(disagree[members].sum()),
+            evidence_sessions=[sessions[i].session_id for i in members[:10]], inferred_from_text=inferred,
+            quotes=text.representative_quotes([sessions[i].human_reasoning for i in members]),
+        ), None))
+    return found
+
+
+def _replay(accepted, agent, human, rows):
+    """Order rules (most precise, most specific first), drop those that do not gain, set gains."""
+    ordered = sorted(accepted, key=lambda pr: (-pr[1].precision, -len(pr[1].tests), -pr[1].positives))
+    masks = {id(r): unpack(r.bits, rows) for _, r in ordered}
+    while True:
+        decided = np.zeros(rows, dtype=bool)
+        gains = []
+        for precedent, rule in ordered:
+            newly = masks[id(rule)] & ~decided
+            gains.append(int((human[newly] == precedent.decision).sum() - (human[newly] == agent[newly]).sum()))
+            decided |= newly
+        keep = [g > 0 for g in gains]
+        if all(keep):
+            break
+        ordered = [pr for pr, k in zip(ordered, keep) if k]
+    for (precedent, _rule), gain in zip(ordered, gains):
+        precedent.expected_gain = gain
+    return ordered
+
+
+def _findings(sessions, agent, human, precedents, noisy) -> list[Finding]:
+    findings = []
+    overridden = [i for i in range(len(sessions)) if agent[i] != human[i]]
+    confident = [i for i in overridden if (sessions[i].agent_confidence or "").lower() == "high"
+                 and sessions[i].agent_decision == agent[i]]
+    if confident:
+        pairs = Counter(f"{agent[i]} -> {human[i]}" for i in confident)
+        findings.append(Finding(
+            kind="confident-but-overridden", count=len(confident),
+            summary=f"{len(confident)} overrides hit decisions the agent made with high confidence "
+                    f"({', '.join(f'{k}: {v}' for k, v in pairs.most_common(3))}); its confidence does not track the reviewers.",
+            sessions=[sessions[i].session_id for i in confident[:20]]))
+    escalated = [i for i in range(len(sessions)) if is_escalation(str(agent[i]))]
+    over = [i for i in escalated if not is_escalation(str(human[i]))]
+    if over:
+        findings.append(Finding(
+            kind="over-escalation", count=len(over),
+            summary=f"{len(over)} of {len(escalated)} escalations were decided outright by the reviewer "
+                    f"({Counter(human[i] for i in over).most_common(1)[0][0]} most often): the agent lacked permission, "
+                    "not information. The proposed rules say when it may decide.",
+            sessions=[sessions[i].session_id for i in over[:20]]))
+    by_name = {s.precedent for s in sessions if s.precedent}
+    for precedent in precedents:
+        if precedent.name not in by_name and precedent.name.split("--")[0] not in by_name:
+            continue
+        members = [s for s in sessions if s.precedent == precedent.name.split("--")[0]]
+        if not members:
+            continue
+        tag_words = {w for w in re.split(r"[^a-z0-9]+", precedent.name.lower()) if len(w) >= 5}
+        cited = Counter(c for s in members for c in set(s.cited))
+        for item, n in cited.items():
+            item_words = {w for w in re.split(r"[^a-z0-9]+", item.lower()) if len(w) >= 5}
+            if tag_words & item_words and n >= 0.8 * len(members):
+                ignored = [s.session_id for s in members if item in s.cited and s.agent_decision != s.human_decision]
+                if ignored:
+                    findings.append(Finding(
+                        kind="policy-ignored", count=len(ignored),
+                        summary=f"'{item}' was in the agent's tool output in {n} of {len(members)} sessions of "
+                                f"precedent {precedent.name}, and the reviewer overrode {len(ignored)} of them: the policy "
+                                "is present in the tool output but invisible in the agent's decision.",
+                        sessions=ignored[:20]))
+    if noisy:
+        findings.append(Finding(
+            kind="reviewer-noise", count=len(noisy),
+            summary=f"{len(noisy)} sessions share identical case features with sessions the reviewers decided "
+                    "differently; no rule can agree with all of them.", sessions=noisy[:20]))
+    return findings

@@ -1,0 +1,67 @@
+"""The native trace events and the reviewed-session record the loop works on."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DecisionEvent(BaseModel):
+    """What the agent decided for one session (native trace JSONL, ``type: decision``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["decision"] = "decision"
+    session_id: str = Field(min_length=1)
+    case: dict[str, Any]
+    decision: str = Field(min_length=1)
+    confidence: str | None = None
+    reasoning: str = ""
+    cited: list[str] = Field(default_factory=list)
+    config_version: str | None = None
+    ts: str | None = None
+
+
+class ReviewEvent(BaseModel):
+    """What a human reviewer decided for one session (``type: review``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["review"] = "review"
+    session_id: str = Field(min_length=1)
+    reviewer: str = "unknown"
+    decision: str = Field(min_length=1)
+    reasoning: str = ""
+    precedent: str | None = None
+    conditions: list[str] = Field(default_factory=list)
+    ts: str | None = None
+
+
+Event = DecisionEvent | ReviewEvent
+
+
+class Quarantined(BaseModel):
+    """A piece of input that could not be used, kept with the reason."""
+
+    source: str
+    line: int
+    reason: str
+    raw: str
+
+
+class ReviewedSession(BaseModel):
+    """One session with the agent's decision and the current human review."""
+
+    session_id: str
+    case: dict[str, Any]
+    agent_decision: str
+    agent_confidence: str | None = None
+    agent_reasoning: str = ""
+    cited: list[str] = Field(default_factory=list)
+    human_decision: str
+    reviewer: str = "unknown"
+    human_reasoning: str = ""
+    precedent: str | None = None
+    conditions: list[str] = Field(default_factory=list)
+
+    @property
+    def agrees(self) -> bool:
+        return self.agent_decision == self.human_decision

@@ -1,0 +1,111 @@
+"""The project folder and its ``improver.yaml``: where the target, store and experiments are."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from improver.errors import ProjectError
+
+PROJECT_FILE = "improver.yaml"
+DATA_DIR = ".improver"
+
+
+class TargetSpec(BaseModel):
+    """How to run the agent under improvement (DESIGN.md, target agent contract)."""
+
+    model_config = ConfigDict(extra="forbid")
+    callable: str | None = Field(None, description="module:function taking (case, config_dir)")
+    command: list[str] | None = Field(None, description="argv reading cases as JSONL on stdin; must hold {config_dir}")
+    python_path: str | None = Field(None, description="folder added to sys.path to import the callable")
+    config: str = Field(description="the target's base config folder")
+    workers: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "TargetSpec":
+        if bool(self.callable) == bool(self.command):
+            raise ValueError("give exactly one of target.callable (module:function) or target.command (argv list)")
+        if self.callable and ":" not in self.callable:
+            raise ValueError(f"target.callable {self.callable!r} must look like module:function")
+        if self.command and not any("{config_dir}" in part for part in self.command):
+            raise ValueError("target.command must contain {config_dir} in one of its arguments")
+        return self
+
+
+class ProjectConfig(BaseModel):
+    """The parsed ``improver.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+    target: TargetSpec
+    entity_fields: list[str] = Field(default_factory=list)
+    bands: dict[str, list[float]] = Field(default_factory=dict)
+    decisions: list[str] = Field(default_factory=list)
+    holdout: float = Field(0.3, gt=0, lt=1)
+    min_evidence: int = Field(3, ge=1)
+    experiments: str = "experiments"
+    graph_store: str = "networkx"
+    sources: dict[str, Any] = Field(default_factory=dict, description="per-source field mappings")
+    redaction: dict[str, Any] = Field(default_factory=dict)
+
+
+class Project:
+    """A project folder: its config, its data folder and its experiments folder."""
+
+    def __init__(self, root: Path, config: ProjectConfig):
+        self.root = root.resolve()
+        self.config = config
+
+    @classmethod
+    def load(cls, root: str | Path = ".") -> "Project":
+        folder = Path(root)
+        path = folder / PROJECT_FILE
+        if not path.exists():
+            raise ProjectError(f"no {PROJECT_FILE} in {folder.resolve()}; run `improver init` there or pass --project")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ProjectError(f"{path}: not valid YAML: {error}") from error
+        try:
+            config = ProjectConfig.model_validate(data)
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+            raise ProjectError(f"{path}: {problems}") from error
+        project = cls(folder, config)
+        if not project.base_config_dir.is_dir():
+            raise ProjectError(f"{path}: target.config folder {project.base_config_dir} does not exist")
+        return project
+
+    @property
+    def data_dir(self) -> Path:
+        folder = self.root / DATA_DIR
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "traces.sqlite"
+
+    @property
+    def experiments_dir(self) -> Path:
+        return self.root / self.config.experiments
+
+    @property
+    def base_config_dir(self) -> Path:
+        return (self.root / self.config.target.config).resolve()
+
+    def inside(self, path: Path) -> Path:
+        """``path`` resolved, or ProjectError when it points outside the project folder."""
+        resolved = (self.root / path).resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise ProjectError(f"{path} is outside the project folder {self.root}; use a path inside it")
+        return resolved
+
+
+def write_project_file(folder: Path, data: dict[str, Any]) -> Path:
+    """Write an ``improver.yaml`` (used by `improver init` and the demo)."""
+    ProjectConfig.model_validate(data)
+    path = folder / PROJECT_FILE
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path

@@ -1,0 +1,49 @@
+"""Native trace JSONL (DESIGN.md): one decision or review event a line, read streaming."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+from pydantic import ValidationError
+
+from improver.errors import TraceError
+from improver.models import DecisionEvent, Event, Quarantined, ReviewEvent
+
+EVENT_TYPES = {"decision": DecisionEvent, "review": ReviewEvent}
+
+
+def parse_event(data: object) -> Event:
+    """A native event from a parsed JSON object; ValueError says which field is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    kind = data.get("type")
+    if kind not in EVENT_TYPES:
+        raise ValueError(f"type must be 'decision' or 'review', got {kind!r}")
+    try:
+        return EVENT_TYPES[kind].model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise ValueError(f"invalid {kind} event: {problems}") from None
+
+
+class NativeJsonlSource:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.name = str(self.path)
+
+    def events(self) -> Iterator[Event | Quarantined]:
+        try:
+            handle = self.path.open("r", encoding="utf-8", errors="replace")
+        except OSError as error:
+            raise TraceError(f"cannot read {self.path}: {error}") from error
+        with handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield parse_event(json.loads(line))
+                except json.JSONDecodeError as error:
+                    yield Quarantined(source=self.name, line=number, reason=f"invalid JSON: {error.msg}", raw=line)
+                except ValueError as error:
+                    yield Quarantined(source=self.name, line=number, reason=str(error), raw=line)

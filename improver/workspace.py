@@ -1,0 +1,219 @@
+"""The loop's stages over one project: ingest, baseline, mine, propose, run, score, gate.
+
+``Workspace`` is what the CLI, the MCP server and the LangGraph cycle call; it holds
+the project, its trace store and experiments, and caches the reviewed sessions for
+the life of one command. Every stage that writes is safe to run again: experiments
+are looked up before they are made, and decisions and results are written once.
+"""
+from __future__ import annotations
+
+import tempfile
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+from improver.conditions import matches
+from improver.errors import ExperimentError, ImproverError
+from improver.experiments import Experiment, ExperimentStore, Manifest, Proposal, now, read_tree, tree_hash
+from improver.mining import MiningResult, mine
+from improver.models import ReviewedSession
+from improver.project import Project
+from improver.propose import build_proposals, guidance_from, render_config, report
+from improver.runner import ERROR, runner_for
+from improver.runtime import load_overlay
+from improver.scoring import score, split_of
+from improver.sources import open_source
+from improver.store import IngestReport, TraceStore
+
+ProgressFn = Callable[[str, int, int], None]  # (label, done, total)
+
+
+class Workspace:
+    def __init__(self, project: Project | str | Path = ".", progress: ProgressFn | None = None):
+        self.project = project if isinstance(project, Project) else Project.load(project)
+        self.experiments = ExperimentStore(self.project.experiments_dir)
+        self.progress = progress
+
+    # --- traces --------------------------------------------------------------------
+    def store(self) -> TraceStore:
+        return TraceStore(self.project.store_path)
+
+    def ingest(self, spec: str) -> IngestReport:
+        source = open_source(spec, self.project)
+        with self.store() as store:
+            report = store.ingest(source.events(), source.name)
+        self.__dict__.pop("sessions", None)
+        return report
+
+    @cached_property
+    def sessions(self) -> list[ReviewedSession]:
+        with self.store() as store:
+            return list(store.reviewed_sessions())
+
+    def require_sessions(self) -> list[ReviewedSession]:
+        if not self.sessions:
+            raise ImproverError("no reviewed sessions yet: ingest traces that hold both agent decisions and "
+                                "human reviews (`improver ingest traces.jsonl`)")
+        return self.sessions
+
+    def graph(self):
+        """The project's graph store, holding every reviewed session (loaded when it lags the traces)."""
+        from improver.graphs import open_graph_store
+
+        config = self.project.config
+        store = open_graph_store(config.graph_store, self.project)
+        if store.summary()["nodes"].get("Session", 0) != len(self.sessions):
+            store.load(self.sessions, config.entity_fields, config.bands)
+        return store
+
+    def split(self, session_id: str) -> str:
+        return split_of(session_id, self.project.config.holdout)
+
+    def train_sessions(self) -> list[ReviewedSession]:
+        return [s for s in self.require_sessions() if self.split(s.session_id) == "train"]
+
+    # --- experiments ---------------------------------------------------------------
+    def _find(self, **fields) -> Experiment | None:
+        for experiment in reversed(self.experiments.all()):
+            manifest = experiment.manifest
+            if all((manifest.mining.get(k) if k == "run" else getattr(manifest, k)) == v for k, v in fields.items()):
+                return experiment
+        return None
+
+    def baseline(self) -> Experiment:
+        """The baseline experiment for the target's current config: found, or made, run and scored."""
+        base = read_tree(self.project.base_config_dir)
+        experiment = self._find(kind="baseline", config_hash=tree_hash(base))
+        if experiment is None:
+            manifest = Manifest(id=self.experiments.next_id("baseline"), created=now(), kind="baseline")
+            experiment = self.experiments.create(manifest, base, base, "# Baseline\n\nThe target's own config, unchanged.\n")
+        self.run(experiment)
+        self.score(experiment)
+        return experiment
+
+    def mine(self, parent: Experiment) -> MiningResult:
+        """Precedents in the training sessions, against the parent experiment's decisions."""
+        decisions = self.run(parent)
+        sessions = [s.model_copy(update={
+            "agent_decision": decisions[s.session_id]["decision"], "agent_confidence": decisions[s.session_id].get("confidence"),
+            "cited": decisions[s.session_id].get("cited") or [], "agent_reasoning": decisions[s.session_id].get("reasoning", "")})
+            for s in self.train_sessions()]
+        config = self.project.config
+        return mine(sessions, bands=config.bands, min_evidence=config.min_evidence)
+
+    def propose(self, parent: Experiment, result: MiningResult, cycle: int, run_id: str = "") -> Experiment | None:
+        """A new experiment holding the parent's config plus one proposal per precedent (None if none)."""
+        existing = self._find(parent=parent.id, kind="cycle", cycle=cycle, run=run_id) if run_id else None
+        if existing:
+            return existing
+        taken = {rule.id for rule in load_overlay(parent.config_dir).rules}
+        proposals = build_proposals(result, self.project.config.entity_fields, taken, cycle, self.project.config.min_evidence)
+        if not proposals:
+            return None
+        guidance = guidance_from(result)
+        mining = {"run": run_id, "train_sessions": result.sessions, "disagreements": result.disagreements,
+                  "agreement": result.agreement, "ceiling": round(result.ceiling, 4),
+                  "precedents": [p.model_dump(include={"name", "source", "decision", "description", "support",
+                                                       "precision", "weak", "group_size"}) for p in result.precedents],
+                  "findings": [f.model_dump() for f in result.findings]}
+        return self._child(parent, proposals, guidance, "cycle", cycle, mining,
+                           report(result, proposals, f"Mining report: cycle {cycle} from {parent.id}"))
+
+    def _child(self, parent: Experiment, proposals: list[Proposal], guidance: list[str], kind: str, cycle: int,
+               mining: dict, report_text: str, slug: str | None = None) -> Experiment:
+        config = render_config(read_tree(parent.config_dir), proposals, guidance, cycle)
+        manifest = Manifest(id=self.experiments.next_id(slug or f"cycle-{cycle}" + ("" if kind == "cycle" else f"-{kind}")),
+                            parent=parent.id, created=now(), kind=kind, cycle=cycle, proposals=proposals,
+                            guidance=guidance, mining=mining)
+        return self.experiments.create(manifest, config, read_tree(self.project.base_config_dir), report_text)
+
+    def subset(self, experiment: Experiment, keep: list[str], kind: str, run_id: str = "") -> Experiment:
+        """A child of ``experiment``'s parent with only the proposals in ``keep`` (gating, review)."""
+        manifest = experiment.manifest
+        unknown = set(keep) - {p.id for p in manifest.proposals}
+        if unknown:
+            raise ExperimentError(f"{experiment.id} has no proposal {', '.join(sorted(unknown))}; "
+                                  f"its proposals are {', '.join(p.id for p in manifest.proposals)}")
+        if manifest.parent is None:
+            raise ExperimentError(f"{experiment.id} is a baseline and has no proposals to choose from")
+        parent = self.experiments.get(manifest.parent)
+        kept = [p for p in manifest.proposals if p.id in keep]
+        mining = dict(manifest.mining, run=run_id, derived_from=experiment.id,
+                      dropped=[p.id for p in manifest.proposals if p.id not in keep])
+        text = (f"# {kind.title()} of {experiment.id}\n\nKeeps {len(kept)} of {len(manifest.proposals)} proposals: "
+                f"{', '.join(p.id for p in kept) or 'none'}.\n\n" + (experiment.path / "report.md").read_text(encoding="utf-8"))
+        return self._child(parent, kept, manifest.guidance if kept else [], kind, manifest.cycle, mining, text,
+                           slug=f"cycle-{manifest.cycle}-{kind}")
+
+    # --- rerun and score -----------------------------------------------------------
+    def _report(self, label: str, total: int):
+        done = [0]
+
+        def step(n: int) -> None:
+            done[0] += n
+            if self.progress:
+                self.progress(label, done[0], total)
+        return step
+
+    def decide(self, config_dir: Path, sessions: list[ReviewedSession], label: str) -> list[dict]:
+        runner = runner_for(self.project)
+        return runner.run([s.case for s in sessions], config_dir, self._report(label, len(sessions)))
+
+    def run(self, experiment: Experiment) -> dict[str, dict]:
+        """The experiment's decision on every reviewed session (rerun once, then read back)."""
+        decisions = experiment.decisions
+        if decisions is not None:
+            return decisions
+        sessions = self.require_sessions()
+        results = self.decide(experiment.config_dir, sessions, f"run {experiment.id}")
+        rows = [{"session_id": s.session_id, **r} for s, r in zip(sessions, results)]
+        try:
+            experiment.write_decisions(rows)
+        except ExperimentError:  # written meanwhile by another run of the same stage
+            pass
+        return experiment.decisions
+
+    def score(self, experiment: Experiment, leave_one_out: bool = True) -> dict:
+        """Scores of an experiment against the humans and its parent (computed once, then read back)."""
+        if experiment.results is not None:
+            return experiment.results
+        sessions = self.require_sessions()
+        decisions = {k: v["decision"] for k, v in self.run(experiment).items()}
+        parent = self.experiments.get(experiment.manifest.parent) if experiment.manifest.parent else None
+        parent_decisions = {k: v["decision"] for k, v in self.run(parent).items()} if parent else None
+        results = score(sessions, decisions, self.project.config.holdout, parent_decisions)
+        results.update(experiment=experiment.id, parent=experiment.manifest.parent, scored=now(),
+                       reproduce=f"improver score {experiment.id}")
+        results["errors"]["examples"] = sorted({v.get("error", "") for v in self.run(experiment).values()
+                                                if v["decision"] == ERROR})[:5]
+        if leave_one_out and parent and experiment.manifest.proposals:
+            results["per_proposal"] = self.proposal_effects(experiment, parent, decisions)
+        try:
+            experiment.write_results(results)
+        except ExperimentError:
+            pass
+        return experiment.results
+
+    def proposal_effects(self, experiment: Experiment, parent: Experiment, decisions: dict[str, str]) -> dict:
+        """Leave-one-out effect of each proposal: agreements it adds, per split.
+
+        Removing a rule can only change decisions on the sessions its condition matches,
+        so only those are rerun without it."""
+        manifest = experiment.manifest
+        parent_config = read_tree(parent.config_dir)
+        effects = {}
+        for proposal in manifest.proposals:
+            matched = [s for s in self.sessions if matches(proposal.when, s.case)]
+            others = [p for p in manifest.proposals if p.id != proposal.id]
+            config = render_config(parent_config, others, manifest.guidance if others else [], manifest.cycle)
+            with tempfile.TemporaryDirectory(prefix="improver-loo-") as folder:
+                for name, content in config.items():
+                    (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
+                    (Path(folder) / name).write_text(content, encoding="utf-8")
+                without = self.decide(Path(folder), matched, f"leave out {proposal.id}") if matched else []
+            effect = {"train": 0, "heldout": 0, "sessions_matched": len(matched)}
+            for s, result in zip(matched, without):
+                gain = int(decisions[s.session_id] == s.human_decision) - int(result["decision"] == s.human_decision)
+                effect[self.split(s.session_id)] += gain
+            effects[proposal.id] = effect
+        return effects
