@@ -66,6 +66,9 @@ class RuleInducer:
         right = np.bitwise_count(rows & correct).sum(axis=1, dtype=np.int64)
         return rows, covered, hit, right
 
+    def _keyword_tests(self, chosen: tuple[int, ...]) -> int:
+        return sum(self.tests[i].op == "contains" for i in chosen)
+
     def _valid(self, positives: int, covered: int, correct: int, min_support: int) -> bool:
         return (positives >= min_support and covered > 0 and correct / covered >= self.min_precision
                 and wilson_lower(correct, covered) >= self.min_wilson)
@@ -98,9 +101,10 @@ class RuleInducer:
                     extensions.append((float(quality[i]), (*chosen, int(i)), rows[i], int(covered[i]), int(hit[i]), int(right[i])))
             if not extensions:
                 break
-            extensions.sort(key=lambda e: (-e[0], len(e[1])))
+            # On equal quality prefer fewer tests, then tests on structured fields over keywords.
+            extensions.sort(key=lambda e: (-round(e[0], 9), len(e[1]), self._keyword_tests(e[1])))
             for q, chosen, bits, covered, hit, right in extensions:
-                if self._valid(hit, covered, right, min_support) and (best is None or q > best.quality + 1e-9):
+                if self._valid(hit, covered, right, min_support) and (best is None or round(q, 9) > round(best.quality, 9)):
                     best = InducedRule(tuple(self.tests[i] for i in chosen), bits, covered, hit, right, q)
             beam = [(chosen, bits, covered) for _q, chosen, bits, covered, _h, _r in extensions[: self.beam_width]]
         return self._pruned(best, positives, correct, min_support) if best else None

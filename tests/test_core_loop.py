@@ -1,0 +1,93 @@
+"""The loop on a tiny non-procurement project: mine, propose, rerun, score, cycle."""
+import json
+
+import yaml
+
+from conftest import write_jsonl
+from improver.cycle import run_cycles
+from improver.runtime import load_overlay
+from improver.workspace import Workspace
+
+
+def ingested(project):
+    ws = Workspace(project)
+    ws.ingest(str(project / "traces.jsonl"))
+    return ws
+
+
+def test_mining_explains_the_tagged_precedent_with_a_compact_condition(tiny_project):
+    ws = ingested(tiny_project)
+    result = ws.mine(ws.baseline())
+    (precedent,) = [p for p in result.precedents if p.name == "login-outage"]
+    assert precedent.condition == {"product": {"eq": "login"}}
+    assert precedent.decision == "escalate" and precedent.precision == 1.0
+    assert precedent.support >= 3 and len(precedent.evidence_sessions) >= 3
+    assert all(ws.split(s) == "train" for s in precedent.evidence_sessions)
+
+
+def test_a_cycle_writes_a_complete_experiment_that_the_target_applies(tiny_project):
+    ws = ingested(tiny_project)
+    state = run_cycles(ws, max_cycles=2)
+    baseline, best = ws.experiments.get(state["history"][0]["experiment"]), ws.experiments.get(state["parent"])
+    assert {p.name for p in best.path.iterdir()} >= {"manifest.yaml", "patch.diff", "config", "report.md", "results.json",
+                                                     "decisions.jsonl"}
+    manifest = yaml.safe_load((best.path / "manifest.yaml").read_text())
+    assert manifest["parent"] == baseline.id and manifest["schema_version"] == 1
+    assert manifest["proposals"][0]["evidence_sessions"]
+    assert "+++ b/learned_rules.yaml" in (best.path / "patch.diff").read_text()
+    assert load_overlay(best.config_dir).match({"product": "login", "minutes": 5}).decision == "escalate"
+    results = json.loads((best.path / "results.json").read_text())
+    assert results["heldout"]["agreement"] == 1.0 > baseline.results["heldout"]["agreement"]
+    assert results["per_proposal"]["login-outage"]["train"] > 0
+    assert results["regressions"] == []
+    assert state["history"][-1]["kept"] == 1
+
+
+def test_a_second_cycle_stops_when_nothing_is_left_to_learn(tiny_project):
+    ws = ingested(tiny_project)
+    state = run_cycles(ws, max_cycles=4)
+    assert len(state["history"]) == 2 and "no precedent" in state["stop_reason"]
+
+
+def test_a_target_that_raises_gets_error_decisions_and_the_run_goes_on(tiny_project):
+    rows = [json.loads(line) for line in (tiny_project / "traces.jsonl").read_text().splitlines()]
+    rows[0]["case"]["boom"] = True
+    write_jsonl(tiny_project / "traces.jsonl", rows)
+    ws = ingested(tiny_project)
+    results = ws.score(ws.baseline())
+    assert results["errors"]["count"] == 1 and "RuntimeError: cannot triage" in results["errors"]["examples"][0]
+    assert results["all"]["sessions"] == 80
+
+
+def test_command_targets_read_jsonl_on_stdin(tiny_project):
+    (tiny_project / "cmd_agent.py").write_text(
+        "import json, sys\nfor line in sys.stdin:\n    case = json.loads(line)\n"
+        "    print(json.dumps({'decision': 'escalate' if case['minutes'] > 30 else 'resolve'}))\n")
+    (tiny_project / "improver.yaml").write_text(
+        "target:\n  command: [python, cmd_agent.py, '{config_dir}']\n  config: config\n")
+    ws = ingested(tiny_project)
+    results = ws.score(ws.baseline())
+    recorded = sum(s.agent_decision == s.human_decision for s in ws.sessions) / len(ws.sessions)
+    assert results["errors"]["count"] == 0 and results["all"]["agreement"] == recorded < 1
+
+
+def test_an_interrupted_cycle_resumes_without_repeating_experiments(tiny_project, monkeypatch):
+    ws = ingested(tiny_project)
+    calls = {"n": 0}
+    original = Workspace.score
+
+    def crash_on_candidate(self, experiment, leave_one_out=True):
+        if experiment.manifest.kind == "cycle" and calls["n"] == 0:
+            calls["n"] += 1
+            raise KeyboardInterrupt("power cut")
+        return original(self, experiment, leave_one_out)
+
+    monkeypatch.setattr(Workspace, "score", crash_on_candidate)
+    try:
+        run_cycles(ws, max_cycles=1)
+    except KeyboardInterrupt:
+        pass
+    made = ws.experiments.ids()
+    state = run_cycles(Workspace(tiny_project), max_cycles=1, resume=True)
+    assert ws.experiments.ids() == made  # nothing made twice
+    assert state["history"][-1]["heldout"] == 1.0

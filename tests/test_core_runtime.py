@@ -1,0 +1,41 @@
+"""The public overlay contract a target agent reads."""
+import pytest
+
+from improver.conditions import describe, matches
+from improver.runtime import load_overlay
+
+
+def test_condition_operators_cover_categories_thresholds_and_keywords():
+    case = {"vendor": "DataStream", "amount": 4500, "justification": "Campaign-specific plugin", "meta": {"tier": 2}}
+    assert matches({"vendor": {"eq": "DataStream"}, "amount": {"ge": 4000, "lt": 5000}}, case)
+    assert matches({"justification": {"contains": "campaign"}}, case)
+    assert not matches({"justification": {"contains": "camp"}}, case)
+    assert matches({"meta.tier": {"in": [1, 2]}}, case)
+    assert not matches({"missing": {"eq": 1}}, case)
+    assert describe({"amount": {"lt": 5000.0}}) == "amount < 5000"
+
+
+def test_overlay_first_matching_rule_wins_and_notes_apply_by_entity(tmp_path):
+    (tmp_path / "learned_rules.yaml").write_text(
+        "rules:\n- {id: a, when: {vendor: {eq: X}}, decision: reject, reason: first}\n"
+        "- {id: b, when: {amount: {ge: 0}}, decision: approve}\n")
+    (tmp_path / "entity_notes.yaml").write_text("vendor:\n  X: [overruns]\n")
+    (tmp_path / "prompt_fragment.md").write_text("Be careful.")
+    overlay = load_overlay(tmp_path)
+    hit = overlay.match({"vendor": "X", "amount": 3})
+    assert (hit.id, hit.decision, hit.confidence, hit.reason) == ("a", "reject", "high", "first")
+    assert overlay.match({"vendor": "Y", "amount": 3}).id == "b"
+    assert overlay.match({"vendor": "Y"}) is None
+    assert overlay.notes_for({"vendor": "X"}) == ["overruns"]
+    assert overlay.prompt_fragment == "Be careful."
+
+
+def test_empty_config_folder_gives_empty_overlay(tmp_path):
+    overlay = load_overlay(tmp_path)
+    assert overlay.match({"a": 1}) is None and overlay.prompt_fragment == ""
+
+
+def test_malformed_rules_name_the_file_and_the_fix(tmp_path):
+    (tmp_path / "learned_rules.yaml").write_text("rules:\n- {id: a, when: {vendor: {like: X}}, decision: reject}\n")
+    with pytest.raises(ValueError, match="unknown operator 'like'.*use one of"):
+        load_overlay(tmp_path)

@@ -1,0 +1,58 @@
+"""Ingesting native JSONL: idempotent, quarantining bad lines, keeping review history."""
+import json
+
+from conftest import write_jsonl
+from improver.workspace import Workspace
+
+
+def decision(sid, **extra):
+    return {"type": "decision", "session_id": sid, "case": {"x": 1}, "decision": "approve", **extra}
+
+
+def review(sid, decision="reject", ts="2026-01-01T00:00:00Z", **extra):
+    return {"type": "review", "session_id": sid, "reviewer": "vera", "decision": decision, "reasoning": "no", "ts": ts, **extra}
+
+
+def test_bad_lines_are_quarantined_with_file_line_and_reason_and_the_rest_is_kept(tiny_project):
+    path = write_jsonl(tiny_project / "dirty.jsonl", [
+        decision("S1"), '{"type": "decision", "session_id": "S2", "case": {', json.dumps({"type": "vote"}),
+        json.dumps({"type": "review", "session_id": "S1"}), review("S1")])
+    ws = Workspace(tiny_project)
+    report = ws.ingest(str(path))
+    assert (report.decisions_new, report.reviews_new, report.quarantined) == (1, 1, 3)
+    with ws.store() as store:
+        rows = store.quarantine()
+    assert [r["line"] for r in rows] == [2, 3, 4]
+    assert rows[0]["source"].endswith("dirty.jsonl") and "invalid JSON" in rows[0]["reason"]
+    assert "type must be 'decision' or 'review'" in rows[1]["reason"]
+    assert "decision: Field required" in rows[2]["reason"]
+
+
+def test_ingesting_the_same_file_twice_stores_it_once(tiny_project):
+    ws = Workspace(tiny_project)
+    first = ws.ingest(str(tiny_project / "traces.jsonl"))
+    second = ws.ingest(str(tiny_project / "traces.jsonl"))
+    assert first.decisions_new == 80 and first.reviews_new == 80
+    assert second.decisions_new == 0 and second.reviews_new == 0 and second.duplicates == 160
+    with ws.store() as store:
+        assert store.counts()["reviewed_sessions"] == 80
+
+
+def test_latest_review_wins_and_earlier_stays_in_history(tiny_project):
+    path = write_jsonl(tiny_project / "t.jsonl", [decision("S1"), review("S1", "reject", "2026-01-01"),
+                                                  review("S1", "approve", "2026-02-01")])
+    ws = Workspace(tiny_project)
+    report = ws.ingest(str(path))
+    assert report.re_reviewed_sessions == 1
+    (session,) = ws.sessions
+    assert session.human_decision == "approve"
+    with ws.store() as store:
+        assert [r["decision"] for r in store.review_history("S1")] == ["reject", "approve"]
+
+
+def test_reviews_of_unknown_sessions_are_reported_and_joined_later(tiny_project):
+    ws = Workspace(tiny_project)
+    report = ws.ingest(str(write_jsonl(tiny_project / "r.jsonl", [review("S9")])))
+    assert report.orphan_reviews == 1 and ws.sessions == []
+    ws.ingest(str(write_jsonl(tiny_project / "d.jsonl", [decision("S9")])))
+    assert [s.session_id for s in ws.sessions] == ["S9"]
