@@ -190,7 +190,9 @@ def demo(folder: Path = typer.Option(Path("improver-demo"), "--dir", help="Where
 
 
 # Commands of the other areas (MCP/Claude, PR review, graph export) register here.
-for _area in ():
+from improver import cli_pr  # noqa: E402
+
+for _area in (cli_pr,):
     _area.register(app)
 
 
