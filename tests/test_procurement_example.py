@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessage  # noqa: E402
 from langchain_core.outputs import ChatGeneration, ChatResult  # noqa: E402
 
 from procurement import agent  # noqa: E402
-from procurement.requests import KINDS, generate_requests, kind_counts  # noqa: E402
+from procurement.purchase_requests import KINDS, generate_requests, kind_counts  # noqa: E402
 from procurement.reviewer import load_knowledge, oracle_rules, review  # noqa: E402
 from procurement.simulate import main as simulate_main, write_traces  # noqa: E402
 

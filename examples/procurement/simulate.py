@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from .agent import DEFAULT_CONFIG_DIR, decide_batch
-from .requests import generate_requests
+from .purchase_requests import generate_requests
 from .reviewer import load_knowledge, review
 
 REVIEWER = "vera.fye"
