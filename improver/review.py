@@ -107,7 +107,6 @@ def create_pr(ws: Workspace, experiment_id: str, remote: str = "origin", branch:
     git(repo, "update-ref", f"refs/heads/{branch}", commit, "")  # "" = only if the branch does not exist
 
     description_file = ws.project.data_dir / f"pr-{experiment.id}.md"
-    description_file.write_text(description, encoding="utf-8")
     pr = PullRequest(experiment=experiment.id, repository=repo, branch=branch, base=base, commit=commit, title=title,
                      description=description, description_file=description_file,
                      push_command=["git", "-C", str(repo), "push", "--set-upstream", remote, branch],
@@ -121,6 +120,7 @@ def create_pr(ws: Workspace, experiment_id: str, remote: str = "origin", branch:
             raise GitError(f"pushing {branch} to {remote} failed, so the branch was removed again: "
                            f"{result.stderr.strip()}; fix the remote and run `improver pr {experiment.id}` again")
         pr.pushed = True
+    description_file.write_text(description, encoding="utf-8")
     if open_with_gh:
         result = subprocess.run(pr.pr_command, cwd=repo, capture_output=True, text=True)
         if result.returncode != 0:
