@@ -80,6 +80,8 @@ def ingest(sources: list[str] = typer.Argument(..., help="Trace files or URLs.")
                           f"{report.quarantined} quarantined")
             for reason, n in report.quarantine_reasons.items():
                 console.print(f"  quarantined {n}: {reason}")
+            if report.cleaned:
+                console.print("  cleaned: " + ", ".join(f"{k} {v}" for k, v in sorted(report.cleaned.items())))
             if report.redacted:
                 console.print("  masked: " + ", ".join(f"{k} {v}" for k, v in sorted(report.redacted.items())))
             if report.orphan_reviews:
@@ -90,8 +92,14 @@ def ingest(sources: list[str] = typer.Argument(..., help="Trace files or URLs.")
 
 @app.command()
 def mine(project: Path = ProjectOption, parent: Optional[str] = typer.Option(None, "--from", help="Experiment to mine against (default: baseline)."),
-         as_json: bool = typer.Option(False, "--json")):
-    """Show the precedents behind the disagreements (writes nothing)."""
+         as_json: bool = typer.Option(False, "--json"),
+         agent: Optional[str] = typer.Option(None, "--agent", help="'claude': refine the proposals with the Claude mining agent (writes an experiment)."),
+         model: str = "claude-sonnet-4-5", max_turns: int = typer.Option(40, min=1), max_budget: float = typer.Option(3.0, help="USD.")):
+    """Show the precedents behind the disagreements (writes nothing; with --agent, writes an experiment)."""
+    if agent:
+        from improver.cli_mcp import mine_with_agent
+
+        return mine_with_agent(project, parent, agent, model, max_turns, max_budget)
     with workspace(project) as ws:
         base = ws.experiments.get(parent) if parent else ws.baseline()
         result = ws.mine(base)
@@ -190,9 +198,9 @@ def demo(folder: Path = typer.Option(Path("improver-demo"), "--dir", help="Where
 
 
 # Commands of the other areas (MCP/Claude, PR review, graph export) register here.
-from improver import cli_pr  # noqa: E402
+from improver import cli_mcp, cli_pr  # noqa: E402
 
-for _area in (cli_pr,):
+for _area in (cli_pr, cli_mcp):
     _area.register(app)
 
 

@@ -51,6 +51,7 @@ class IngestReport:
     quarantined: int = 0
     quarantine_reasons: Counter = field(default_factory=Counter)
     redacted: Counter = field(default_factory=Counter)
+    cleaned: Counter = field(default_factory=Counter)
     orphan_reviews: int = 0
     re_reviewed_sessions: int = 0
 
@@ -58,6 +59,7 @@ class IngestReport:
         data = dict(self.__dict__)
         data["quarantine_reasons"] = dict(self.quarantine_reasons)
         data["redacted"] = dict(self.redacted)
+        data["cleaned"] = dict(self.cleaned)
         return data
 
 

@@ -19,6 +19,7 @@ from improver.mining import MiningResult, mine
 from improver.models import ReviewedSession
 from improver.project import Project
 from improver.propose import build_proposals, guidance_from, render_config, report
+from improver.redact import Redactor
 from improver.runner import ERROR, runner_for
 from improver.runtime import load_overlay
 from improver.scoring import score, split_of
@@ -39,9 +40,18 @@ class Workspace:
         return TraceStore(self.project.store_path)
 
     def ingest(self, spec: str) -> IngestReport:
+        """Store a source's events, PII redacted first; an incremental source moves its cursor after."""
         source = open_source(spec, self.project)
+        redactor = Redactor.from_project(self.project)
         with self.store() as store:
-            report = store.ingest(source.events(), source.name)
+            if hasattr(source, "resume"):
+                source.resume(store.cursor(source.name))
+            events = redactor.events(source.events()) if redactor else source.events()
+            report = store.ingest(events, source.name)
+            if getattr(source, "position", None):
+                store.set_cursor(source.name, source.position)
+        report.redacted.update(redactor.counts if redactor else {})
+        report.cleaned.update(getattr(source, "cleaned", {}))
         self.__dict__.pop("sessions", None)
         return report
 
@@ -99,7 +109,7 @@ class Workspace:
             "cited": decisions[s.session_id].get("cited") or [], "agent_reasoning": decisions[s.session_id].get("reasoning", "")})
             for s in self.train_sessions()]
         config = self.project.config
-        return mine(sessions, bands=config.bands, min_evidence=config.min_evidence)
+        return mine(sessions, bands=config.bands, min_evidence=config.min_evidence, entity_fields=config.entity_fields)
 
     def propose(self, parent: Experiment, result: MiningResult, cycle: int, run_id: str = "") -> Experiment | None:
         """A new experiment holding the parent's config plus one proposal per precedent (None if none)."""
