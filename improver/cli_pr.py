@@ -18,6 +18,11 @@ def split_ids(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
+def interactive() -> bool:
+    """True when a person can answer prompts."""
+    return sys.stdin.isatty()
+
+
 def register(app: typer.Typer) -> None:
     from improver.cli import ProjectOption, confusion, console, err, pct, signed, workspace
 
@@ -56,7 +61,7 @@ def register(app: typer.Typer) -> None:
                 rejected += [p.id for p in experiment.manifest.proposals if p.id not in accepted + rejected]
             effects = (experiment.results or {}).get("per_proposal", {})
             for p in experiment.manifest.proposals:
-                if p.id in accepted or p.id in rejected or not sys.stdin.isatty():
+                if p.id in accepted or p.id in rejected or not interactive():
                     continue
                 effect = effects.get(p.id)
                 console.print(f"\n[bold]{p.id}[/]: {p.decision} when {p.condition}\n  evidence: {p.support} sessions, "

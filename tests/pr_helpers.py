@@ -62,3 +62,9 @@ def snapshot(repo: Path) -> dict:
     return {"head": git(repo, "rev-parse", "HEAD"), "branch": git(repo, "symbolic-ref", "HEAD"),
             "branches": git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads"),
             "status": git(repo, "status", "--porcelain", "--untracked-files=all"), "index": git(repo, "ls-files", "-s")}
+
+
+@pytest.fixture
+def project(scored_project, tmp_path) -> Path:
+    """A private copy of the scored demo project (no git)."""
+    return Path(shutil.copytree(scored_project, tmp_path / "project"))

@@ -14,7 +14,7 @@ from improver.review import GitError, create_pr, gh_ready
 from improver.workspace import Workspace
 from pr_helpers import git, git_env, repo, scored_project, snapshot  # noqa: F401 (fixtures)
 
-GATED = "0003-cycle-1-gated"
+CYCLE = "0002-cycle-1"
 
 
 def branch_tree(repo, ref: str, folder: str = "config") -> dict[str, str]:
@@ -26,22 +26,22 @@ def branch_tree(repo, ref: str, folder: str = "config") -> dict[str, str]:
 def test_pr_commits_the_patch_on_a_branch_and_leaves_the_working_tree_alone(repo):
     before = snapshot(repo)
     ws = Workspace(repo)
-    pr = create_pr(ws, GATED)
+    pr = create_pr(ws, CYCLE)
 
-    assert pr.branch == f"improver/{GATED}" and pr.base == "main" and not pr.pushed and pr.url is None
+    assert pr.branch == f"improver/{CYCLE}" and pr.base == "main" and not pr.pushed and pr.url is None
     assert git(repo, "rev-parse", pr.branch) == pr.commit
     assert git(repo, "rev-parse", f"{pr.branch}^") == before["head"]
-    assert branch_tree(repo, pr.branch) == read_tree(ws.experiments.get(GATED).config_dir)
-    assert GATED in git(repo, "log", "-1", "--format=%B", pr.branch)
+    assert branch_tree(repo, pr.branch) == read_tree(ws.experiments.get(CYCLE).config_dir)
+    assert CYCLE in git(repo, "log", "-1", "--format=%B", pr.branch)
     after = snapshot(repo)
-    after["status"] = after["status"].replace(f"?? .improver/pr-{GATED}.md\n", "")
+    after["status"] = after["status"].replace(f"?? .improver/pr-{CYCLE}.md\n", "")
     assert {k: v for k, v in after.items() if k != "branches"} == {k: v for k, v in before.items() if k != "branches"}
     assert git(repo.parent / "remote.git", "branch", "--list") == ""  # gh absent: nothing pushed
 
 
 def test_pr_without_gh_prints_commands_that_push_the_branch(repo):
     assert not gh_ready()
-    pr = create_pr(Workspace(repo), GATED)
+    pr = create_pr(Workspace(repo), CYCLE)
     push, open_pr = pr.commands
     assert pr.description_file.read_text(encoding="utf-8") == pr.description
     assert f"--body-file {pr.description_file}" in open_pr and "--base main" in open_pr
@@ -51,9 +51,9 @@ def test_pr_without_gh_prints_commands_that_push_the_branch(repo):
 
 def test_pr_description_cites_reviewers_words_effects_and_reproduction(repo):
     ws = Workspace(repo)
-    experiment = ws.experiments.get(GATED)
+    experiment = ws.experiments.get(CYCLE)
     results = experiment.results
-    text = create_pr(ws, GATED).description
+    text = create_pr(ws, CYCLE).description
     words = {s.session_id: s.human_reasoning for s in ws.sessions}
     for proposal in experiment.manifest.proposals:
         section = text.split(f"### `{proposal.id}`")[1].split("### ")[0]
@@ -78,7 +78,7 @@ def test_pr_with_gh_logged_in_pushes_and_opens_the_pr(repo, git_env, tmp_path):
         "if sys.argv[1:3] == ['pr', 'create']:\n"
         "    print('https://github.example/acme/procurement/pull/7')\n")
     (git_env / "gh").chmod(0o755)
-    pr = create_pr(Workspace(repo), GATED)
+    pr = create_pr(Workspace(repo), CYCLE)
 
     assert pr.pushed and pr.url == "https://github.example/acme/procurement/pull/7" and pr.commands == []
     assert git(repo.parent / "remote.git", "rev-parse", pr.branch) == pr.commit
@@ -91,7 +91,7 @@ def test_pr_push_failure_removes_the_branch_again(repo):
     git(repo, "remote", "set-url", "origin", str(repo.parent / "no-such-remote.git"))
     before = snapshot(repo)
     with pytest.raises(GitError, match="push"):
-        create_pr(Workspace(repo), GATED, push=True)
+        create_pr(Workspace(repo), CYCLE, push=True)
     assert snapshot(repo) == before
 
 
@@ -100,7 +100,7 @@ def test_pr_refuses_a_dirty_working_tree(repo):
     policy.write_text(policy.read_text() + "# local edit\n")
     before = snapshot(repo)
     with pytest.raises(GitError, match="uncommitted changes.*policy.yaml"):
-        create_pr(Workspace(repo), GATED)
+        create_pr(Workspace(repo), CYCLE)
     assert snapshot(repo) == before
 
 
@@ -108,7 +108,7 @@ def test_pr_refuses_untracked_files_in_the_config(repo):
     (repo / "config" / "extra.yaml").write_text("x: 1\n")
     before = snapshot(repo)
     with pytest.raises(GitError, match="uncommitted changes.*extra.yaml"):
-        create_pr(Workspace(repo), GATED)
+        create_pr(Workspace(repo), CYCLE)
     assert snapshot(repo) == before
 
 
@@ -116,15 +116,15 @@ def test_pr_refuses_a_missing_remote(repo):
     git(repo, "remote", "remove", "origin")
     before = snapshot(repo)
     with pytest.raises(GitError, match="no remote 'origin'.*git .*remote add origin"):
-        create_pr(Workspace(repo), GATED)
+        create_pr(Workspace(repo), CYCLE)
     assert snapshot(repo) == before
 
 
 def test_pr_refuses_an_existing_branch(repo):
-    git(repo, "branch", f"improver/{GATED}")
+    git(repo, "branch", f"improver/{CYCLE}")
     before = snapshot(repo)
     with pytest.raises(GitError, match="already exists"):
-        create_pr(Workspace(repo), GATED)
+        create_pr(Workspace(repo), CYCLE)
     assert snapshot(repo) == before
 
 
@@ -134,13 +134,13 @@ def test_pr_refuses_a_patch_that_conflicts_with_the_committed_config(repo):
     git(repo, "commit", "-q", "-m", "hand-written rules")
     before = snapshot(repo)
     with pytest.raises(GitError, match="does not apply.*nothing was changed"):
-        create_pr(Workspace(repo), GATED)
+        create_pr(Workspace(repo), CYCLE)
     assert snapshot(repo) == before
 
 
 def test_pr_refuses_a_config_outside_git(scored_project, git_env):
     with pytest.raises(GitError, match="not in a git repository"):
-        create_pr(Workspace(scored_project), GATED)
+        create_pr(Workspace(scored_project), CYCLE)
 
 
 def test_pr_refuses_an_experiment_without_changes(repo):
@@ -149,11 +149,11 @@ def test_pr_refuses_an_experiment_without_changes(repo):
 
 
 def test_pr_command_prints_description_and_commands_and_errors_exit_2(repo):
-    command = [sys.executable, "-m", "improver.cli", "pr", GATED, "--project", str(repo)]
+    command = [sys.executable, "-m", "improver.cli", "pr", CYCLE, "--project", str(repo)]
     shown = subprocess.run(command, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert "## Proposals" in shown.stdout
-    assert f"git -C {repo} push --set-upstream origin improver/{GATED}" in shown.stdout
+    assert f"git -C {repo} push --set-upstream origin improver/{CYCLE}" in shown.stdout
     assert "gh pr create --base main" in shown.stdout
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode == 2 and "error:" in again.stderr and "already exists" in again.stderr
