@@ -43,8 +43,7 @@ def register(app: typer.Typer) -> None:
             return
         console.print(f"# {made.title}\n\n{made.description}", markup=False, highlight=False, soft_wrap=True)
         console.print(f"\nDescription written to {made.description_file}.")
-        console.print("To " + ("open the PR" if made.pushed else "push and open the PR") + " (gh is not installed "
-                      "or not logged in), run:")
+        console.print("Open the PR with:" if made.pushed else "Push the branch and open the PR with:")
         for command in made.commands:
             console.print(command, markup=False, highlight=False, soft_wrap=True)
 

@@ -203,7 +203,8 @@ def quoted_sessions(proposal: Proposal, sessions: dict[str, ReviewedSession]) ->
         session = sessions.get(session_id)
         if session is None or not session.human_reasoning.strip():
             continue
-        lines.append(f"> {session.human_reasoning.strip()}\n>\n> — {session.reviewer}, session `{session_id}` "
+        words = session.human_reasoning.strip().replace("\n", "\n> ")
+        lines.append(f"> {words}\n>\n> — {session.reviewer}, session `{session_id}` "
                      f"(agent: {session.agent_decision}, human: {session.human_decision})")
         if len(lines) == MAX_QUOTED_SESSIONS:
             break

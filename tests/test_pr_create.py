@@ -49,6 +49,12 @@ def test_pr_without_gh_prints_commands_that_push_the_branch(repo):
     assert git(repo.parent / "remote.git", "rev-parse", pr.branch) == pr.commit
 
 
+def test_pr_push_without_gh_pushes_and_leaves_only_the_pr_command(repo):
+    pr = create_pr(Workspace(repo), CYCLE, push=True)
+    assert pr.pushed and len(pr.commands) == 1 and "gh pr create" in pr.commands[0]
+    assert git(repo.parent / "remote.git", "rev-parse", pr.branch) == pr.commit
+
+
 def test_pr_description_cites_reviewers_words_effects_and_reproduction(repo):
     ws = Workspace(repo)
     experiment = ws.experiments.get(CYCLE)
