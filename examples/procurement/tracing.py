@@ -50,7 +50,7 @@ def review_note(review: dict) -> str:
     if review["precedent"]:
         lines.append(f"Precedent: {review['precedent']}")
     if review["conditions"]:
-        lines.append("Conditions: " + "; ".join(review["conditions"]))
+        lines.append("Conditions: " + json.dumps(review["conditions"]))
     return "\n".join(lines)
 
 

@@ -70,7 +70,7 @@ class SpanMapping(BaseModel):
             raise ProjectError(f"{project.root / 'improver.yaml'}: {problems}") from None
 
 
-def json_text(text: str, cleaned: Counter | None = None) -> Any:
+def json_text(text: str, fixes: set | None = None) -> Any:
     """The JSON value inside a string (also when wrapped in prose or a code fence), else MISSING."""
     stripped = text.strip()
     if not stripped or stripped[0] not in "{[":
@@ -84,44 +84,44 @@ def json_text(text: str, cleaned: Counter | None = None) -> Any:
         value = json.loads(stripped)
     except ValueError:
         return MISSING
-    if wrapped and cleaned is not None:
-        cleaned["JSON inside text"] += 1
+    if wrapped and fixes is not None:
+        fixes.add("JSON inside text")
     return value
 
 
-def lookup(record: Any, path: str, cleaned: Counter | None = None) -> Any:
+def lookup(record: Any, path: str, fixes: set | None = None) -> Any:
     """The value at a dotted path, through nested objects, dotted keys and stringified JSON."""
-    return _walk(record, path.split("."), cleaned)
+    return _walk(record, path.split("."), fixes)
 
 
-def _walk(value: Any, parts: list[str], cleaned: Counter | None) -> Any:
+def _walk(value: Any, parts: list[str], fixes: set | None) -> Any:
     if not parts:
         return value
     if isinstance(value, str):
-        value = json_text(value, cleaned)
+        value = json_text(value, fixes)
     if isinstance(value, list) and parts[0].isdigit():
         index = int(parts[0])
-        return _walk(value[index], parts[1:], cleaned) if index < len(value) else MISSING
+        return _walk(value[index], parts[1:], fixes) if index < len(value) else MISSING
     if not isinstance(value, dict):
         return MISSING
     for n in range(len(parts), 0, -1):
         key = ".".join(parts[:n])
         if key in value:
-            found = _walk(value[key], parts[n:], cleaned)
+            found = _walk(value[key], parts[n:], fixes)
             if found is not MISSING and found is not None:
                 return found
     return MISSING
 
 
-def without_nan(value: Any, cleaned: Counter) -> Any:
-    """NaN and infinities (not JSON) replaced by None, counted."""
+def without_nan(value: Any, fixes: set) -> Any:
+    """NaN and infinities (not JSON) replaced by None, noted in ``fixes``."""
     if isinstance(value, float) and not math.isfinite(value):
-        cleaned["NaN or infinity"] += 1
+        fixes.add("NaN or infinity")
         return None
     if isinstance(value, dict):
-        return {k: without_nan(v, cleaned) for k, v in value.items()}
+        return {k: without_nan(v, fixes) for k, v in value.items()}
     if isinstance(value, list):
-        return [without_nan(v, cleaned) for v in value]
+        return [without_nan(v, fixes) for v in value]
     return value
 
 
@@ -141,11 +141,16 @@ class SpanAssembler:
         self.sessions: dict[str, str] = {}  # span id -> session id, for decision and review spans
         self.reviews: dict[str, dict] = {}  # span id -> review fields gathered so far
         self.pending: dict[str, list[tuple[int, dict]]] = {}  # annotations whose span is not seen yet
-        self.spans_seen = 0
+        self.fixes: set[str] = set()  # repairs made to the record at hand, counted once per record
+
+    def count_fixes(self) -> None:
+        """Count the repairs the previous record needed (called as the next one starts)."""
+        self.cleaned.update(self.fixes)
+        self.fixes = set()
 
     def first(self, record: dict, paths: list[str]) -> Any:
         for path in paths:
-            value = lookup(record, path, self.cleaned)
+            value = lookup(record, path, self.fixes)
             if value is not MISSING and value is not None:
                 return value
         return None
@@ -155,7 +160,7 @@ class SpanAssembler:
         if value is None or isinstance(value, str):
             return value
         if isinstance(value, (int, float, bool)):
-            self.cleaned["number where text belongs"] += 1
+            self.fixes.add("number where text belongs")
             return str(value)
         return json.dumps(value, sort_keys=True)
 
@@ -164,21 +169,21 @@ class SpanAssembler:
         if value is None:
             return []
         if isinstance(value, str):
-            self.cleaned["text where a list belongs"] += 1
+            self.fixes.add("text where a list belongs")
             return [part.strip() for part in re.split(r"[;\n]", value) if part.strip()]
         if isinstance(value, list):
             return [item if isinstance(item, str) else json.dumps(item) for item in value if item is not None]
-        self.cleaned["value where a list belongs"] += 1
+        self.fixes.add("value where a list belongs")
         return [str(value)]
 
     # --- spans ---------------------------------------------------------------------
     def add_span(self, record: dict, line: int) -> Iterator[Event | Quarantined]:
-        self.spans_seen += 1
+        self.count_fixes()
         name = record.get("name")
         is_decision, is_review = name in self.mapping.decision_spans, name in self.mapping.review_spans
         if not (is_decision or is_review):
             return
-        record = without_nan(record, self.cleaned)
+        record = without_nan(record, self.fixes)
         span_id, session = self.text(record, self.mapping.span_id), self.text(record, self.mapping.session)
         if not span_id or not session:
             yield self.quarantine(line, f"{name} span without {'span id' if not span_id else 'session id'}", record)
@@ -195,9 +200,10 @@ class SpanAssembler:
         m = self.mapping
         case = self.first(record, m.case)
         if isinstance(case, str):
-            case = json_text(case, self.cleaned)
+            case = json_text(case, self.fixes)
         if not isinstance(case, dict):
             return self.quarantine(line, "case is not a JSON object", record)
+        case = without_nan(case, self.fixes)  # NaN inside stringified JSON
         decision = self.text(record, m.decision)
         if not decision:
             return self.quarantine(line, "no decision in the agent's output (not JSON or no decision field)", record)
@@ -217,17 +223,18 @@ class SpanAssembler:
             if isinstance(value, str):
                 try:
                     fixed[key] = float(value.replace(",", "").strip())
-                    self.cleaned["number as text"] += 1
+                    self.fixes.add("number as text")
                 except ValueError:
                     pass
         return fixed
 
     # --- annotations ---------------------------------------------------------------
     def add_annotation(self, record: dict, line: int) -> Iterator[Event | Quarantined]:
+        self.count_fixes()
         name = record.get("annotation_name", record.get("name"))
         if name not in self.mapping.review_annotations and name not in self.mapping.note_annotations:
             return
-        record = without_nan(record, self.cleaned)
+        record = without_nan(record, self.fixes)
         span_id = self.text(record, self.mapping.span_id)
         if not span_id:
             yield self.quarantine(line, "annotation without span id", record)
@@ -249,13 +256,15 @@ class SpanAssembler:
             for line, record in annotations:
                 yield self.quarantine(line, "annotation for a span that is not in the input", record)
         self.reviews, self.pending = {}, {}
+        self.count_fixes()
 
     def review(self, session: str, parts: dict) -> Event | Quarantined:
+        self.count_fixes()
         m = self.mapping
         merged: dict = {}
         for note in parts.get("notes", []):  # a note holds reasoning / precedent / conditions
             text = self.first(note, ["result.explanation", "explanation", "note"])
-            parsed = json_text(text, self.cleaned) if isinstance(text, str) else MISSING
+            parsed = json_text(text, self.fixes) if isinstance(text, str) else MISSING
             notes = parsed if isinstance(parsed, dict) else _labelled_lines(text) if isinstance(text, str) else {}
             merged.update(notes)
         sources = [parts[k] for k in ("annotation", "span") if k in parts]
@@ -277,9 +286,12 @@ class SpanAssembler:
 
 
 def _labelled_lines(text: str) -> dict:
-    """``Reasoning: ...`` / ``Precedent: ...`` / ``Conditions: a; b`` lines of a free-text note."""
+    """``Reasoning: ...`` / ``Precedent: ...`` / ``Conditions: a; b`` (or a JSON list) lines of a free-text note."""
     found = {}
     for match in re.finditer(r"^\s*(reasoning|precedent|conditions)\s*:\s*(.+)$", text, re.IGNORECASE | re.MULTILINE):
         key, value = match.group(1).lower(), match.group(2).strip()
-        found[key] = [part.strip() for part in value.split(";") if part.strip()] if key == "conditions" else value
+        if key == "conditions":
+            listed = json_text(value)
+            value = listed if isinstance(listed, list) else [part.strip() for part in value.split(";") if part.strip()]
+        found[key] = value
     return found or {"reasoning": text.strip()}

@@ -1,0 +1,81 @@
+"""PII redaction: the corpus of examples and look-alikes, and redaction before storage."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from improver.cli import app
+from improver.demo import make_demo_project
+from improver.errors import ProjectError
+from improver.redact import RedactionConfig, Redactor, iban_valid, luhn_valid
+from improver.workspace import Workspace
+
+CORPUS = Path(__file__).parent / "data" / "pii_corpus.jsonl"
+CORPUS_CONFIG = RedactionConfig(names=["Vera Fye"], patterns={"employee_id": r"\bEMP-\d{6}\b"})
+
+
+def corpus():
+    return [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("row", corpus(), ids=lambda row: row["note"])
+def test_corpus_masks_pii_and_leaves_look_alikes(row):
+    assert Redactor(CORPUS_CONFIG).text(row["text"]) == row["expected"]
+
+
+def test_checksums_tell_real_numbers_from_look_alikes():
+    assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
+    assert iban_valid("DE89 3704 0044 0532 0130 00") and not iban_valid("DE89 3704 0044 0532 0130 01")
+
+
+def test_redaction_keeps_the_shape_of_the_case_and_counts_by_kind():
+    redactor = Redactor()
+    case = {"amount": 4200.0, "is_renewal": False, "contact": "ana@shop.example", "tags": ["call +1 415 555 0132"]}
+    assert redactor.value(case) == {"amount": 4200.0, "is_renewal": False, "contact": "[EMAIL]", "tags": ["call [PHONE]"]}
+    assert redactor.counts == {"email": 1, "phone": 1}
+
+
+def _project_with_pii(tmp_path: Path, redaction: dict) -> Path:
+    project = make_demo_project(tmp_path / "p", n=20)
+    data = yaml.safe_load((project / "improver.yaml").read_text())
+    data["redaction"] = redaction
+    (project / "improver.yaml").write_text(yaml.safe_dump(data))
+    lines = (project / "traces.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["case"]["justification"] = "Quote from mia.lopez@vendor.example, card 4111 1111 1111 1111"
+    first["reasoning"] += " Call Vera Fye at +44 20 7946 0958."
+    lines[0] = json.dumps(first)
+    lines.append("{not json, reported by mia.lopez@vendor.example")
+    (project / "traces.jsonl").write_text("\n".join(lines) + "\n")
+    return project
+
+
+def test_ingest_masks_pii_before_storage_and_reports_it(tmp_path):
+    project = _project_with_pii(tmp_path, {"names": ["Vera Fye"]})
+    report = Workspace(project).ingest(str(project / "traces.jsonl"))
+    assert report.redacted == {"email": 2, "card": 1, "name": 1, "phone": 1}
+    stored = (project / ".improver" / "traces.sqlite").read_bytes()
+    for secret in (b"mia.lopez", b"4111 1111", b"Vera Fye", b"7946"):
+        assert secret not in stored
+    session = next(s for s in Workspace(project).sessions if "[EMAIL]" in s.case["justification"])
+    assert session.case["justification"] == "Quote from [EMAIL], card [CARD]"
+    assert isinstance(session.case["amount"], float)
+    again = Workspace(project).ingest(str(project / "traces.jsonl"))
+    assert again.decisions_new == again.reviews_new == 0  # masking is deterministic, so re-ingest is idempotent
+
+
+def test_cli_ingest_prints_what_it_masked(tmp_path):
+    project = _project_with_pii(tmp_path, {"names": ["Vera Fye"]})
+    result = CliRunner().invoke(app, ["ingest", str(project / "traces.jsonl"), "--project", str(project)])
+    assert result.exit_code == 0, result.output
+    assert "masked: card 1, email 2, name 1, phone 1" in result.output
+
+
+def test_redaction_can_be_turned_off_and_bad_config_says_how_to_fix(tmp_path):
+    project = _project_with_pii(tmp_path, {"enabled": False})
+    assert Workspace(project).ingest(str(project / "traces.jsonl")).redacted == {}
+    bad = _project_with_pii(tmp_path / "bad", {"patterns": {"broken": "(unclosed"}})
+    with pytest.raises(ProjectError, match="redaction.patterns.*not a valid regular expression"):
+        Workspace(bad).ingest(str(bad / "traces.jsonl"))

@@ -1,0 +1,180 @@
+"""Span sources: Phoenix exports (JSONL, parquet), OTLP JSON, mappings, dirty data, resuming."""
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+from improver.demo import make_demo_project
+from improver.sources import open_source
+from improver.sources.openinference import OpenInferenceSource
+from improver.sources.otlp import OtlpJsonSource
+from improver.store import TraceStore
+from improver.workspace import Workspace
+from procurement.tracing import export_rows, write_span_export
+
+N = 40
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    return make_demo_project(tmp_path / "p", n=N)
+
+
+def stored(project: Path) -> list[tuple]:
+    with sqlite3.connect(project / ".improver" / "traces.sqlite") as db:
+        return (db.execute("SELECT * FROM decisions ORDER BY session_id").fetchall()
+                + db.execute("SELECT session_id, reviewer, decision, reasoning, precedent, conditions_json, ts"
+                             " FROM reviews ORDER BY session_id").fetchall())
+
+
+def native_sessions(project: Path, tmp_path: Path):
+    other = make_demo_project(tmp_path / "native", n=N)
+    ws = Workspace(other)
+    ws.ingest(str(other / "traces.jsonl"))
+    return [s.model_dump() for s in ws.sessions]
+
+
+def test_phoenix_span_export_reads_like_the_native_traces(project, tmp_path):
+    write_span_export(tmp_path / "spans.jsonl", n=N, filler_spans=2, filler_bytes=50)
+    assert type(open_source(str(tmp_path / "spans.jsonl"))).__name__ == "OpenInferenceSource"
+    ws = Workspace(project)
+    report = ws.ingest(str(tmp_path / "spans.jsonl"))
+    assert (report.decisions_new, report.reviews_new, report.quarantined, dict(report.cleaned)) == (N, N, 0, {})
+    assert [s.model_dump() for s in ws.sessions] == native_sessions(project, tmp_path)
+
+
+def test_parquet_export_with_annotations_in_their_own_file(project, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = list(export_rows(n=N))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    spans = [r for r in rows if "annotation_name" not in r]
+    notes = [dict(r, metadata=json.dumps(r["metadata"])) for r in rows if "annotation_name" in r]
+    pq.write_table(pa.Table.from_pylist(spans), folder / "spans.parquet", row_group_size=25)
+    pq.write_table(pa.Table.from_pylist(notes), folder / "annotations.parquet")
+    ws = Workspace(project)
+    report = ws.ingest(str(folder))
+    assert (report.decisions_new, report.reviews_new, report.quarantined) == (N, N, 0)
+    assert [s.model_dump() for s in ws.sessions] == native_sessions(project, tmp_path)
+
+
+def otlp_line(spans: list[dict]) -> str:
+    def value(v):
+        if isinstance(v, bool):
+            return {"boolValue": v}
+        if isinstance(v, int):
+            return {"intValue": str(v)}
+        return {"stringValue": v}
+
+    def otlp(row):
+        attributes = {k.removeprefix("attributes."): v for k, v in row.items() if k.startswith("attributes.")}
+        return {"traceId": row["context.trace_id"], "spanId": row["context.span_id"], "name": row["name"],
+                "startTimeUnixNano": "1780000000000000000", "endTimeUnixNano": "1780000000500000000",
+                "attributes": [{"key": k, "value": value(v)} for k, v in attributes.items()]}
+    return json.dumps({"resourceSpans": [{"resource": {"attributes": []},
+                                          "scopeSpans": [{"scope": {"name": "t"}, "spans": [otlp(s) for s in spans]}]}]})
+
+
+def test_otlp_file_exporter_output_with_reviews_as_spans(project, tmp_path):
+    spans = [r for r in export_rows(n=N) if "annotation_name" not in r]
+    path = tmp_path / "otlp.json"
+    path.write_text("\n".join(otlp_line(spans[i:i + 16]) for i in range(0, len(spans), 16)) + "\n{\"resourceSpans\": [{\"sco\n")
+    assert isinstance(open_source(str(path)), OtlpJsonSource)
+    ws = Workspace(project)
+    report = ws.ingest(str(path))
+    assert (report.decisions_new, report.reviews_new, report.quarantined) == (N, N, 1)
+    assert report.quarantine_reasons == {"invalid JSON": 1}
+    native = {s["session_id"]: s for s in native_sessions(project, tmp_path)}
+    for session in ws.sessions:
+        assert (session.human_decision, session.precedent, session.conditions) == (
+            native[session.session_id]["human_decision"], native[session.session_id]["precedent"],
+            native[session.session_id]["conditions"])
+
+
+def test_mapping_in_improver_yaml_reads_a_teams_own_layout(project, tmp_path):
+    data = yaml.safe_load((project / "improver.yaml").read_text())
+    data["sources"] = {"spans": {"decision_spans": "agent.decide", "review_spans": [], "review_annotations": ["verdict"],
+                                 "session": "attributes.conversation.key", "case": "attributes.request",
+                                 "decision": "attributes.result.choice", "reviewer": "metadata.who"}}
+    (project / "improver.yaml").write_text(yaml.safe_dump(data))
+    rows = [{"name": "agent.decide", "context": {"span_id": "s1"},
+             "attributes": {"conversation": {"key": "PR-9"}, "request": {"vendor": "Acme", "amount": "1,200"},
+                            "result": '{"choice": "approve"}'}},
+            {"annotation_name": "verdict", "span_id": "s1", "result": {"label": "reject", "explanation": "Too pricey"},
+             "metadata": '{"who": "sam"}'}]
+    (tmp_path / "team.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
+    ws = Workspace(project)
+    report = ws.ingest(str(tmp_path / "team.jsonl"))
+    assert (report.decisions_new, report.reviews_new) == (1, 1)
+    assert report.cleaned == {"number as text": 1}  # amount is a declared band, so it is a number
+    [session] = ws.sessions
+    assert (session.case, session.agent_decision, session.human_decision, session.reviewer, session.human_reasoning) == (
+        {"vendor": "Acme", "amount": 1200.0}, "approve", "reject", "sam", "Too pricey")
+
+
+def test_dirty_json_is_cleaned_or_quarantined_with_reasons_never_dropped(project, tmp_path):
+    good = list(export_rows(n=3))
+    runs = {r["attributes.session.id"]: r for r in good if r.get("name") == "process.run"}
+    first, second, third = (runs[k] for k in sorted(runs))
+    second["attributes.output.value"] = "Sure! Here is my answer:\n```json\n" + second["attributes.output.value"] + "\n```"
+    third["attributes.output.value"] = "I think we should approve this one."  # an LLM answer that is no JSON
+    first["attributes.output.value"] = json.dumps(dict(json.loads(first["attributes.output.value"]), confidence=0.9,
+                                                       cited="policy:approval-tiers"))
+    first["attributes.input.value"] = first["attributes.input.value"].replace('"amount": ', '"amount": NaN, "was": ')
+    lines = [json.dumps(r) for r in good]
+    lines[0] = lines[0].replace('{"name": ', '{"attributes.llm.cost": NaN, "name": ', 1)  # NaN, as pandas writes it
+    lines.insert(2, lines[2][: len(lines[2]) // 2])  # a truncated line
+    lines.append(json.dumps({"annotation_name": "Reviewer Decision", "span_id": "nowhere", "result.label": "approve"}))
+    lines.append(json.dumps({"name": "process.run", "context.span_id": "x1"}))  # no session
+    lines.append("[1, 2]")
+    (tmp_path / "dirty.jsonl").write_text("\n".join(lines) + "\n")
+    report = Workspace(project).ingest(str(tmp_path / "dirty.jsonl"))
+    assert report.cleaned == {"JSON inside text": 1, "NaN or infinity": 1, "number where text belongs": 1,
+                              "text where a list belongs": 1}
+    assert report.quarantine_reasons == {
+        "invalid JSON": 1, "not a JSON object": 1, "process.run span without session id": 1,
+        "no decision in the agent's output (not JSON or no decision field)": 1,
+        "annotation for a span that is not in the input": 1}
+    assert (report.decisions_new, report.reviews_new, report.quarantined) == (2, 3, 5)
+    with TraceStore(project / ".improver" / "traces.sqlite") as store:
+        reasons = {q["reason"] for q in store.quarantine()}
+        assert len(reasons) == 5 and all(q["raw"] for q in store.quarantine())
+    sessions = {s.session_id: s for s in Workspace(project).sessions}
+    assert sessions[first["attributes.session.id"]].agent_confidence == "0.9"
+    assert sessions[first["attributes.session.id"]].case["amount"] is None
+
+
+def test_reingest_stores_once_and_an_interrupted_ingest_resumes(project, tmp_path, monkeypatch):
+    import improver.store
+
+    write_span_export(tmp_path / "spans.jsonl", n=N)
+    complete = tmp_path / "complete"
+    complete.mkdir()
+    whole = make_demo_project(complete / "p", n=N)
+    Workspace(whole).ingest(str(tmp_path / "spans.jsonl"))
+
+    monkeypatch.setattr(improver.store, "BATCH", 7)
+    written = []
+    original = TraceStore._write
+
+    def crash_after_three_batches(self, batch, report):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(len(batch))
+        original(self, batch, report)
+
+    monkeypatch.setattr(TraceStore, "_write", crash_after_three_batches)
+    with pytest.raises(KeyboardInterrupt):
+        Workspace(project).ingest(str(tmp_path / "spans.jsonl"))
+    monkeypatch.setattr(TraceStore, "_write", original)
+    assert 0 < len(stored(project)) < 2 * N
+    resumed = Workspace(project).ingest(str(tmp_path / "spans.jsonl"))
+    assert resumed.duplicates == 21
+    assert stored(project) == stored(whole)
+    again = Workspace(project).ingest(str(tmp_path / "spans.jsonl"))
+    assert (again.decisions_new, again.reviews_new, again.duplicates) == (0, 0, 2 * N)
+    assert stored(project) == stored(whole)
