@@ -226,7 +226,7 @@ def pr_description(experiment: Experiment, parent: Experiment | None, results: d
         return f"{was}{pct(now['agreement'])} ({now['agree']}/{now['sessions']} sessions, {pts(change.get(split))})"
 
     out = ["## Summary", "",
-           f"Experiment `{experiment.id}` (cycle {manifest.cycle}, {manifest.kind}, parent `{manifest.parent}`) "
+           f"Experiment `{experiment.id}` ({manifest.kind} experiment of cycle {manifest.cycle}, parent `{manifest.parent}`) "
            f"changes the target's config with {len(manifest.proposals)} proposals mined from human overrides.", "",
            f"- Agreement with the human reviewers on **held-out** sessions (never mined): {agreement('heldout')}",
            f"- On training sessions: {agreement('train')}",
