@@ -121,7 +121,8 @@ def _ceiling(sessions: Sequence[ReviewedSession], rules_fields: set[str], keywor
 
 
 def mine(sessions: Sequence[ReviewedSession], agent_decisions: Sequence[str] | None = None,
-         bands: dict[str, list[float]] | None = None, min_evidence: int = 3) -> MiningResult:
+         bands: dict[str, list[float]] | None = None, min_evidence: int = 3,
+         entity_fields: Sequence[str] = ()) -> MiningResult:
     """Precedents and meta-findings over training sessions, against the current agent decisions."""
     rows = len(sessions)
     agent = np.array(list(agent_decisions) if agent_decisions is not None else [s.agent_decision for s in sessions], dtype=object)
@@ -130,29 +131,36 @@ def mine(sessions: Sequence[ReviewedSession], agent_decisions: Sequence[str] | N
     if rows == 0:
         return MiningResult(sessions=0, disagreements=0, agreement=0.0, ceiling=0.0, precedents=[], findings=[])
     tests = build_tests([s.case for s in sessions], min_count=min_evidence, bands=bands)
-    inducer = RuleInducer(tests, rows)
+    inducer = RuleInducer(tests, rows, preferred_fields=tuple(entity_fields))
     correct_bits = {d: pack(human == d) for d in set(human)}
     groups, inferred = _groups(sessions)
 
-    candidates: list[tuple[Precedent, InducedRule | None]] = []
-    for (name, source), indices in sorted(groups.items()):
+    # A decision list: smaller (more specific) groups first; each later rule is judged only
+    # on the rows no earlier rule decides, as the target's first-match overlay will apply them.
+    jobs = []
+    for (name, source), indices in groups.items():
         by_decision = Counter(human[i] for i in indices)
-        for rank, (decision, size) in enumerate(by_decision.most_common()):
+        for rank, (decision, _size) in enumerate(by_decision.most_common()):
             members = [i for i in indices if human[i] == decision]
             label = name if rank == 0 else f"{name}--{decision}"
-            candidates += _explain(label, source, decision, members, inducer, correct_bits[decision], disagree,
-                                   sessions, min_evidence, inferred.get(name, 0) if rank == 0 else 0)
+            jobs.append((len(members), label, source, decision, members, inferred.get(name, 0) if rank == 0 else 0))
+    undecided = np.ones(rows, dtype=bool)
+    candidates: list[tuple[Precedent, InducedRule | None]] = []
+    for _size, label, source, decision, members, inferred_count in sorted(jobs, key=lambda j: (j[0], j[1])):
+        found = _explain(label, source, decision, members, inducer, correct_bits[decision], disagree, sessions,
+                         min_evidence, inferred_count, undecided)
+        candidates += found
+        for _p, rule in found:
+            if rule is not None:
+                undecided &= ~unpack(rule.bits, rows)
 
     accepted = [(p, r) for p, r in candidates if r is not None]
-    covered = np.zeros(rows, dtype=bool)
-    for _p, rule in accepted:
-        covered |= unpack(rule.bits, rows)
-    residual = disagree & ~covered
+    residual = disagree & undecided
     for decision in sorted(set(human[residual])):
         members = [i for i in np.flatnonzero(residual) if human[i] == decision]
         name = f"pattern-{decision}-" + text.cluster_name([sessions[i].human_reasoning for i in members], 2)
         found = _explain(name, "pattern", decision, members, inducer, correct_bits[decision], disagree, sessions,
-                         min_evidence, 0)
+                         min_evidence, 0, undecided)
         accepted += [(p, r) for p, r in found if r is not None]
 
     ordered = _replay(accepted, agent, human, rows)
@@ -167,16 +175,18 @@ def mine(sessions: Sequence[ReviewedSession], agent_decisions: Sequence[str] | N
                         ceiling=ceiling, precedents=precedents, findings=findings)
 
 
-def _explain(name, source, decision, members, inducer, correct, disagree, sessions, min_evidence, inferred):
-    """Up to MAX_RULES_PER_GROUP covering rules for one group; a weak precedent when none."""
+def _explain(name, source, decision, members, inducer, correct, disagree, sessions, min_evidence, inferred, undecided):
+    """Up to MAX_RULES_PER_GROUP covering rules for one group, over the undecided rows;
+    a weak precedent when none."""
     rows = len(sessions)
     remaining = np.zeros(rows, dtype=bool)
     remaining[members] = True
+    remaining &= undecided
+    undecided = undecided.copy()
     found: list[tuple[Precedent, InducedRule | None]] = []
     while len(found) < MAX_RULES_PER_GROUP and remaining.sum() >= min_evidence:
-        if not disagree[remaining].any():
-            break
-        rule = inducer.induce(pack(remaining), correct, min_evidence)
+        rule = inducer.induce(pack(remaining), correct, min_evidence, within=pack(undecided),
+                              hint=name if source == "tag" else "")
         if rule is None:
             break
         mask = unpack(rule.bits, rows)
@@ -193,6 +203,7 @@ def _explain(name, source, decision, members, inducer, correct, disagree, sessio
             inferred_from_text=inferred, quotes=text.representative_quotes([sessions[i].human_reasoning for i in evidence]),
         ), rule))
         remaining &= ~mask
+        undecided &= ~mask
     if not found and disagree[members].any():
         found.append((Precedent(
             name=name, source=source, decision=decision, group_size=len(members), weak=True,
@@ -204,21 +215,32 @@ def _explain(name, source, decision, members, inducer, correct, disagree, sessio
 
 
 def _replay(accepted, agent, human, rows):
-    """Order rules (most precise, most specific first), drop those that do not gain, set gains."""
-    ordered = sorted(accepted, key=lambda pr: (-pr[1].precision, -len(pr[1].tests), -pr[1].positives))
-    masks = {id(r): unpack(r.bits, rows) for _, r in ordered}
-    while True:
+    """Keep the rules of the decision list that add agreement over the training rows.
+
+    A rule's gain is its marginal value: agreement with the whole list minus agreement
+    without it. An exception that confirms the agent (so that a broader rule after it
+    stays precise) gains nothing alone but loses agreement when removed, so it stays.
+    """
+    masks = {id(r): unpack(np.bitwise_and.reduce([t.bits for t in r.tests]), rows) for _, r in accepted}
+
+    def agreement(rules) -> int:
         decided = np.zeros(rows, dtype=bool)
-        gains = []
-        for precedent, rule in ordered:
+        decision = agent.copy()
+        for precedent, rule in rules:
             newly = masks[id(rule)] & ~decided
-            gains.append(int((human[newly] == precedent.decision).sum() - (human[newly] == agent[newly]).sum()))
+            decision[newly] = precedent.decision
             decided |= newly
-        keep = [g > 0 for g in gains]
-        if all(keep):
+        return int((decision == human).sum())
+
+    ordered = list(accepted)
+    while ordered:
+        total = agreement(ordered)
+        gains = [total - agreement(ordered[:i] + ordered[i + 1:]) for i in range(len(ordered))]
+        worst = min(range(len(ordered)), key=lambda i: (gains[i], -i))
+        if gains[worst] > 0:
             break
-        ordered = [pr for pr, k in zip(ordered, keep) if k]
-    for (precedent, _rule), gain in zip(ordered, gains):
+        ordered.pop(worst)
+    for (precedent, _rule), gain in zip(ordered, gains if ordered else []):
         precedent.expected_gain = gain
     return ordered
 

@@ -1,19 +1,27 @@
 """Rule induction: the compact condition that explains a group of human decisions.
 
 A beam search over conjunctions of feature tests (at most ``max_tests``). Counts come
-from packed bitsets, all candidate extensions of a beam entry at once. Quality is
-``sqrt(positives covered) * (precision - base rate)``; a rule must cover at least
-``min_support`` positives and its precision must clear ``min_precision`` with a Wilson
-lower bound, so three lucky rows do not make a rule. Redundant tests are pruned.
+from packed bitsets, all candidate extensions of a beam entry at once. A rule is
+judged on the group it explains: ``sqrt(h) * (h / (h + c) - base)`` where ``h`` is the
+group's sessions it covers and ``c`` the covered sessions whose human decision
+contradicts it; other sessions with the same decision are neutral, so a precedent is
+not explained by a broad condition that merely shares its decision. A rule must cover
+at least ``min_support`` of the group, and its precision over everything it covers
+must clear ``min_precision`` with a Wilson lower bound, so three lucky rows do not make
+a rule. Redundant tests are pruned.
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from improver.features import Test, count
+from improver.features import Test, count, pack
+
+OCCAM_MARGIN = 0.1  # a rule's extra test must raise its quality by 10%
+HINT_TOLERANCE = 0.8  # a rule starting from the entity a precedent is named after may be 20% worse
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,9 @@ class RuleInducer:
     """Finds rules over one fixed set of rows and tests; reused across groups."""
 
     def __init__(self, tests: list[Test], rows: int, beam_width: int = 12, max_tests: int = 3,
-                 min_precision: float = 0.75, min_wilson: float = 0.6):
+                 min_precision: float = 0.65, min_wilson: float = 0.5, preferred_fields: tuple[str, ...] = ()):
         self.tests = tests
+        self.preferred_fields = set(preferred_fields)
         self.rows = rows
         self.matrix = np.stack([t.bits for t in tests]) if tests else np.zeros((0, (rows + 63) // 64), np.uint64)
         self.beam_width = beam_width
@@ -66,30 +75,68 @@ class RuleInducer:
         right = np.bitwise_count(rows & correct).sum(axis=1, dtype=np.int64)
         return rows, covered, hit, right
 
-    def _keyword_tests(self, chosen: tuple[int, ...]) -> int:
-        return sum(self.tests[i].op == "contains" for i in chosen)
+    @staticmethod
+    def _quality(hit: np.ndarray, contradicting: np.ndarray, base_rate: float) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            purity = np.where(hit + contradicting > 0, hit / (hit + contradicting), 0.0)
+        return np.sqrt(hit) * (purity - base_rate)
+
+    def _plainness(self, chosen: tuple[int, ...]) -> tuple[int, int]:
+        """Tie-breaker: keyword tests, then tests off the declared entity fields (fewer is plainer)."""
+        tests = [self.tests[i] for i in chosen]
+        return (sum(t.op == "contains" for t in tests), sum(t.field not in self.preferred_fields for t in tests))
 
     def _valid(self, positives: int, covered: int, correct: int, min_support: int) -> bool:
         return (positives >= min_support and covered > 0 and correct / covered >= self.min_precision
                 and wilson_lower(correct, covered) >= self.min_wilson)
 
-    def induce(self, positives: np.ndarray, correct: np.ndarray, min_support: int) -> InducedRule | None:
+    def induce(self, positives: np.ndarray, correct: np.ndarray, min_support: int,
+               within: np.ndarray | None = None, hint: str = "") -> InducedRule | None:
         """The best valid rule for ``positives`` (rows to explain) given ``correct``
-        (every row whose human decision is the rule's decision), or None."""
+        (every row whose human decision is the rule's decision), counted only over the
+        rows in ``within`` (rows no earlier rule of a decision list has decided), or None.
+
+        ``hint`` is the precedent's name: reviewers name precedents after what they are
+        about, so a rule that starts from an entity named in it is kept when it is
+        nearly as good as the best rule found without that start."""
+        universe = within if within is not None else pack(np.ones(self.rows, dtype=bool))
+        positives, correct = positives & universe, correct & universe
         if not self.tests or count(positives) < min_support:
             return None
-        base_rate = count(correct) / self.rows
-        everything = np.full(self.matrix.shape[1], np.iinfo(np.uint64).max, dtype=np.uint64)
-        beam: list[tuple[tuple[int, ...], np.ndarray, int]] = [((), everything, self.rows)]
+        free = self._search(positives, correct, min_support, universe, ())
+        starts = self._named_in(hint)
+        if starts:
+            named = self._search(positives, correct, min_support, universe, starts)
+            if named is not None and (free is None or named.quality >= HINT_TOLERANCE * free.quality):
+                return named
+        return free
+
+    def _named_in(self, hint: str) -> tuple[int, ...]:
+        """Equality tests on entity fields whose value shares a word with the hint."""
+        hint_words = {w for w in re.split(r"[^a-z0-9]+", hint.lower()) if len(w) >= 4}
+        return tuple(i for i, t in enumerate(self.tests) if t.op == "eq" and t.field in self.preferred_fields
+                     and hint_words & set(re.split(r"[^a-z0-9]+", str(t.value).lower())))
+
+    def _search(self, positives, correct, min_support, universe, starts: tuple[int, ...]) -> InducedRule | None:
+        group, contradicting = count(positives), count(universe & ~correct)
+        base_rate = group / max(group + contradicting, 1)
+        beam: list[tuple[tuple[int, ...], np.ndarray, int]] = [((), universe, count(universe))]
+        if starts:
+            beam = [((i,), universe & self.tests[i].bits, count(universe & self.tests[i].bits)) for i in starts]
         best: InducedRule | None = None
-        for _depth in range(self.max_tests):
+        if starts:
+            for chosen, bits, covered in beam:
+                hit, right = count(bits & positives), count(bits & correct)
+                quality = float(self._quality(np.array([hit]), np.array([covered - right]), base_rate)[0])
+                if self._valid(hit, covered, right, min_support) and (best is None or quality > best.quality):
+                    best = InducedRule(tuple(self.tests[i] for i in chosen), bits, covered, hit, right, quality)
+        for _depth in range(self.max_tests - (1 if starts else 0)):
             extensions: list[tuple[float, tuple[int, ...], np.ndarray, int, int, int]] = []
             seen: set[frozenset[int]] = set()
             for chosen, bits, covered_now in beam:
                 used = {self.tests[i].key for i in chosen}
                 rows, covered, hit, right = self._counts(bits, positives, correct)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    quality = np.sqrt(hit) * (np.where(covered > 0, right / covered, 0) - base_rate)
+                quality = self._quality(hit, covered - right, base_rate)
                 order = np.argsort(-quality)
                 for i in order[: self.beam_width * 4]:
                     if hit[i] < min_support or covered[i] == covered_now or self.tests[i].key in used:
@@ -101,26 +148,31 @@ class RuleInducer:
                     extensions.append((float(quality[i]), (*chosen, int(i)), rows[i], int(covered[i]), int(hit[i]), int(right[i])))
             if not extensions:
                 break
-            # On equal quality prefer fewer tests, then tests on structured fields over keywords.
-            extensions.sort(key=lambda e: (-round(e[0], 9), len(e[1]), self._keyword_tests(e[1])))
+            # On equal quality prefer fewer tests, then structured fields over keywords, then entity fields.
+            extensions.sort(key=lambda e: (-round(e[0], 9), len(e[1]), self._plainness(e[1])))
             for q, chosen, bits, covered, hit, right in extensions:
-                if self._valid(hit, covered, right, min_support) and (best is None or round(q, 9) > round(best.quality, 9)):
+                # a longer rule must beat the best so far by a margin (Occam: no spurious tests)
+                margin = 1 + OCCAM_MARGIN if best is not None and len(chosen) > len(best.tests) else 1
+                if self._valid(hit, covered, right, min_support) and (best is None or round(q, 9) > round(best.quality * margin, 9)):
                     best = InducedRule(tuple(self.tests[i] for i in chosen), bits, covered, hit, right, q)
             beam = [(chosen, bits, covered) for _q, chosen, bits, covered, _h, _r in extensions[: self.beam_width]]
-        return self._pruned(best, positives, correct, min_support) if best else None
+        return self._pruned(best, positives, correct, min_support, universe, base_rate, keep=starts) if best else None
 
-    def _pruned(self, rule: InducedRule, positives: np.ndarray, correct: np.ndarray, min_support: int) -> InducedRule:
-        """Drop tests that do not lower the rule's quality (no spurious conditions)."""
-        base_rate = count(correct) / self.rows
+    def _pruned(self, rule: InducedRule, positives: np.ndarray, correct: np.ndarray, min_support: int,
+                universe: np.ndarray, base_rate: float, keep: tuple[int, ...] = ()) -> InducedRule:
+        """Drop tests whose removal costs less than the Occam margin (no spurious conditions)."""
+        kept_start = {id(self.tests[i]) for i in keep}
         improved = True
         while improved and len(rule.tests) > 1:
             improved = False
             for drop in rule.tests:
+                if id(drop) in kept_start:
+                    continue
                 kept = tuple(t for t in rule.tests if t is not drop)
-                bits = np.bitwise_and.reduce([t.bits for t in kept])
+                bits = np.bitwise_and.reduce([universe] + [t.bits for t in kept])
                 covered, hit, right = count(bits), count(bits & positives), count(bits & correct)
-                quality = math.sqrt(hit) * (right / covered - base_rate) if covered else 0.0
-                if self._valid(hit, covered, right, min_support) and quality >= rule.quality - 1e-9:
+                quality = float(self._quality(np.array([hit]), np.array([covered - right]), base_rate)[0])
+                if self._valid(hit, covered, right, min_support) and quality * (1 + OCCAM_MARGIN) >= rule.quality - 1e-9:
                     rule = InducedRule(kept, bits, covered, hit, right, quality)
                     improved = True
                     break

@@ -109,7 +109,7 @@ class Workspace:
             "cited": decisions[s.session_id].get("cited") or [], "agent_reasoning": decisions[s.session_id].get("reasoning", "")})
             for s in self.train_sessions()]
         config = self.project.config
-        return mine(sessions, bands=config.bands, min_evidence=config.min_evidence)
+        return mine(sessions, bands=config.bands, min_evidence=config.min_evidence, entity_fields=config.entity_fields)
 
     def propose(self, parent: Experiment, result: MiningResult, cycle: int, run_id: str = "") -> Experiment | None:
         """A new experiment holding the parent's config plus one proposal per precedent (None if none)."""
