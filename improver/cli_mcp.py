@@ -53,10 +53,11 @@ def mine_with_agent(project: Path, parent: Optional[str], agent: str, model: str
                     max_budget: float) -> None:
     """``improver mine --agent claude``: the built-in proposals refined by the Claude mining agent."""
     from improver.cli import console, pct, workspace
-    from improver.mining_agent import mine_with_claude
+    from improver.mining_agent import check_credentials, mine_with_claude
 
     if agent != "claude":
         raise ImproverError(f"unknown mining agent {agent!r}; the one agent is 'claude' (omit --agent for the built-in miner)")
+    check_credentials()
     with workspace(project) as ws:
         base = ws.experiments.get(parent) if parent else ws.baseline()
         outcome = mine_with_claude(ws, base, model=model, max_turns=max_turns, max_budget_usd=max_budget)

@@ -288,7 +288,13 @@ def build_server(project: Project | str | Path = ".") -> MCPServer:
     ws = tools.workspace
     server = MCPServer("improver", instructions=INSTRUCTIONS, version="0.1.0", log_level="WARNING")
 
-    @server.tool(annotations=ADDITIVE)
+    def tool(annotations: ToolAnnotations):
+        """Register a tool whose description is its docstring on one line."""
+        def register(fn):
+            return server.tool(annotations=annotations, description=" ".join(fn.__doc__.split()))(fn)
+        return register
+
+    @tool(ADDITIVE)
     async def ingest_traces(source: str, ctx: Context) -> IngestResult:
         """Read agent decisions and human reviews from a trace file (native JSONL) into the project's store.
         `source` is a path relative to the project folder (or a URL for URL-based sources). Ingest is idempotent:
@@ -299,7 +305,7 @@ def build_server(project: Project | str | Path = ".") -> MCPServer:
             return IngestResult(**report, reviewed_sessions=len(ws.sessions))
         return await tools.call(work, ctx)
 
-    @server.tool(annotations=READ_ONLY)
+    @tool(READ_ONLY)
     async def graph_summary() -> GraphSummary:
         """Counts of the context graph's nodes and edges, the train/held-out split, traced agreement, and the
         entities, bands and precedents with the most human overrides. Start here."""
@@ -315,7 +321,7 @@ def build_server(project: Project | str | Path = ".") -> MCPServer:
                                 agreement=round(1 - overridden / len(sessions), 4), top_disagreements=top)
         return await tools.call(work)
 
-    @server.tool(annotations=READ_ONLY)
+    @tool(READ_ONLY)
     async def get_session(session_id: str) -> SessionContext:
         """The context subgraph of one reviewed session: the case, the agent's decision with its reasoning and
         citations, the human review with reasoning, precedent and conditions, its entities, numeric bands and
@@ -334,7 +340,7 @@ def build_server(project: Project | str | Path = ".") -> MCPServer:
                 nodes=subgraph["nodes"], edges=subgraph["edges"])
         return await tools.call(work)
 
-    @server.tool(annotations=READ_ONLY)
+    @tool(READ_ONLY)
     async def list_disagreements(entity: str | None = None, precedent: str | None = None,
                                  decision_pair: str | None = None, confidence: str | None = None,
                                  split: Literal["train", "heldout", "all"] = "train", limit: Annotated[int, Field(ge=1, le=500)] = 50
@@ -375,7 +381,7 @@ def build_server(project: Project | str | Path = ".") -> MCPServer:
                           for s in rows[:limit]])
         return await tools.call(work)
 
-    @server.tool(annotations=ADDITIVE)
+    @tool(ADDITIVE)
     async def cluster_precedents(ctx: Context, parent: str | None = None) -> PrecedentClusters:
         """Mine the training sessions' disagreements with experiment `parent`'s decisions (default: the baseline,
         made and scored once) into precedents: by reviewer tag, else by clustering the reviewers' reasoning.
@@ -387,7 +393,7 @@ def build_server(project: Project | str | Path = ".") -> MCPServer:
             return PrecedentClusters(parent=base.id, **tools.mined(base).model_dump())
         return await tools.call(work, ctx)
 
-    @server.tool(annotations=ADDITIVE)
+    @tool(ADDITIVE)
     async def explain_precedent(name: str, ctx: Context, parent: str | None = None) -> PrecedentExplanation:
         """One precedent from cluster_precedents in detail: its condition, stats (support, coverage, precision,
         conflicts, expected gain) and its evidence sessions with the reviewers' own words."""
@@ -407,7 +413,7 @@ def build_server(project: Project | str | Path = ".") -> MCPServer:
                                           reasoning=s.human_reasoning, case=s.case) for s in evidence])
         return await tools.call(work, ctx)
 
-    @server.tool(annotations=CREATES)
+    @tool(CREATES)
     async def propose_experiment(ctx: Context, parent: str | None = None) -> ProposeResult:
         """Mine against experiment `parent` (default: the baseline) and write a NEW experiment folder with one
         proposal per precedent that has enough evidence: learned rules, entity notes and prompt lines, as a
@@ -424,7 +430,7 @@ def build_server(project: Project | str | Path = ".") -> MCPServer:
                 f"next: run_experiment and score_experiment {experiment.id}"))
         return await tools.call(work, ctx)
 
-    @server.tool(annotations=ADDITIVE)
+    @tool(ADDITIVE)
     async def run_experiment(experiment_id: str, ctx: Context) -> RunResult:
         """Rerun the target agent on every reviewed session with the experiment's config (once; later calls read
         the stored decisions back). Reports progress."""
@@ -436,7 +442,7 @@ def build_server(project: Project | str | Path = ".") -> MCPServer:
                              errors=by_decision.get("error", 0))
         return await tools.call(work, ctx)
 
-    @server.tool(annotations=ADDITIVE)
+    @tool(ADDITIVE)
     async def score_experiment(experiment_id: str, ctx: Context) -> Scores:
         """Score an experiment's decisions against the humans: agreement on train and held-out sessions, the
         confusion table, change against its parent, sessions fixed, regressions, and each proposal's
@@ -446,7 +452,7 @@ def build_server(project: Project | str | Path = ".") -> MCPServer:
             return Scores.model_validate(results)
         return await tools.call(work, ctx)
 
-    @server.tool(annotations=ADDITIVE)
+    @tool(ADDITIVE)
     async def compare_experiments(a: str, b: str, ctx: Context) -> Comparison:
         """Compare two experiments (scored if needed): agreement per split for each and the change from a to b,
         the sessions they decide differently, and the proposals only one of them has."""
@@ -466,7 +472,7 @@ def build_server(project: Project | str | Path = ".") -> MCPServer:
                               proposals_only_in_a=sorted(ids[0] - ids[1]), proposals_only_in_b=sorted(ids[1] - ids[0]))
         return await tools.call(work, ctx)
 
-    @server.tool(annotations=READ_ONLY)
+    @tool(READ_ONLY)
     async def list_experiments() -> ExperimentList:
         """Every experiment folder: id, parent, kind, cycle, review status, number of proposals, and train /
         held-out agreement once scored."""

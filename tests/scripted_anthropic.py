@@ -54,8 +54,9 @@ class ScriptedAnthropic:
         self._server.server_close()
 
     def tool_results(self) -> list[dict]:
-        """Every tool_result block the client sent back, in order."""
-        return [block for request in self.requests for message in request.get("messages", [])
+        """Every tool_result block the client sent back, in order (the last request holds the whole history)."""
+        messages = self.requests[-1].get("messages", []) if self.requests else []
+        return [block for message in messages
                 if message["role"] == "user" and isinstance(message["content"], list)
                 for block in message["content"] if block.get("type") == "tool_result"]
 
