@@ -17,7 +17,7 @@ from improver.workspace import Workspace
 
 app = typer.Typer(help="Make AI agents agree with the humans who review them.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)  # piped output keeps whole tables
 err = Console(stderr=True)
 ProjectOption = typer.Option(Path("."), "--project", "-p", help="Project folder holding improver.yaml.")
 
@@ -198,9 +198,9 @@ def demo(folder: Path = typer.Option(Path("improver-demo"), "--dir", help="Where
 
 
 # Commands of the other areas (MCP/Claude, PR review, graph export) register here.
-from improver import cli_mcp, cli_pr  # noqa: E402
+from improver import cli_graph, cli_mcp, cli_pr  # noqa: E402
 
-for _area in (cli_pr, cli_mcp):
+for _area in (cli_pr, cli_mcp, cli_graph):
     _area.register(app)
 
 

@@ -1,0 +1,24 @@
+"""The README's second example: a command target learns a tagged and an untagged precedent."""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from improver.cycle import run_cycles
+from improver.runtime import load_overlay
+from improver.workspace import Workspace
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "support_triage"
+
+
+def test_support_triage_learns_the_sso_precedent_and_the_enterprise_rule(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")  # `python` = this venv
+    project = tmp_path / "support"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("experiments", ".improver"))
+    ws = Workspace(project)
+    ws.ingest(str(project / "traces.jsonl"))
+    state = run_cycles(ws, max_cycles=3)
+    overlay = load_overlay(ws.experiments.get(state["parent"]).config_dir)
+    assert {tuple(r.when.items()) for r in overlay.rules} == {
+        (("product", {"eq": "login"}),), (("plan", {"eq": "enterprise"}),)}
+    assert state["history"][-1]["heldout"] == 1.0 > state["history"][0]["heldout"]
