@@ -97,8 +97,10 @@ def write_span_export(path: str | Path, n: int = 130, seed: int = 7, filler_span
 
 # --------------------------------------------------------------------------- live Phoenix
 
-def trace_to_phoenix(endpoint: str, project: str, n: int = 30, seed: int = 7, timeout: float = 120.0) -> list[str]:
-    """Run the instrumented agent on n requests into Phoenix and annotate the reviews; returns session ids.
+def trace_to_phoenix(endpoint: str, project: str, n: int = 30, seed: int = 7, first: int = 0, last: int | None = None,
+                     timeout: float = 120.0) -> list[str]:
+    """Run the instrumented agent on the n requests (``first`` to ``last`` of them) into Phoenix and
+    annotate their reviews; returns the session ids.
 
     ``endpoint`` is the server's base URL (``http://127.0.0.1:6006``); spans go by OTLP/HTTP
     to ``{endpoint}/v1/traces``. Annotations are written once Phoenix has stored their spans.
@@ -120,7 +122,7 @@ def trace_to_phoenix(endpoint: str, project: str, n: int = 30, seed: int = 7, ti
     tracer = provider.get_tracer("procurement")
     annotations = []
     try:
-        for decision, review in reviewed_sessions(n, seed):
+        for decision, review in reviewed_sessions(n, seed)[first:last]:
             session, case = decision["session_id"], decision["case"]
             with tracer.start_as_current_span("process.run", attributes={
                     "openinference.span.kind": "CHAIN", "session.id": session,
@@ -140,22 +142,20 @@ def trace_to_phoenix(endpoint: str, project: str, n: int = 30, seed: int = 7, ti
         provider.shutdown()
     with httpx.Client(base_url=endpoint, timeout=30) as client:
         for session, span_id, review in annotations:
-            body = {"data": [
-                {"span_id": span_id, "name": REVIEW_ANNOTATION, "annotator_kind": "HUMAN", "identifier": "",
-                 "result": {"label": review["decision"], "explanation": review["reasoning"]},
-                 "metadata": {"reviewer": review["reviewer"]}},
-                {"span_id": span_id, "name": "note", "annotator_kind": "HUMAN", "identifier": f"note-{session}",
-                 "result": {"explanation": review_note(review)}, "metadata": {}},
-            ]}
-            _post_when_stored(client, body, timeout)
+            annotation = {"span_id": span_id, "name": REVIEW_ANNOTATION, "annotator_kind": "HUMAN", "identifier": "",
+                          "result": {"label": review["decision"], "explanation": review["reasoning"]},
+                          "metadata": {"reviewer": review["reviewer"]}}
+            _post_when_stored(client, "/v1/span_annotations", {"data": [annotation]}, timeout)
+            note = {"span_id": span_id, "note": review_note(review), "identifier": f"review-{session}"}
+            _post_when_stored(client, "/v1/span_notes", {"data": note}, timeout)
     return [session for session, _, _ in annotations]
 
 
-def _post_when_stored(client, body: dict, timeout: float) -> None:
-    """POST span annotations with sync=True, retrying while Phoenix has not stored the span yet."""
+def _post_when_stored(client, path: str, body: dict, timeout: float) -> None:
+    """POST an annotation or note (sync=True), retrying while Phoenix has not stored the span yet."""
     deadline = time.monotonic() + timeout
     while True:
-        response = client.post("/v1/span_annotations", params={"sync": "true"}, json=body)
+        response = client.post(path, params={"sync": "true"}, json=body)
         if response.status_code < 400:
             return
         if response.status_code != 404 or time.monotonic() > deadline:
