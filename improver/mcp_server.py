@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from improver.errors import ImproverError
 from improver.experiments import Experiment, check_id
-from improver.mining import Finding, MiningResult, Precedent
+from improver.mining import MiningResult, Precedent
 from improver.models import ReviewedSession
 from improver.project import Project
 from improver.workspace import Workspace

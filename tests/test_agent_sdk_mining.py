@@ -113,3 +113,15 @@ def test_a_claude_code_login_counts_as_credentials(tmp_path):
     (tmp_path / ".claude" / ".credentials.json").write_text("{}")
     check_credentials({}, home=tmp_path)
     check_credentials({"ANTHROPIC_API_KEY": "sk-..."}, home=tmp_path / "nowhere")
+
+
+def test_mine_agent_claude_on_the_command_line(workspace, monkeypatch):
+    turns = [[tool_use(TOOL("submit_mining_report"), {"report": "# Report\n\nNothing to change."})], [text("Done.")]]
+    with serve(monkeypatch, turns):
+        result = CliRunner().invoke(app, ["mine", "--agent", "claude", "--max-turns", "5",
+                                          "--project", str(workspace.project.root)])
+    assert result.exit_code == 0, result.output
+    assert "Claude mining agent (claude-sonnet-4-5): 2 turns, 1 tool calls" in result.output
+    assert "refined from 0002-cycle-1" in result.output and "Held-out agreement: refined" in result.output
+    agent = workspace.experiments.get("0003-cycle-1-agent")
+    assert agent.results is not None and agent.manifest.agent["stop"] == "success"
