@@ -70,10 +70,15 @@ def confusion(results: dict) -> Table:
 
 
 @app.command()
-def ingest(sources: list[str] = typer.Argument(..., help="Trace files or URLs."), project: Path = ProjectOption):
-    """Read agent decisions and human reviews into the project's store."""
+def ingest(sources: Optional[list[str]] = typer.Argument(None, help="Trace files, folders of span exports or URLs."),
+           pulls: list[str] = typer.Option([], "--from", help="A source to pull, e.g. phoenix+http://127.0.0.1:6006/PROJECT."),
+           project: Path = ProjectOption):
+    """Read agent decisions and human reviews into the project's store (PII masked first)."""
+    specs = [*(sources or []), *pulls]
+    if not specs:
+        raise ImproverError("give trace files or --from phoenix+http://HOST:PORT/PROJECT")
     with workspace(project) as ws:
-        for spec in sources:
+        for spec in specs:
             report = ws.ingest(spec)
             console.print(f"[bold]{report.source}[/]: {report.events} events, {report.decisions_new} new decisions, "
                           f"{report.reviews_new} new reviews, {report.duplicates} already stored, "

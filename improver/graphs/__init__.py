@@ -9,7 +9,7 @@ heavier backends live in their own module behind an extra.
 """
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Iterable, Iterator, Protocol
 
 from improver.models import ReviewedSession
 
@@ -52,7 +52,18 @@ class GraphStore(Protocol):
     def disagreements(self, by: str) -> list[dict]:
         """Groups by ``entity``/``band``/``precedent``: ``{group, key, sessions, disagreements}``, most first."""
 
+    def nodes(self) -> Iterator[dict]:
+        """Every node as ``{key, label, **properties}`` (streamed; for export)."""
+
+    def edges(self) -> Iterator[dict]:
+        """Every edge as ``{source, target, type}`` (streamed; for export)."""
+
     def close(self) -> None: ...
+
+
+def label_of(key: str) -> str:
+    """The label of a node from its key: ``session:PR-024`` is a ``Session``."""
+    return key.split(":", 1)[0].title()
 
 
 def open_graph_store(spec: str, project) -> GraphStore:

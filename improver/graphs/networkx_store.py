@@ -5,7 +5,7 @@ import os
 import pickle
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import networkx as nx
 
@@ -46,6 +46,8 @@ class NetworkxGraphStore:
                 self._edge(review, decision, "OVERRIDES")
             elif self.graph.has_edge(review, decision, key="OVERRIDES"):
                 self.graph.remove_edge(review, decision, key="OVERRIDES")
+            for stale in [t for _, t, k in self.graph.out_edges(review, keys=True) if k == "CITES_PRECEDENT"]:
+                self.graph.remove_edge(review, stale, key="CITES_PRECEDENT")
             if s.precedent:
                 self._edge(review, self._node(f"precedent:{s.precedent}", "Precedent", name=s.precedent), "CITES_PRECEDENT")
             facts = session_facts(s, entity_fields, bands)
@@ -106,6 +108,14 @@ class NetworkxGraphStore:
                 counts[group][1] += int(overridden)
         rows = [{"group": by, "key": k.split(":", 1)[1], "sessions": n, "disagreements": d} for k, (n, d) in counts.items()]
         return sorted(rows, key=lambda r: (-r["disagreements"], r["key"]))
+
+    def nodes(self) -> Iterator[dict]:
+        for key, data in self.graph.nodes(data=True):
+            yield {**data, "key": key}
+
+    def edges(self) -> Iterator[dict]:
+        for source, target, kind in self.graph.edges(keys=True):
+            yield {"source": source, "target": target, "type": kind}
 
     def close(self) -> None:
         pass
