@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from improver.cli import app
 from improver.cycle import run_cycles
 from improver.demo import make_demo_project
 from improver.workspace import Workspace
@@ -125,7 +127,8 @@ def test_traced_example_ingests_from_phoenix_incrementally_and_runs_a_cycle(phoe
     wait_for_spans(phoenix, "process.run", 30)
     report = ws.ingest(source)
     assert (report.events, report.decisions_new, report.reviews_new, report.duplicates) == (20, 10, 10, 0)
-    assert ws.ingest(source).events == 0  # nothing new since the last pull
+    pulled = CliRunner().invoke(app, ["ingest", "--from", source, "--project", str(project)])
+    assert pulled.exit_code == 0 and f"{source}: 0 events" in pulled.output  # nothing new since the last pull
 
     humans = {s.session_id: (s.human_decision, s.human_reasoning, s.precedent, s.conditions, s.case, s.agent_decision)
               for s in expected.sessions}
