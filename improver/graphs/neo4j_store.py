@@ -30,11 +30,14 @@ from improver.graphs.export import cypher_literal
 from improver.models import ReviewedSession
 
 LABELS = ("Session", "Decision", "Review", "Entity", "Band", "Precedent", "Experiment")
-INTERNAL = ("digest", "overridden")  # bookkeeping properties, not part of the graph's facts
+INTERNAL = ("digest",)  # bookkeeping, not one of the graph's facts
 GROUP_QUERIES = {
-    "entity": "MATCH (s:Session)-[:INVOLVES]->(g:Entity) WITH g, s.overridden AS overridden",
-    "band": "MATCH (s:Session)-[:IN_BAND]->(g:Band) WITH g, s.overridden AS overridden",
-    "precedent": "MATCH (v:Review)-[:CITES_PRECEDENT]->(g:Precedent) WITH g, v.overridden AS overridden",
+    "entity": "MATCH (s:Session)-[:INVOLVES]->(g:Entity) "
+              "OPTIONAL MATCH (s)-[:REVIEWED]->(:Review)-[o:OVERRIDES]->() WITH g, s, count(o) AS overrides",
+    "band": "MATCH (s:Session)-[:IN_BAND]->(g:Band) "
+            "OPTIONAL MATCH (s)-[:REVIEWED]->(:Review)-[o:OVERRIDES]->() WITH g, s, count(o) AS overrides",
+    "precedent": "MATCH (v:Review)-[:CITES_PRECEDENT]->(g:Precedent) "
+                 "OPTIONAL MATCH (v)-[o:OVERRIDES]->() WITH g, v, count(o) AS overrides",
 }
 
 REMOVE_STALE_EDGES = """
@@ -46,12 +49,12 @@ DELETE e"""
 MERGE_SESSIONS = """
 UNWIND $rows AS r
 MERGE (s:Session {key: r.session})
-SET s.id = r.id, s.case = r.case, s.overridden = r.overridden, s.digest = r.digest
+SET s.id = r.id, s.case = r.case, s.digest = r.digest
 MERGE (d:Decision {key: r.decision})
 SET d.decision = r.agent_decision, d.confidence = r.agent_confidence, d.reasoning = r.agent_reasoning, d.cited = r.cited
 MERGE (v:Review {key: r.review})
 SET v.decision = r.human_decision, v.reviewer = r.reviewer, v.reasoning = r.human_reasoning,
-    v.precedent = r.precedent, v.conditions = r.conditions, v.overridden = r.overridden
+    v.precedent = r.precedent, v.conditions = r.conditions
 MERGE (s)-[:DECIDED]->(d)
 MERGE (s)-[:REVIEWED]->(v)
 FOREACH (_ IN CASE WHEN r.overridden THEN [1] ELSE [] END | MERGE (v)-[:OVERRIDES]->(d))
@@ -235,7 +238,7 @@ class Neo4jGraphStore:
         if by not in GROUPINGS:
             raise ValueError(f"group by one of {', '.join(GROUPINGS)}, not {by!r}")
         query = (GROUP_QUERIES[by] + " RETURN g.key AS key, count(*) AS sessions, "
-                 "sum(CASE WHEN overridden THEN 1 ELSE 0 END) AS disagreements ORDER BY disagreements DESC, key")
+                 "sum(CASE WHEN overrides > 0 THEN 1 ELSE 0 END) AS disagreements ORDER BY disagreements DESC, key")
         with self._guard(f"grouping disagreements by {by}"):
             rows = self._run(query)
         return [{"group": by, "key": r["key"].split(":", 1)[1], "sessions": int(r["sessions"]),
