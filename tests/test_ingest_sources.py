@@ -38,7 +38,7 @@ def native_sessions(project: Path, tmp_path: Path):
 
 def test_phoenix_span_export_reads_like_the_native_traces(project, tmp_path):
     write_span_export(tmp_path / "spans.jsonl", n=N, filler_spans=2, filler_bytes=50)
-    assert type(open_source(str(tmp_path / "spans.jsonl"))).__name__ == "OpenInferenceSource"
+    assert isinstance(open_source(str(tmp_path / "spans.jsonl")), OpenInferenceSource)
     ws = Workspace(project)
     report = ws.ingest(str(tmp_path / "spans.jsonl"))
     assert (report.decisions_new, report.reviews_new, report.quarantined, dict(report.cleaned)) == (N, N, 0, {})
