@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from improver import text
 from improver.conditions import describe, field_value
-from improver.features import build_tests, count, pack, unpack, words
+from improver.features import build_tests, pack, unpack, words
 from improver.models import ReviewedSession
 from improver.rules import InducedRule, RuleInducer
 
@@ -170,7 +170,7 @@ def mine(sessions: Sequence[ReviewedSession], agent_decisions: Sequence[str] | N
     used_fields = {t.field for _, r in ordered for t in r.tests} or {t.field for t in tests if t.op != "contains"}
     keywords = {str(t.value) for _, r in ordered for t in r.tests if t.op == "contains"}
     ceiling, noisy = _ceiling(sessions, used_fields, keywords)
-    findings = _findings(sessions, agent, human, precedents, noisy)
+    findings = _findings(sessions, agent, human, noisy)
     return MiningResult(sessions=rows, disagreements=int(disagree.sum()), agreement=float(1 - disagree.mean()),
                         ceiling=ceiling, precedents=precedents, findings=findings)
 
@@ -245,7 +245,7 @@ def _replay(accepted, agent, human, rows):
     return ordered
 
 
-def _findings(sessions, agent, human, precedents, noisy) -> list[Finding]:
+def _findings(sessions, agent, human, noisy) -> list[Finding]:
     findings = []
     overridden = [i for i in range(len(sessions)) if agent[i] != human[i]]
     confident = [i for i in overridden if (sessions[i].agent_confidence or "").lower() == "high"
@@ -266,26 +266,20 @@ def _findings(sessions, agent, human, precedents, noisy) -> list[Finding]:
                     f"({Counter(human[i] for i in over).most_common(1)[0][0]} most often): the agent lacked permission, "
                     "not information. The proposed rules say when it may decide.",
             sessions=[sessions[i].session_id for i in over[:20]]))
-    by_name = {s.precedent for s in sessions if s.precedent}
-    for precedent in precedents:
-        if precedent.name not in by_name and precedent.name.split("--")[0] not in by_name:
-            continue
-        members = [s for s in sessions if s.precedent == precedent.name.split("--")[0]]
-        if not members:
-            continue
-        tag_words = {w for w in re.split(r"[^a-z0-9]+", precedent.name.lower()) if len(w) >= 5}
+    for tag in sorted({s.precedent for s in sessions if s.precedent}):
+        members = [s for s in sessions if s.precedent == tag]
+        tag_words = {w for w in re.split(r"[^a-z0-9]+", tag.lower()) if len(w) >= 5}
         cited = Counter(c for s in members for c in set(s.cited))
         for item, n in cited.items():
             item_words = {w for w in re.split(r"[^a-z0-9]+", item.lower()) if len(w) >= 5}
-            if tag_words & item_words and n >= 0.8 * len(members):
-                ignored = [s.session_id for s in members if item in s.cited and s.agent_decision != s.human_decision]
-                if ignored:
-                    findings.append(Finding(
-                        kind="policy-ignored", count=len(ignored),
-                        summary=f"'{item}' was in the agent's tool output in {n} of {len(members)} sessions of "
-                                f"precedent {precedent.name}, and the reviewer overrode {len(ignored)} of them: the policy "
-                                "is present in the tool output but invisible in the agent's decision.",
-                        sessions=ignored[:20]))
+            ignored = [s.session_id for s in members if item in s.cited and s.agent_decision != s.human_decision]
+            if tag_words & item_words and n >= 0.8 * len(members) and ignored:
+                findings.append(Finding(
+                    kind="policy-ignored", count=len(ignored),
+                    summary=f"'{item}' was in the agent's tool output in {n} of {len(members)} sessions of "
+                            f"precedent {tag}, and the reviewer overrode {len(ignored)} of them: the policy "
+                            "is present in the tool output but invisible in the agent's decision.",
+                    sessions=ignored[:20]))
     if noisy:
         findings.append(Finding(
             kind="reviewer-noise", count=len(noisy),

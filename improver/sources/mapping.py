@@ -18,6 +18,7 @@ import json
 import math
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -295,3 +296,14 @@ def _labelled_lines(text: str) -> dict:
             value = listed if isinstance(listed, list) else [part.strip() for part in value.split(";") if part.strip()]
         found[key] = value
     return found or {"reasoning": text.strip()}
+
+
+class SpanFileSource:
+    """What the span file sources share: a path, a mapping and counts of what was cleaned."""
+
+    def __init__(self, path: Path, mapping: SpanMapping | None = None, numeric_fields=()):
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.mapping = mapping or SpanMapping()
+        self.numeric_fields = numeric_fields
+        self.cleaned: Counter = Counter()

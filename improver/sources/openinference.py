@@ -10,13 +10,12 @@ at a time; ``SpanMapping`` says which spans and annotations hold decisions and r
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
 from improver.errors import TraceError, require
 from improver.models import Event, Quarantined
-from improver.sources.mapping import SpanAssembler, SpanMapping
+from improver.sources.mapping import SpanAssembler, SpanFileSource
 
 SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -70,14 +69,7 @@ def _jsonable(value):
     return value
 
 
-class OpenInferenceSource:
-    def __init__(self, path: Path, mapping: SpanMapping | None = None, numeric_fields=()):
-        self.path = Path(path)
-        self.name = str(self.path)
-        self.mapping = mapping or SpanMapping()
-        self.numeric_fields = numeric_fields
-        self.cleaned: Counter = Counter()
-
+class OpenInferenceSource(SpanFileSource):
     def files(self) -> list[Path]:
         if self.path.is_dir():
             files = sorted(p for p in self.path.iterdir() if p.suffix in SUFFIXES)

@@ -8,13 +8,11 @@ carries no annotations, so reviews come from review spans (or from a Phoenix exp
 """
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 from improver.models import Event, Quarantined
-from improver.sources.mapping import SpanAssembler, SpanMapping
+from improver.sources.mapping import SpanAssembler, SpanFileSource
 from improver.sources.openinference import read_rows
 
 
@@ -54,14 +52,7 @@ def flat_span(span: dict) -> dict:
     }
 
 
-class OtlpJsonSource:
-    def __init__(self, path: Path, mapping: SpanMapping | None = None, numeric_fields=()):
-        self.path = Path(path)
-        self.name = str(self.path)
-        self.mapping = mapping or SpanMapping()
-        self.numeric_fields = numeric_fields
-        self.cleaned: Counter = Counter()
-
+class OtlpJsonSource(SpanFileSource):
     def events(self) -> Iterator[Event | Quarantined]:
         assembler = SpanAssembler(self.mapping, self.name, self.cleaned, self.numeric_fields)
         for number, row in read_rows(self.path, self.name):
