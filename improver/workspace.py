@@ -34,6 +34,7 @@ class Workspace:
         self.project = project if isinstance(project, Project) else Project.load(project)
         self.experiments = ExperimentStore(self.project.experiments_dir)
         self.progress = progress
+        self._decisions: dict[Path, dict[str, dict]] = {}  # decisions files are written once, so read once
 
     # --- traces --------------------------------------------------------------------
     def store(self) -> TraceStore:
@@ -170,9 +171,12 @@ class Workspace:
         return runner.run([s.case for s in sessions], config_dir, self._report(label, len(sessions)))
 
     def run(self, experiment: Experiment) -> dict[str, dict]:
-        """The experiment's decision on every reviewed session (rerun once, then read back)."""
+        """The experiment's decision on every reviewed session (rerun once, then read back once)."""
+        if experiment.path in self._decisions:
+            return self._decisions[experiment.path]
         decisions = experiment.decisions
         if decisions is not None:
+            self._decisions[experiment.path] = decisions
             return decisions
         sessions = self.require_sessions()
         results = self.decide(experiment.config_dir, sessions, f"run {experiment.id}")
