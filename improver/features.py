@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from improver.conditions import MISSING, field_value
+from improver.conditions import MISSING, field_value, holds
 
 STOPWORDS = frozenset(
     "the a an and or of to in for on with from by at is are was were be been this that these those it its as "
@@ -145,3 +145,40 @@ def _keyword_tests(path: str, values: list, min_count: int, rows: int, max_keywo
             if i is not None:
                 hits[i, row] = True
     return [Test(path, "contains", w, pack(hits[i])) for i, w in enumerate(vocabulary)]
+
+
+class Columns:
+    """Case fields as columns, read once, for evaluating learned-rule conditions on many cases."""
+
+    def __init__(self, cases: Sequence[dict]):
+        self.cases = cases
+        self._values: dict[str, np.ndarray] = {}
+        self._numbers: dict[str, np.ndarray] = {}
+
+    def values(self, path: str) -> np.ndarray:
+        if path not in self._values:
+            column = np.empty(len(self.cases), dtype=object)
+            column[:] = [field_value(case, path) for case in self.cases]
+            self._values[path] = column
+        return self._values[path]
+
+    def numbers(self, path: str) -> np.ndarray:
+        if path not in self._numbers:
+            self._numbers[path] = np.array([float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+                                            for v in self.values(path)])
+        return self._numbers[path]
+
+    def mask(self, condition: dict[str, dict]) -> np.ndarray:
+        """Rows whose case satisfies the condition (same semantics as ``conditions.matches``)."""
+        mask = np.ones(len(self.cases), dtype=bool)
+        for path, tests in condition.items():
+            for op, expected in tests.items():
+                if op in ("lt", "le", "gt", "ge") and isinstance(expected, (int, float)) and not isinstance(expected, bool):
+                    with np.errstate(invalid="ignore"):
+                        column = self.numbers(path)
+                        mask &= {"lt": column < expected, "le": column <= expected,
+                                 "gt": column > expected, "ge": column >= expected}[op]
+                else:
+                    values = self.values(path)
+                    mask &= np.fromiter((holds(v, op, expected) for v in values), dtype=bool, count=len(values))
+        return mask

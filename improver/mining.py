@@ -221,21 +221,10 @@ def _replay(accepted, agent, human, rows):
     without it. An exception that confirms the agent (so that a broader rule after it
     stays precise) gains nothing alone but loses agreement when removed, so it stays.
     """
-    masks = {id(r): unpack(np.bitwise_and.reduce([t.bits for t in r.tests]), rows) for _, r in accepted}
-
-    def agreement(rules) -> int:
-        decided = np.zeros(rows, dtype=bool)
-        decision = agent.copy()
-        for precedent, rule in rules:
-            newly = masks[id(rule)] & ~decided
-            decision[newly] = precedent.decision
-            decided |= newly
-        return int((decision == human).sum())
-
     ordered = list(accepted)
+    gains: list[int] = []
     while ordered:
-        total = agreement(ordered)
-        gains = [total - agreement(ordered[:i] + ordered[i + 1:]) for i in range(len(ordered))]
+        gains = _marginal_gains(ordered, agent, human, rows)
         worst = min(range(len(ordered)), key=lambda i: (gains[i], -i))
         if gains[worst] > 0:
             break
@@ -243,6 +232,24 @@ def _replay(accepted, agent, human, rows):
     for (precedent, _rule), gain in zip(ordered, gains if ordered else []):
         precedent.expected_gain = gain
     return ordered
+
+
+def _marginal_gains(ordered, agent, human, rows) -> list[int]:
+    """For each rule of a first-match list, agreement with it minus agreement without it.
+
+    Removing a rule only changes the rows it matches first; they fall through to the
+    next matching rule, or to the agent when none matches."""
+    matched = np.stack([unpack(np.bitwise_and.reduce([t.bits for t in r.tests]), rows) for _, r in ordered])
+    decisions = np.array([p.decision for p, _ in ordered] + [None], dtype=object)
+    none = len(ordered)
+    first = np.where(matched.any(axis=0), matched.argmax(axis=0), none)
+    rest = matched.copy()
+    rest[first[first < none], np.flatnonzero(first < none)] = False
+    second = np.where(rest.any(axis=0), rest.argmax(axis=0), none)
+    now = np.where(first < none, decisions[first], agent)
+    fallback = np.where(second < none, decisions[second], agent)
+    change = (now == human).astype(int) - (fallback == human).astype(int)
+    return [int(change[first == i].sum()) for i in range(len(ordered))]
 
 
 def _findings(sessions, agent, human, noisy) -> list[Finding]:

@@ -12,9 +12,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-from improver.conditions import matches
+import numpy as np
+
 from improver.errors import ExperimentError, ImproverError
 from improver.experiments import Experiment, ExperimentStore, Manifest, Proposal, now, read_tree, tree_hash
+from improver.features import Columns
 from improver.mining import MiningResult, mine
 from improver.models import ReviewedSession
 from improver.project import Project
@@ -54,6 +56,7 @@ class Workspace:
         report.redacted.update(redactor.counts if redactor else {})
         report.cleaned.update(getattr(source, "cleaned", {}))
         self.__dict__.pop("sessions", None)
+        self.__dict__.pop("columns", None)
         return report
 
     @cached_property
@@ -76,6 +79,10 @@ class Workspace:
         if store.summary()["nodes"].get("Session", 0) != len(self.sessions):
             store.load(self.sessions, config.entity_fields, config.bands)
         return store
+
+    @cached_property
+    def columns(self) -> Columns:
+        return Columns([s.case for s in self.sessions])
 
     def split(self, session_id: str) -> str:
         return split_of(session_id, self.project.config.holdout)
@@ -217,7 +224,7 @@ class Workspace:
         parent_config = read_tree(parent.config_dir)
         effects = {}
         for proposal in manifest.proposals:
-            matched = [s for s in self.sessions if matches(proposal.when, s.case)]
+            matched = [self.sessions[i] for i in np.flatnonzero(self.columns.mask(proposal.when))]
             others = [p for p in manifest.proposals if p.id != proposal.id]
             config = render_config(parent_config, others, manifest.guidance if others else [], manifest.cycle)
             with tempfile.TemporaryDirectory(prefix="improver-loo-") as folder:

@@ -39,3 +39,17 @@ def test_malformed_rules_name_the_file_and_the_fix(tmp_path):
     (tmp_path / "learned_rules.yaml").write_text("rules:\n- {id: a, when: {vendor: {like: X}}, decision: reject}\n")
     with pytest.raises(ValueError, match="unknown operator 'like'.*use one of"):
         load_overlay(tmp_path)
+
+
+def test_columns_mask_agrees_with_matches_case_by_case():
+    from improver.features import Columns
+
+    cases = [{"vendor": v, "amount": a, "note": n, "flag": f, "meta": {"tier": t}}
+             for v, a, n, f, t in [("X", 10, "urgent campaign", True, 1), ("Y", 5000.0, "routine", False, 2),
+                                   ("X", "n/a", "Campaign-specific", None, 3), ("Z", None, None, True, 1), ("Y", 49999, "", False, 2)]]
+    conditions = [{"vendor": {"eq": "X"}}, {"amount": {"ge": 5000}}, {"amount": {"lt": 5000}, "vendor": {"ne": "Z"}},
+                  {"note": {"contains": "campaign"}}, {"flag": {"eq": True}}, {"meta.tier": {"in": [1, 3]}},
+                  {"vendor": {"not_in": ["X"]}, "amount": {"le": 49999}}, {"missing": {"ne": 1}}]
+    columns = Columns(cases)
+    for condition in conditions:
+        assert columns.mask(condition).tolist() == [matches(condition, c) for c in cases], condition
