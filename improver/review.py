@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from improver.errors import ExperimentError, ImproverError
-from improver.experiments import Experiment, Proposal, read_tree, unified_diff
+from improver.experiments import Experiment, Proposal, read_tree, tree_hash, unified_diff
 from improver.models import ReviewedSession
 from improver.scoring import confusion_table
 from improver.workspace import Workspace
@@ -310,8 +310,21 @@ def review(ws: Workspace, experiment_id: str, accept: list[str], reject: list[st
 
 
 # --- log and diff ------------------------------------------------------------------
+def mark_merged(ws: Workspace) -> list[str]:
+    """Mark as merged every experiment whose config is now the target's own config (a
+    merged PR, squashed or not, or a hand copy); returns their ids."""
+    shipped = tree_hash(read_tree(ws.project.base_config_dir))
+    merged = []
+    for e in ws.experiments.all():
+        if e.manifest.proposals and e.manifest.config_hash == shipped and e.status != "merged":
+            e.set_status("merged", "its config is now the target's config")
+            merged.append(e.id)
+    return merged
+
+
 def log(ws: Workspace) -> list[dict]:
     """Every experiment, parents before children (depth-first), with scores and status."""
+    mark_merged(ws)
     experiments = ws.experiments.all()
     known = {e.id for e in experiments}
     children: dict[str | None, list[Experiment]] = {}

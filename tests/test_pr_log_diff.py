@@ -59,3 +59,15 @@ def test_diff_command_shows_whose_decision_changed(project):
     result = CliRunner().invoke(app, ["diff", "0001-baseline", "0002-cycle-1", "--project", str(project)])
     assert result.exit_code == 0, result.output
     assert "+++ b/learned_rules.yaml" in result.output and "fixed" in result.output
+
+
+def test_log_marks_an_experiment_merged_once_its_config_is_the_targets(project):
+    import shutil
+
+    ws = Workspace(project)
+    cycle = ws.experiments.get("0002-cycle-1")
+    assert {r["experiment"]: r["status"] for r in log(ws)}[cycle.id] == "proposed"
+    shutil.rmtree(ws.project.base_config_dir)
+    shutil.copytree(cycle.config_dir, ws.project.base_config_dir)  # what merging its PR does to the config
+    statuses = {r["experiment"]: r["status"] for r in log(ws)}
+    assert statuses[cycle.id] == "merged" and statuses["0001-baseline"] == "proposed"
