@@ -82,19 +82,21 @@ def _decide_chunk(spec: TargetSpec, root: Path, cases: list[dict], config_dir: P
 class CallableRunner:
     def __init__(self, spec: TargetSpec, root: Path):
         self.spec, self.root = spec, root
+        self._pool: ProcessPoolExecutor | None = None  # started on the first large run, then reused
         load_callable(spec, root)  # fail early with a clear error
 
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
         chunks = [cases[i:i + CHUNK] for i in range(0, len(cases), CHUNK)]
         results: list[dict] = []
         if self.spec.workers > 1 and len(cases) >= PARALLEL_FROM:
-            with ProcessPoolExecutor(max_workers=self.spec.workers) as pool:
-                futures = [pool.submit(_decide_chunk, self.spec, self.root, chunk, config_dir) for chunk in chunks]
-                for future in futures:
-                    part = future.result()
-                    results += part
-                    if progress:
-                        progress(len(part))
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(max_workers=self.spec.workers)
+            futures = [self._pool.submit(_decide_chunk, self.spec, self.root, chunk, config_dir) for chunk in chunks]
+            for future in futures:
+                part = future.result()
+                results += part
+                if progress:
+                    progress(len(part))
         else:
             for chunk in chunks:
                 part = _decide_chunk(self.spec, self.root, chunk, config_dir)

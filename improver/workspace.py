@@ -173,9 +173,12 @@ class Workspace:
                 self.progress(label, done[0], total)
         return step
 
+    @cached_property
+    def runner(self):
+        return runner_for(self.project)
+
     def decide(self, config_dir: Path, sessions: list[ReviewedSession], label: str) -> list[dict]:
-        runner = runner_for(self.project)
-        return runner.run([s.case for s in sessions], config_dir, self._report(label, len(sessions)))
+        return self.runner.run([s.case for s in sessions], config_dir, self._report(label, len(sessions)))
 
     def run(self, experiment: Experiment) -> dict[str, dict]:
         """The experiment's decision on every reviewed session (rerun once, then read back once)."""
