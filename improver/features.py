@@ -134,16 +134,17 @@ def _numeric_tests(path: str, values: list, min_count: int, rows: int, declared:
 
 
 def _keyword_tests(path: str, values: list, min_count: int, rows: int, max_keywords: int) -> list[Test]:
-    documents = [words(v) if isinstance(v, str) else set() for v in values]
-    frequency = Counter(w for doc in documents for w in doc)
+    """Keyword tests in two passes over the text (count, then mark), so no word sets are kept."""
+    frequency = Counter(w for v in values if isinstance(v, str) for w in words(v))
     vocabulary = [w for w, n in frequency.most_common() if min_count <= n <= 0.5 * rows][:max_keywords]
     index = {w: i for i, w in enumerate(vocabulary)}
     hits = np.zeros((len(vocabulary), rows), dtype=bool)
-    for row, doc in enumerate(documents):
-        for w in doc:
-            i = index.get(w)
-            if i is not None:
-                hits[i, row] = True
+    for row, value in enumerate(values):
+        if isinstance(value, str):
+            for w in words(value):
+                i = index.get(w)
+                if i is not None:
+                    hits[i, row] = True
     return [Test(path, "contains", w, pack(hits[i])) for i, w in enumerate(vocabulary)]
 
 

@@ -73,7 +73,7 @@ def is_escalation(decision: str) -> bool:
     return any(word in decision.lower() for word in ESCALATION_WORDS)
 
 
-def _groups(sessions: Sequence[ReviewedSession]) -> tuple[dict[tuple[str, str], list[int]], dict[str, int]]:
+def _groups(sessions: Sequence[ReviewedSession], disagree: np.ndarray) -> tuple[dict[tuple[str, str], list[int]], dict[str, int]]:
     """Session indices by (group name, source); untagged notes inferred or clustered."""
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     tagged: dict[str, list[str]] = defaultdict(list)
@@ -91,7 +91,7 @@ def _groups(sessions: Sequence[ReviewedSession]) -> tuple[dict[tuple[str, str], 
         if name:
             groups[(name, "tag")].append(i)
             inferred[name] += 1
-        elif sessions[i].agent_decision != sessions[i].human_decision:
+        elif disagree[i]:
             leftover.append(i)
     labels = text.cluster_notes([sessions[i].human_reasoning for i in leftover])
     for label, members in text.group_indices(labels).items():
@@ -120,12 +120,14 @@ def _ceiling(sessions: Sequence[ReviewedSession], rules_fields: set[str], keywor
     return best / max(len(sessions), 1), noisy
 
 
-def mine(sessions: Sequence[ReviewedSession], agent_decisions: Sequence[str] | None = None,
+def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = None,
          bands: dict[str, list[float]] | None = None, min_evidence: int = 3,
          entity_fields: Sequence[str] = ()) -> MiningResult:
     """Precedents and meta-findings over training sessions, against the current agent decisions."""
     rows = len(sessions)
-    agent = np.array(list(agent_decisions) if agent_decisions is not None else [s.agent_decision for s in sessions], dtype=object)
+    if current is None:  # the decisions recorded in the traces
+        current = [{"decision": s.agent_decision, "confidence": s.agent_confidence, "cited": s.cited} for s in sessions]
+    agent = np.array([row["decision"] for row in current], dtype=object)
     human = np.array([s.human_decision for s in sessions], dtype=object)
     disagree = agent != human
     if rows == 0:
@@ -133,7 +135,7 @@ def mine(sessions: Sequence[ReviewedSession], agent_decisions: Sequence[str] | N
     tests = build_tests([s.case for s in sessions], min_count=min_evidence, bands=bands)
     inducer = RuleInducer(tests, rows, preferred_fields=tuple(entity_fields))
     correct_bits = {d: pack(human == d) for d in set(human)}
-    groups, inferred = _groups(sessions)
+    groups, inferred = _groups(sessions, disagree)
 
     # A decision list: smaller (more specific) groups first; each later rule is judged only
     # on the rows no earlier rule decides, as the target's first-match overlay will apply them.
@@ -170,7 +172,7 @@ def mine(sessions: Sequence[ReviewedSession], agent_decisions: Sequence[str] | N
     used_fields = {t.field for _, r in ordered for t in r.tests} or {t.field for t in tests if t.op != "contains"}
     keywords = {str(t.value) for _, r in ordered for t in r.tests if t.op == "contains"}
     ceiling, noisy = _ceiling(sessions, used_fields, keywords)
-    findings = _findings(sessions, agent, human, noisy)
+    findings = _findings(sessions, current, agent, human, noisy)
     return MiningResult(sessions=rows, disagreements=int(disagree.sum()), agreement=float(1 - disagree.mean()),
                         ceiling=ceiling, precedents=precedents, findings=findings)
 
@@ -252,11 +254,10 @@ def _marginal_gains(ordered, agent, human, rows) -> list[int]:
     return [int(change[first == i].sum()) for i in range(len(ordered))]
 
 
-def _findings(sessions, agent, human, noisy) -> list[Finding]:
+def _findings(sessions, current, agent, human, noisy) -> list[Finding]:
     findings = []
     overridden = [i for i in range(len(sessions)) if agent[i] != human[i]]
-    confident = [i for i in overridden if (sessions[i].agent_confidence or "").lower() == "high"
-                 and sessions[i].agent_decision == agent[i]]
+    confident = [i for i in overridden if str(current[i].get("confidence") or "").lower() == "high"]
     if confident:
         pairs = Counter(f"{agent[i]} -> {human[i]}" for i in confident)
         findings.append(Finding(
@@ -274,12 +275,12 @@ def _findings(sessions, agent, human, noisy) -> list[Finding]:
                     "not information. The proposed rules say when it may decide.",
             sessions=[sessions[i].session_id for i in over[:20]]))
     for tag in sorted({s.precedent for s in sessions if s.precedent}):
-        members = [s for s in sessions if s.precedent == tag]
+        members = [i for i, s in enumerate(sessions) if s.precedent == tag]
         tag_words = {w for w in re.split(r"[^a-z0-9]+", tag.lower()) if len(w) >= 5}
-        cited = Counter(c for s in members for c in set(s.cited))
+        cited = Counter(c for i in members for c in set(current[i].get("cited") or []))
         for item, n in cited.items():
             item_words = {w for w in re.split(r"[^a-z0-9]+", item.lower()) if len(w) >= 5}
-            ignored = [s.session_id for s in members if item in s.cited and s.agent_decision != s.human_decision]
+            ignored = [sessions[i].session_id for i in members if item in (current[i].get("cited") or []) and agent[i] != human[i]]
             if tag_words & item_words and n >= 0.8 * len(members) and ignored:
                 findings.append(Finding(
                     kind="policy-ignored", count=len(ignored),

@@ -112,12 +112,11 @@ class Workspace:
     def mine(self, parent: Experiment) -> MiningResult:
         """Precedents in the training sessions, against the parent experiment's decisions."""
         decisions = self.run(parent)
-        sessions = [s.model_copy(update={
-            "agent_decision": decisions[s.session_id]["decision"], "agent_confidence": decisions[s.session_id].get("confidence"),
-            "cited": decisions[s.session_id].get("cited") or [], "agent_reasoning": decisions[s.session_id].get("reasoning", "")})
-            for s in self.train_sessions()]
+        sessions = self.train_sessions()
+        current = [decisions[s.session_id] for s in sessions]
         config = self.project.config
-        return mine(sessions, bands=config.bands, min_evidence=config.min_evidence, entity_fields=config.entity_fields)
+        return mine(sessions, current, bands=config.bands, min_evidence=config.min_evidence,
+                    entity_fields=config.entity_fields)
 
     def propose(self, parent: Experiment, result: MiningResult, cycle: int, run_id: str = "") -> Experiment | None:
         """A new experiment holding the parent's config plus one proposal per precedent (None if none)."""
