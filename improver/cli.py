@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from improver.errors import ImproverError
+from improver.scoring import confusion_table
 from improver.workspace import Workspace
 
 app = typer.Typer(help="Make AI agents agree with the humans who review them.", no_args_is_help=True,
@@ -62,8 +63,6 @@ def confusion(results: dict) -> Table:
     table = Table(title=f"{results['experiment']}: agent decision × human decision (all reviewed sessions)")
     for column in ("agent", "human", "status", "now", "parent"):
         table.add_column(column)
-    from improver.scoring import confusion_table
-
     for agent, human, status, now, before in confusion_table(results):
         table.add_row(agent, human, status, str(now), "" if before is None else str(before))
     return table

@@ -63,7 +63,7 @@ def build_graph(workspace: Workspace, checkpointer=None):
                 and effects.get(p.id, {}).get("heldout", 0) >= 0]
         chosen = candidate
         if keep and len(keep) < len(proposals):
-            chosen = workspace._find(parent=candidate.manifest.parent, kind="gated", cycle=state["cycle"], run=state["run_id"]) \
+            chosen = workspace.find(parent=candidate.manifest.parent, kind="gated", cycle=state["cycle"], run=state["run_id"]) \
                 or workspace.subset(candidate, keep, "gated", run_id=state["run_id"])
             workspace.score(chosen)
         row = _row(workspace, chosen.id, state["cycle"], len(keep), len(proposals))

@@ -5,6 +5,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import yaml
+
 from improver.errors import ProjectError
 from improver.project import write_project_file
 
@@ -32,7 +34,7 @@ def make_demo_project(folder: Path, n: int = 130, seed: int = 7, tag_share: floa
     (folder / MARKER).write_text("made by `improver demo`; safe to delete\n")
     source = example_dir()
     shutil.copytree(source / "config", folder / "config")
-    example = __import__("yaml").safe_load((source / "improver.yaml").read_text())
+    example = yaml.safe_load((source / "improver.yaml").read_text())
     example["target"]["python_path"] = str(EXAMPLES)
     write_project_file(folder, example)
     if str(EXAMPLES) not in sys.path:

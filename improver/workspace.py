@@ -91,7 +91,8 @@ class Workspace:
         return [s for s in self.require_sessions() if self.split(s.session_id) == "train"]
 
     # --- experiments ---------------------------------------------------------------
-    def _find(self, **fields) -> Experiment | None:
+    def find(self, **fields) -> Experiment | None:
+        """The newest experiment whose manifest has these values (``run`` is the cycle run that made it)."""
         for experiment in reversed(self.experiments.all()):
             manifest = experiment.manifest
             if all((manifest.mining.get(k) if k == "run" else getattr(manifest, k)) == v for k, v in fields.items()):
@@ -101,7 +102,7 @@ class Workspace:
     def baseline(self) -> Experiment:
         """The baseline experiment for the target's current config: found, or made, run and scored."""
         base = read_tree(self.project.base_config_dir)
-        experiment = self._find(kind="baseline", config_hash=tree_hash(base))
+        experiment = self.find(kind="baseline", config_hash=tree_hash(base))
         if experiment is None:
             manifest = Manifest(id=self.experiments.next_id("baseline"), created=now(), kind="baseline")
             experiment = self.experiments.create(manifest, base, base, "# Baseline\n\nThe target's own config, unchanged.\n")
@@ -120,7 +121,7 @@ class Workspace:
 
     def propose(self, parent: Experiment, result: MiningResult, cycle: int, run_id: str = "") -> Experiment | None:
         """A new experiment holding the parent's config plus one proposal per precedent (None if none)."""
-        existing = self._find(parent=parent.id, kind="cycle", cycle=cycle, run=run_id) if run_id else None
+        existing = self.find(parent=parent.id, kind="cycle", cycle=cycle, run=run_id) if run_id else None
         if existing:
             return existing
         taken = {rule.id for rule in load_overlay(parent.config_dir).rules}
