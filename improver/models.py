@@ -1,6 +1,7 @@
 """The native trace events and the reviewed-session record the loop works on."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,20 +48,24 @@ class Quarantined(BaseModel):
     raw: str
 
 
-class ReviewedSession(BaseModel):
-    """One session with the agent's decision and the current human review."""
+@dataclass(slots=True)
+class ReviewedSession:
+    """One session with the agent's decision and the current human review.
+
+    A plain slotted record, not a pydantic model: the loop holds one per reviewed
+    session (a million at scale), built from validated events in the store."""
 
     session_id: str
     case: dict[str, Any]
     agent_decision: str
+    human_decision: str
     agent_confidence: str | None = None
     agent_reasoning: str = ""
-    cited: list[str] = Field(default_factory=list)
-    human_decision: str
+    cited: list[str] = field(default_factory=list)
     reviewer: str = "unknown"
     human_reasoning: str = ""
     precedent: str | None = None
-    conditions: list[str] = Field(default_factory=list)
+    conditions: list[str] = field(default_factory=list)
 
     @property
     def agrees(self) -> bool:

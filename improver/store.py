@@ -175,7 +175,7 @@ class TraceStore:
                FROM decisions d JOIN current_reviews r USING (session_id) ORDER BY d.session_id"""
         )
         for row in rows:
-            yield ReviewedSession.model_construct(
+            yield ReviewedSession(
                 session_id=row[0], case=json.loads(row[1]), agent_decision=row[2], agent_confidence=row[3],
                 agent_reasoning=row[4] or "", cited=json.loads(row[5] or "[]"), human_decision=row[6],
                 reviewer=row[7] or "unknown", human_reasoning=row[8] or "", precedent=row[9] or None,

@@ -3,6 +3,7 @@ a real Neo4j when NEO4J_URI is set; then the Bolt store's faults and errors."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import pytest
 
@@ -114,8 +115,8 @@ def test_a_new_review_replaces_the_old_overrides_and_precedent(open_store):
     store = open_store()
     store.load(sessions(), ENTITY_FIELDS, BANDS)
     revised = sessions()
-    revised[0] = revised[0].model_copy(update={"human_decision": "reject", "precedent": "acme-hold"})
-    revised[1] = revised[1].model_copy(update={"human_decision": "approve", "precedent": None})
+    revised[0] = replace(revised[0], human_decision="reject", precedent="acme-hold")
+    revised[1] = replace(revised[1], human_decision="approve", precedent=None)
     store.load(revised[:2], ENTITY_FIELDS, BANDS)
     assert store.summary() == EXPECTED_SUMMARY
     for by in GROUPINGS:

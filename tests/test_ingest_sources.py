@@ -1,6 +1,7 @@
 """Span sources: Phoenix exports (JSONL, parquet), OTLP JSON, mappings, dirty data, resuming."""
 import json
 import sqlite3
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def native_sessions(project: Path, tmp_path: Path):
     other = make_demo_project(tmp_path / "native", n=N)
     ws = Workspace(other)
     ws.ingest(str(other / "traces.jsonl"))
-    return [s.model_dump() for s in ws.sessions]
+    return [asdict(s) for s in ws.sessions]
 
 
 def test_phoenix_span_export_reads_like_the_native_traces(project, tmp_path):
@@ -42,7 +43,7 @@ def test_phoenix_span_export_reads_like_the_native_traces(project, tmp_path):
     ws = Workspace(project)
     report = ws.ingest(str(tmp_path / "spans.jsonl"))
     assert (report.decisions_new, report.reviews_new, report.quarantined, dict(report.cleaned)) == (N, N, 0, {})
-    assert [s.model_dump() for s in ws.sessions] == native_sessions(project, tmp_path)
+    assert [asdict(s) for s in ws.sessions] == native_sessions(project, tmp_path)
 
 
 def test_parquet_export_with_annotations_in_their_own_file(project, tmp_path):
@@ -59,7 +60,7 @@ def test_parquet_export_with_annotations_in_their_own_file(project, tmp_path):
     ws = Workspace(project)
     report = ws.ingest(str(folder))
     assert (report.decisions_new, report.reviews_new, report.quarantined) == (N, N, 0)
-    assert [s.model_dump() for s in ws.sessions] == native_sessions(project, tmp_path)
+    assert [asdict(s) for s in ws.sessions] == native_sessions(project, tmp_path)
 
 
 def otlp_line(spans: list[dict]) -> str:
