@@ -59,7 +59,7 @@ def one_size(n: int, bolt: str | None, full_cycle: bool, stores: list[str]) -> l
         if "networkx" in stores:
             stages.time("graph [networkx]", ws.graph)
         for store in stores:
-            if store != "networkx":
+            if store in ("falkordb", "neo4j"):
                 bolt_stages(stages, ws, store, bolt)
         baseline = stages.time("baseline rerun", ws.run, stages_baseline(ws))
         stages.time("baseline score", ws.score, stages_baseline(ws))
@@ -78,7 +78,7 @@ def stages_baseline(ws):
     from improver.experiments import Manifest, now, read_tree, tree_hash
 
     base = read_tree(ws.project.base_config_dir)
-    found = ws._find(kind="baseline", config_hash=tree_hash(base))
+    found = ws.find(kind="baseline", config_hash=tree_hash(base))
     if found:
         return found
     manifest = Manifest(id=ws.experiments.next_id("baseline"), created=now(), kind="baseline")
