@@ -1,0 +1,19 @@
+"""The benchmark scripts still run end to end (tiny sizes; figures are printed, never asserted)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.mark.parametrize("script, args, expected", [
+    ("quality.py", ["--seeds", "1", "--noise", "0", "--requests", "60", "--max-cycles", "1"], "mean held-out"),
+    ("speed.py", ["--sizes", "300"], "whole cycle"),
+    ("ingest.py", ["--mb", "1", "--sessions", "50"], "spans_per_s"),
+])
+def test_benchmark_script_runs_and_prints_its_table(script, args, expected):
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert expected in done.stdout
