@@ -46,24 +46,33 @@ MATCH (v:Review {key: r.review})-[e:OVERRIDES|CITES_PRECEDENT]->(t)
 WHERE (type(e) = 'OVERRIDES' AND NOT r.overridden) OR (type(e) = 'CITES_PRECEDENT' AND t.key <> r.precedent_key)
 DELETE e"""
 
+MERGE_SHARED = """
+UNWIND $entities AS e MERGE (x:Entity {key: e.key}) SET x.field = e.field, x.value = e.value
+WITH count(*) AS done
+UNWIND $bands AS b MERGE (x:Band {key: b.key}) SET x.field = b.field, x.band = b.band"""
+
+# One list per field, the i-th entries making the i-th session: FalkorDB evaluates a batch
+# of scalar lists about three times faster than the same batch as a list of maps.
+SESSION_COLUMNS = ("session", "id", "case", "digest", "decision", "agent_decision", "agent_confidence", "agent_reasoning",
+                   "cited", "review", "human_decision", "reviewer", "human_reasoning", "precedent", "conditions",
+                   "overridden", "precedents", "entity_keys", "band_keys")
 MERGE_SESSIONS = """
-UNWIND $rows AS r
-MERGE (s:Session {key: r.session})
-SET s.id = r.id, s.case = r.case, s.digest = r.digest
-MERGE (d:Decision {key: r.decision})
-SET d.decision = r.agent_decision, d.confidence = r.agent_confidence, d.reasoning = r.agent_reasoning, d.cited = r.cited
-MERGE (v:Review {key: r.review})
-SET v.decision = r.human_decision, v.reviewer = r.reviewer, v.reasoning = r.human_reasoning,
-    v.precedent = r.precedent, v.conditions = r.conditions
+UNWIND range(0, size($session) - 1) AS i
+MERGE (s:Session {key: $session[i]})
+SET s.id = $id[i], s.case = $case[i], s.digest = $digest[i]
+MERGE (d:Decision {key: $decision[i]})
+SET d.decision = $agent_decision[i], d.confidence = $agent_confidence[i], d.reasoning = $agent_reasoning[i],
+    d.cited = $cited[i]
+MERGE (v:Review {key: $review[i]})
+SET v.decision = $human_decision[i], v.reviewer = $reviewer[i], v.reasoning = $human_reasoning[i],
+    v.precedent = $precedent[i], v.conditions = $conditions[i]
 MERGE (s)-[:DECIDED]->(d)
 MERGE (s)-[:REVIEWED]->(v)
-FOREACH (_ IN CASE WHEN r.overridden THEN [1] ELSE [] END | MERGE (v)-[:OVERRIDES]->(d))
-FOREACH (name IN r.precedents |
+FOREACH (_ IN CASE WHEN $overridden[i] THEN [1] ELSE [] END | MERGE (v)-[:OVERRIDES]->(d))
+FOREACH (name IN $precedents[i] |
     MERGE (p:Precedent {key: 'precedent:' + name}) SET p.name = name MERGE (v)-[:CITES_PRECEDENT]->(p))
-FOREACH (e IN r.entities |
-    MERGE (x:Entity {key: e.key}) SET x.field = e.field, x.value = e.value MERGE (s)-[:INVOLVES]->(x))
-FOREACH (b IN r.bands |
-    MERGE (x:Band {key: b.key}) SET x.field = b.field, x.band = b.band MERGE (s)-[:IN_BAND]->(x))"""
+FOREACH (key IN $entity_keys[i] | MERGE (x:Entity {key: key}) MERGE (s)-[:INVOLVES]->(x))
+FOREACH (key IN $band_keys[i] | MERGE (x:Band {key: key}) MERGE (s)-[:IN_BAND]->(x))"""
 
 
 def _session_row(s: ReviewedSession, entity_fields: list[str], bands: dict[str, list[float]]) -> dict:
@@ -81,7 +90,8 @@ def _session_row(s: ReviewedSession, entity_fields: list[str], bands: dict[str, 
     }
     row["digest"] = hashlib.sha1(json.dumps(row, sort_keys=True).encode()).hexdigest()
     row.update(session=f"session:{s.session_id}", decision=f"decision:{s.session_id}", review=f"review:{s.session_id}",
-               precedent_key=f"precedent:{s.precedent}" if s.precedent else "")
+               precedent_key=f"precedent:{s.precedent}" if s.precedent else "",
+               entity_keys=[e["key"] for e in row["entities"]], band_keys=[b["key"] for b in row["bands"]])
     return row
 
 
@@ -195,7 +205,13 @@ class Neo4jGraphStore:
             if changed:
                 self._run(REMOVE_STALE_EDGES, rows=[{k: r[k] for k in ("review", "overridden", "precedent_key")}
                                                     for r in changed if r["session"] in stored])
-                self._run(MERGE_SESSIONS, rows=changed)
+                shared = {}
+                for r in changed:
+                    shared.update({("entities", e["key"]): e for e in r["entities"]})
+                    shared.update({("bands", b["key"]): b for b in r["bands"]})
+                self._run(MERGE_SHARED, entities=[v for (kind, _), v in shared.items() if kind == "entities"],
+                          bands=[v for (kind, _), v in shared.items() if kind == "bands"])
+                self._run(MERGE_SESSIONS, **{name: [r[name] for r in changed] for name in SESSION_COLUMNS})
         return len(rows)
 
     def add_experiment(self, experiment_id: str, parent: str | None, precedents: list[str]) -> None:
