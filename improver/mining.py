@@ -5,7 +5,9 @@ the current experiment's agent gives on them. Precedent groups come from the
 reviewers' precedent tags; untagged reviews that read like a tagged precedent join it,
 and the rest are clustered by their reasoning text. Each group, split by the human
 decision, is explained by an induced rule (see ``rules``) with support, precision over
-all training sessions (agreements too), conflicts and evidence. What is left of the
+all training sessions (agreements too), conflicts and evidence; a group's decisions
+too rare to stand alone become exceptions inside its rule, as a reviewer's "reject, but
+small ones pass" is one precedent. What is left of the
 disagreements is mined once more as unnamed patterns. Rules are ordered and kept only
 when replaying them over the training sessions gains agreement.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from dataclasses import replace
 from typing import Literal, Sequence
 
 import numpy as np
@@ -139,17 +142,23 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
 
     # A decision list: smaller (more specific) groups first; each later rule is judged only
     # on the rows no earlier rule decides, as the target's first-match overlay will apply them.
+    # A group's decisions with too few sessions to stand alone are exceptions inside its
+    # main rule (placed before it); the precedent's evidence counts them all.
     jobs = []
     for (name, source), indices in groups.items():
-        by_decision = Counter(human[i] for i in indices)
-        for rank, (decision, _size) in enumerate(by_decision.most_common()):
+        by_decision = Counter(human[i] for i in indices).most_common()
+        few = [i for i in indices if by_decision[0][0] != human[i] and dict(by_decision)[human[i]] < min_evidence]
+        for rank, (decision, size) in enumerate(by_decision):
+            if rank and size < min_evidence:
+                continue
             members = [i for i in indices if human[i] == decision]
             label = name if rank == 0 else f"{name}--{decision}"
-            jobs.append((len(members), label, source, decision, members, inferred.get(name, 0) if rank == 0 else 0))
+            jobs.append((len(members) + (len(few) if rank == 0 else 0), label, source, decision, members,
+                         inferred.get(name, 0) if rank == 0 else 0, few if rank == 0 else []))
     undecided = np.ones(rows, dtype=bool)
     candidates: list[tuple[Precedent, InducedRule | None]] = []
-    for _size, label, source, decision, members, inferred_count in sorted(jobs, key=lambda j: (j[0], j[1])):
-        found = _explain(label, source, decision, members, inducer, correct_bits[decision], disagree, sessions,
+    for _size, label, source, decision, members, inferred_count, few in sorted(jobs, key=lambda j: (j[0], j[1])):
+        found = _explain(label, source, decision, members, few, inducer, human, correct_bits, disagree, sessions,
                          min_evidence, inferred_count, undecided)
         candidates += found
         for _p, rule in found:
@@ -161,7 +170,7 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     for decision in sorted(set(human[residual])):
         members = [i for i in np.flatnonzero(residual) if human[i] == decision]
         name = f"pattern-{decision}-" + text.cluster_name([sessions[i].human_reasoning for i in members], 2)
-        found = _explain(name, "pattern", decision, members, inducer, correct_bits[decision], disagree, sessions,
+        found = _explain(name, "pattern", decision, members, [], inducer, human, correct_bits, disagree, sessions,
                          min_evidence, 0, undecided)
         accepted += [(p, r) for p, r in found if r is not None]
 
@@ -177,25 +186,38 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
                         ceiling=ceiling, precedents=precedents, findings=findings)
 
 
-def _explain(name, source, decision, members, inducer, correct, disagree, sessions, min_evidence, inferred, undecided):
-    """Up to MAX_RULES_PER_GROUP covering rules for one group, over the undecided rows;
-    a weak precedent when none."""
+def _explain(name, source, decision, members, few, inducer, human, correct_bits, disagree, sessions, min_evidence,
+             inferred, undecided):
+    """Up to MAX_RULES_PER_GROUP covering rules for one group, over the undecided rows,
+    each with its exceptions for ``few`` (the group's sessions decided otherwise, too few
+    to stand alone); a weak precedent when none."""
     rows = len(sessions)
     remaining = np.zeros(rows, dtype=bool)
     remaining[members] = True
     remaining &= undecided
+    aside = np.zeros(rows, dtype=bool)
+    aside[list(few)] = True
     undecided = undecided.copy()
     found: list[tuple[Precedent, InducedRule | None]] = []
-    while len(found) < MAX_RULES_PER_GROUP and remaining.sum() >= min_evidence:
-        rule = inducer.induce(pack(remaining), correct, min_evidence, within=pack(undecided),
+    min_support = min_evidence if not few else max(1, min(len(members), min_evidence - len(few)))
+    rules = 0
+    while rules < MAX_RULES_PER_GROUP and remaining.sum() >= min_support:
+        rule = inducer.induce(pack(remaining), correct_bits[decision], min_support, within=pack(undecided & ~aside),
                               hint=name if source == "tag" else "")
         if rule is None:
             break
-        mask = unpack(rule.bits, rows)
+        mask = _matched(rule, rows)
+        exceptions = _exceptions(name, source, rule, mask & undecided, aside, inducer, human, correct_bits,
+                                 disagree, sessions, len(members) + len(few))
+        hits = int((mask & remaining).sum()) + sum(p.support for p, _ in exceptions)
+        if hits < min_evidence:
+            break
+        found += exceptions
+        rule = replace(rule, bits=pack(mask & undecided))
         group_hits = [i for i in np.flatnonzero(mask & remaining)]
         evidence = sorted(group_hits, key=lambda i: (not disagree[i], sessions[i].session_id))
         conflicts = [sessions[i].session_id for i in np.flatnonzero(mask) if sessions[i].human_decision != decision]
-        label = name if not found else f"{name}-{len(found) + 1}"
+        label = name if not rules else f"{name}-{rules + 1}"
         found.append((Precedent(
             name=label, source=source, decision=decision, condition=rule.condition(),
             description=describe(rule.condition()), group_size=len(members), support=len(group_hits),
@@ -204,15 +226,49 @@ def _explain(name, source, decision, members, inducer, correct, disagree, sessio
             evidence_sessions=[sessions[i].session_id for i in evidence[:10]], conflicts=conflicts[:20],
             inferred_from_text=inferred, quotes=text.representative_quotes([sessions[i].human_reasoning for i in evidence]),
         ), rule))
+        rules += 1
         remaining &= ~mask
         undecided &= ~mask
-    if not found and disagree[members].any():
+    if not found and (disagree[members].any() or disagree[list(few)].any()):
+        everyone = list(members) + list(few)
         found.append((Precedent(
             name=name, source=source, decision=decision, group_size=len(members), weak=True,
-            disagreements=int(disagree[members].sum()),
-            evidence_sessions=[sessions[i].session_id for i in members[:10]], inferred_from_text=inferred,
-            quotes=text.representative_quotes([sessions[i].human_reasoning for i in members]),
+            disagreements=int(disagree[everyone].sum()),
+            evidence_sessions=[sessions[i].session_id for i in everyone[:10]], inferred_from_text=inferred,
+            quotes=text.representative_quotes([sessions[i].human_reasoning for i in everyone]),
         ), None))
+    return found
+
+
+def _matched(rule: InducedRule, rows: int) -> np.ndarray:
+    """The rows a rule's tests match (anywhere, not only where it was induced)."""
+    return unpack(np.bitwise_and.reduce([t.bits for t in rule.tests]), rows)
+
+
+def _exceptions(name, source, rule, scope, aside, inducer, human, correct_bits, disagree, sessions, group_size):
+    """Rules inside ``rule`` (over ``scope``, the rows it decides) for the group's sessions
+    set ``aside`` there: those the reviewers decided otherwise, too few to stand alone."""
+    rows = len(sessions)
+    outliers = scope & aside
+    found = []
+    for decision in sorted(set(human[outliers])):
+        positives = outliers & (human == decision)
+        inner = inducer.induce(pack(positives), correct_bits[decision], 1, within=pack(scope & (positives | ~outliers)))
+        if inner is None:
+            continue
+        tests = rule.tests + tuple(t for t in inner.tests if all(t is not u for u in rule.tests))
+        combined = replace(inner, tests=tests)
+        mask = _matched(combined, rows)
+        hits = np.flatnonzero(mask & positives)
+        found.append((Precedent(
+            name=f"{name}--{decision}", source=source, decision=decision, condition=combined.condition(),
+            description=describe(combined.condition()), group_size=group_size, support=len(hits),
+            covered=int(mask.sum()), precision=round(float((human[mask] == decision).mean()), 4),
+            disagreements=int(disagree[mask & positives].sum()),
+            evidence_sessions=[sessions[i].session_id for i in hits[:10]],
+            conflicts=[sessions[i].session_id for i in np.flatnonzero(mask) if human[i] != decision][:20],
+            quotes=text.representative_quotes([sessions[i].human_reasoning for i in hits]),
+        ), combined))
     return found
 
 
@@ -241,7 +297,7 @@ def _marginal_gains(ordered, agent, human, rows) -> list[int]:
 
     Removing a rule only changes the rows it matches first; they fall through to the
     next matching rule, or to the agent when none matches."""
-    matched = np.stack([unpack(np.bitwise_and.reduce([t.bits for t in r.tests]), rows) for _, r in ordered])
+    matched = np.stack([_matched(r, rows) for _, r in ordered])
     decisions = np.array([p.decision for p, _ in ordered] + [None], dtype=object)
     none = len(ordered)
     first = np.where(matched.any(axis=0), matched.argmax(axis=0), none)
