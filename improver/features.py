@@ -136,7 +136,8 @@ def _numeric_tests(path: str, values: list, min_count: int, rows: int, declared:
 def _keyword_tests(path: str, values: list, min_count: int, rows: int, max_keywords: int) -> list[Test]:
     """Keyword tests in two passes over the text (count, then mark), so no word sets are kept."""
     frequency = Counter(w for v in values if isinstance(v, str) for w in words(v))
-    vocabulary = [w for w, n in frequency.most_common() if min_count <= n <= 0.5 * rows][:max_keywords]
+    ranked = sorted(frequency, key=lambda w: (-frequency[w], w))  # ties by word: the same on every run
+    vocabulary = [w for w in ranked if min_count <= frequency[w] <= 0.5 * rows][:max_keywords]
     index = {w: i for i, w in enumerate(vocabulary)}
     hits = np.zeros((len(vocabulary), rows), dtype=bool)
     for row, value in enumerate(values):

@@ -333,7 +333,7 @@ def _findings(sessions, current, agent, human, noisy) -> list[Finding]:
     for tag in sorted({s.precedent for s in sessions if s.precedent}):
         members = [i for i, s in enumerate(sessions) if s.precedent == tag]
         tag_words = {w for w in re.split(r"[^a-z0-9]+", tag.lower()) if len(w) >= 5}
-        cited = Counter(c for i in members for c in set(current[i].get("cited") or []))
+        cited = Counter(c for i in members for c in sorted(set(current[i].get("cited") or [])))
         for item, n in cited.items():
             item_words = {w for w in re.split(r"[^a-z0-9]+", item.lower()) if len(w) >= 5}
             ignored = [sessions[i].session_id for i in members if item in (current[i].get("cited") or []) and agent[i] != human[i]]

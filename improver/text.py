@@ -85,7 +85,7 @@ def cluster_name(notes: list[str], size: int = 3) -> str:
     frequency: Counter = Counter()
     for note in set(notes):
         frequency.update(w for w in words(note) if w.isalpha())
-    top = [w for w, _ in frequency.most_common(size)]
+    top = sorted(frequency, key=lambda w: (-frequency[w], w))[:size]
     return "-".join(top) or "unnamed"
 
 

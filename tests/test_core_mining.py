@@ -1,5 +1,9 @@
-"""Mining: a precedent's minority decisions become exceptions inside its rule."""
+"""Mining: exceptions inside a precedent's rule, the evidence minimum, and runs that repeat exactly."""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 from improver.mining import mine
 from improver.models import ReviewedSession
@@ -39,3 +43,23 @@ def test_a_precedent_with_fewer_evidence_sessions_than_the_minimum_stays_weak():
     result = mine(background() + consolidation(rejects=1, approves=1), min_evidence=3, entity_fields=["vendor"])
     assert not [p for p in result.proposable if p.name.startswith("consolidation")]
     assert any(p.weak and p.name == "consolidation" for p in result.precedents)
+
+
+MINE_THE_DEMO = """
+import json, sys, tempfile
+from pathlib import Path
+from improver.demo import make_demo_project
+from improver.workspace import Workspace
+with tempfile.TemporaryDirectory() as folder:
+    project = make_demo_project(Path(folder) / "p", n=1000, seed=1)
+    ws = Workspace(project)
+    ws.ingest(str(project / "traces.jsonl"))
+    result = ws.mine(ws.baseline())
+    print(json.dumps([[p.name, p.condition, p.decision] for p in result.precedents]))
+"""
+
+
+def test_mining_gives_the_same_precedents_whatever_the_string_hash_seed():
+    runs = [subprocess.run([sys.executable, "-c", MINE_THE_DEMO], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")]
+    assert runs[0] and runs[0] == runs[1] == runs[2]
