@@ -146,8 +146,9 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     # main rule (placed before it); the precedent's evidence counts them all.
     jobs = []
     for (name, source), indices in groups.items():
-        by_decision = Counter(human[i] for i in indices).most_common()
-        few = [i for i in indices if by_decision[0][0] != human[i] and dict(by_decision)[human[i]] < min_evidence]
+        sizes = Counter(human[i] for i in indices)
+        by_decision = sizes.most_common()
+        few = [i for i in indices if human[i] != by_decision[0][0] and sizes[human[i]] < min_evidence]
         for rank, (decision, size) in enumerate(by_decision):
             if rank and size < min_evidence:
                 continue
