@@ -206,12 +206,9 @@ class Neo4jGraphStore:
             if changed:
                 self._run(REMOVE_STALE_EDGES, rows=[{k: r[k] for k in ("review", "overridden", "precedent_key")}
                                                     for r in changed if r["session"] in stored])
-                shared = {}
-                for r in changed:
-                    shared.update({("entities", e["key"]): e for e in r["entities"]})
-                    shared.update({("bands", b["key"]): b for b in r["bands"]})
-                self._run(MERGE_SHARED, entities=[v for (kind, _), v in shared.items() if kind == "entities"],
-                          bands=[v for (kind, _), v in shared.items() if kind == "bands"])
+                entities = {e["key"]: e for r in changed for e in r["entities"]}
+                bands = {b["key"]: b for r in changed for b in r["bands"]}
+                self._run(MERGE_SHARED, entities=list(entities.values()), bands=list(bands.values()))
                 self._run(MERGE_SESSIONS, **{name: [r[name] for r in changed] for name in SESSION_COLUMNS})
         return len(rows)
 

@@ -7,6 +7,7 @@ read at all.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -24,6 +25,27 @@ class TraceSource(Protocol):
     name: str
 
     def events(self) -> Iterator[Event | Quarantined]: ...
+
+
+def jsonl_rows(path: Path, source: str) -> Iterator[tuple[int, dict | Quarantined, str]]:
+    """(line number, JSON object, line) for each non-empty line; a line that is not a JSON
+    object comes as Quarantined. Raises TraceError only when the file cannot be opened."""
+    try:
+        handle = path.open("r", encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise TraceError(f"cannot read {path}: {error}") from error
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield number, Quarantined(source=source, line=number, reason=f"invalid JSON: {error.msg}", raw=line), line
+                continue
+            if not isinstance(row, dict):
+                row = Quarantined(source=source, line=number, reason="not a JSON object", raw=line)
+            yield number, row, line
 
 
 NATIVE_TYPE = re.compile(r'"type"\s*:\s*"(decision|review)"')

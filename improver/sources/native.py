@@ -1,14 +1,13 @@
 """Native trace JSONL (DESIGN.md): one decision or review event a line, read streaming."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterator
 
 from pydantic import ValidationError
 
-from improver.errors import TraceError
 from improver.models import DecisionEvent, Event, Quarantined, ReviewEvent
+from improver.sources import jsonl_rows
 
 EVENT_TYPES = {"decision": DecisionEvent, "review": ReviewEvent}
 
@@ -33,17 +32,11 @@ class NativeJsonlSource:
         self.name = str(self.path)
 
     def events(self) -> Iterator[Event | Quarantined]:
-        try:
-            handle = self.path.open("r", encoding="utf-8", errors="replace")
-        except OSError as error:
-            raise TraceError(f"cannot read {self.path}: {error}") from error
-        with handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield parse_event(json.loads(line))
-                except json.JSONDecodeError as error:
-                    yield Quarantined(source=self.name, line=number, reason=f"invalid JSON: {error.msg}", raw=line)
-                except ValueError as error:
-                    yield Quarantined(source=self.name, line=number, reason=str(error), raw=line)
+        for number, row, line in jsonl_rows(self.path, self.name):
+            if isinstance(row, Quarantined):
+                yield row
+                continue
+            try:
+                yield parse_event(row)
+            except ValueError as error:
+                yield Quarantined(source=self.name, line=number, reason=str(error), raw=line)

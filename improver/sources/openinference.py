@@ -9,12 +9,12 @@ at a time; ``SpanMapping`` says which spans and annotations hold decisions and r
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterator
 
 from improver.errors import TraceError, require
 from improver.models import Event, Quarantined
+from improver.sources import jsonl_rows
 from improver.sources.mapping import SpanAssembler, SpanFileSource
 
 SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -29,23 +29,8 @@ def read_rows(path: Path, source: str) -> Iterator[tuple[int, dict | Quarantined
     if path.suffix == ".parquet":
         yield from _parquet_rows(path)
         return
-    try:
-        handle = path.open("r", encoding="utf-8", errors="replace")
-    except OSError as error:
-        raise TraceError(f"cannot read {path}: {error}") from error
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield number, Quarantined(source=source, line=number, reason=f"invalid JSON: {error.msg}", raw=line)
-                continue
-            if not isinstance(row, dict):
-                yield number, Quarantined(source=source, line=number, reason="not a JSON object", raw=line)
-                continue
-            yield number, row
+    for number, row, _line in jsonl_rows(path, source):
+        yield number, row
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
