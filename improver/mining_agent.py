@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from improver.errors import ImproverError, ProjectError, require
 from improver.experiments import Experiment, Manifest, Proposal, now, read_tree
-from improver.mcp_server import build_server
+from improver.mcp import build_server
 from improver.propose import render_config
 from improver.runtime import load_overlay
 from improver.workspace import Workspace

@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from improver.cli import app
-from improver.cli_mcp import SKILLS
+from improver.cli.claude import SKILLS
 from improver.demo import make_demo_project
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import pytest
 from mcp import Client
 
 from improver.demo import make_demo_project
-from improver.mcp_server import TOOL_NAMES, build_server
+from improver.mcp import TOOL_NAMES, build_server
 
 MODES = ("legacy", "auto")
 

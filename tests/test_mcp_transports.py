@@ -15,7 +15,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from improver.demo import make_demo_project
-from improver.mcp_server import TOOL_NAMES
+from improver.mcp import TOOL_NAMES
 from improver.workspace import Workspace
 
 IMPROVER = str(Path(sys.executable).with_name("improver"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from improver import cli_pr
+from improver.cli import review as cli_pr
 from improver.cli import app
 from improver.errors import ExperimentError
 from improver.experiments import read_tree

@@ -13,9 +13,9 @@ import yaml
 from mcp import Client
 
 from improver.cli import app
-from improver.cli_mcp import SKILLS
+from improver.cli.claude import SKILLS
 from improver.demo import make_demo_project
-from improver.mcp_server import build_server
+from improver.mcp import build_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SKILL_FILES = sorted((ROOT / "skills").glob("*/SKILL.md"))

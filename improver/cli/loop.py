@@ -1,71 +1,15 @@
-"""The ``improver`` command line: a thin layer over ``Workspace``; errors become messages."""
+"""The loop's commands: ``ingest``, ``mine``, ``propose``, ``run``, ``score``, ``cycle``, ``demo``."""
 from __future__ import annotations
 
 import json
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from improver.cli.app import ProjectOption, app, confusion, console, history_table, pct, signed, workspace
 from improver.errors import ImproverError
-from improver.scoring import confusion_table
-from improver.workspace import Workspace
-
-app = typer.Typer(help="Make AI agents agree with the humans who review them.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-console = Console(width=None if sys.stdout.isatty() else 120)  # piped output keeps whole tables
-err = Console(stderr=True)
-ProjectOption = typer.Option(Path("."), "--project", "-p", help="Project folder holding improver.yaml.")
-
-
-@contextmanager
-def workspace(project: Path, quiet: bool = False):
-    """A Workspace with a progress bar for reruns."""
-    if quiet or not sys.stderr.isatty():
-        yield Workspace(project)
-        return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done)
-        yield Workspace(project, progress=progress)
-
-
-def pct(value) -> str:
-    return "–" if value is None else f"{value:.1%}"
-
-
-def signed(value) -> str:
-    return "" if value is None else f"{value * 100:+.1f} pts"
-
-
-def history_table(history: list[dict]) -> Table:
-    table = Table(title="Agreement with the human reviewers, cycle by cycle")
-    for column in ("cycle", "experiment", "train", "held-out", "change (held-out)", "proposals kept", "regressions"):
-        table.add_column(column, justify="right" if column != "experiment" else "left")
-    for row in history:
-        table.add_row("baseline" if row["cycle"] == 0 else str(row["cycle"]), row["experiment"], pct(row["train"]),
-                      pct(row["heldout"]), signed(row["change"]), f"{row['kept']}/{row['proposed']}" if row["cycle"] else "",
-                      str(row["regressions"]) if row["cycle"] else "")
-    return table
-
-
-def confusion(results: dict) -> Table:
-    table = Table(title=f"{results['experiment']}: agent decision × human decision (all reviewed sessions)")
-    for column in ("agent", "human", "status", "now", "parent"):
-        table.add_column(column)
-    for agent, human, status, now, before in confusion_table(results):
-        table.add_row(agent, human, status, str(now), "" if before is None else str(before))
-    return table
 
 
 @app.command()
@@ -101,8 +45,6 @@ def mine(project: Path = ProjectOption, parent: Optional[str] = typer.Option(Non
          model: str = "claude-sonnet-4-5", max_turns: int = typer.Option(40, min=1), max_budget: float = typer.Option(3.0, help="USD.")):
     """Show the precedents behind the disagreements (writes nothing; with --agent, writes an experiment)."""
     if agent:
-        from improver.cli_mcp import mine_with_agent
-
         return mine_with_agent(project, parent, agent, model, max_turns, max_budget)
     with workspace(project) as ws:
         base = ws.experiments.get(parent) if parent else ws.baseline()
@@ -201,20 +143,23 @@ def demo(folder: Path = typer.Option(Path("improver-demo"), "--dir", help="Where
                   f"(best: {state['parent']}); took {time.perf_counter() - started:.1f} s.")
 
 
-# Commands of the other areas (MCP/Claude, PR review, graph export) register here.
-from improver import cli_graph, cli_mcp, cli_pr  # noqa: E402
+def mine_with_agent(project: Path, parent: Optional[str], agent: str, model: str, max_turns: int,
+                    max_budget: float) -> None:
+    """``improver mine --agent claude``: the built-in proposals refined by the Claude mining agent."""
+    from improver.mining_agent import check_credentials, mine_with_claude
 
-for _area in (cli_pr, cli_mcp, cli_graph):
-    _area.register(app)
-
-
-def main() -> None:
-    try:
-        app()
-    except ImproverError as error:
-        err.print(f"[red]error:[/] {error}")
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
+    if agent != "claude":
+        raise ImproverError(f"unknown mining agent {agent!r}; the one agent is 'claude' (omit --agent for the built-in miner)")
+    check_credentials()
+    with workspace(project) as ws:
+        base = ws.experiments.get(parent) if parent else ws.baseline()
+        outcome = mine_with_claude(ws, base, model=model, max_turns=max_turns, max_budget_usd=max_budget)
+        built_in, refined = ws.score(outcome.built_in), ws.score(outcome.experiment)
+    usage = outcome.usage
+    cost = "unknown cost" if usage.cost_usd is None else f"${usage.cost_usd:.2f}"
+    console.print(f"Claude mining agent ({usage.model}): {usage.turns} turns, {usage.tool_calls} tool calls, "
+                  f"{usage.input_tokens} tokens in / {usage.output_tokens} out, {cost}; ended: {usage.stop}")
+    console.print(f"Wrote {outcome.experiment.path} ({len(outcome.experiment.manifest.proposals)} proposals) refined from "
+                  f"{outcome.built_in.id}.")
+    console.print(f"Held-out agreement: refined {pct(refined['heldout']['agreement'])}, "
+                  f"built-in {pct(built_in['heldout']['agreement'])}. Review with `improver pr {outcome.experiment.id}`.")

@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from improver.cli.app import app, console
 from improver.graphs import GROUPINGS
 from improver.project import Project
 from improver.workspace import Workspace
@@ -32,7 +33,6 @@ def loaded_graph(project_folder: Path, store: str | None):
 def summary(project: Path = typer.Option(Path("."), "--project", "-p", help="Project folder holding improver.yaml."),
             store: Optional[str] = StoreOption, top: int = typer.Option(5, min=0, help="Groups shown per grouping.")):
     """Node and edge counts, and where the reviewers disagree most (by entity, band, precedent)."""
-    from improver.cli import console
 
     graph = loaded_graph(project, store)
     try:
@@ -59,7 +59,6 @@ def export(project: Path = typer.Option(Path("."), "--project", "-p", help="Proj
            cypher: Optional[Path] = typer.Option(None, "--cypher", help="Write a Cypher script here (Neo4j Browser, Bloom)."),
            store: Optional[str] = StoreOption):
     """Write the context graph as GraphML and/or a Cypher script."""
-    from improver.cli import console
     from improver.errors import ImproverError
     from improver.graphs.export import write_cypher, write_graphml
 
@@ -78,5 +77,4 @@ def export(project: Path = typer.Option(Path("."), "--project", "-p", help="Proj
         graph.close()
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(graph_app, name="graph")
+app.add_typer(graph_app, name="graph")

@@ -1,0 +1,4 @@
+"""``python -m improver.cli``."""
+from improver.cli.app import main
+
+main()

@@ -1,0 +1,78 @@
+"""The Typer app and what every command group shares: options, consoles, the workspace, tables, ``main``."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from improver.errors import ImproverError
+from improver.scoring import confusion_table
+from improver.workspace import Workspace
+
+app = typer.Typer(help="Make AI agents agree with the humans who review them.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console(width=None if sys.stdout.isatty() else 120)  # piped output keeps whole tables
+err = Console(stderr=True)
+ProjectOption = typer.Option(Path("."), "--project", "-p", help="Project folder holding improver.yaml.")
+
+
+@contextmanager
+def workspace(project: Path, quiet: bool = False):
+    """A Workspace with a progress bar for reruns."""
+    if quiet or not sys.stderr.isatty():
+        yield Workspace(project)
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done)
+        yield Workspace(project, progress=progress)
+
+
+def pct(value) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def signed(value) -> str:
+    return "" if value is None else f"{value * 100:+.1f} pts"
+
+
+def history_table(history: list[dict]) -> Table:
+    table = Table(title="Agreement with the human reviewers, cycle by cycle")
+    for column in ("cycle", "experiment", "train", "held-out", "change (held-out)", "proposals kept", "regressions"):
+        table.add_column(column, justify="right" if column != "experiment" else "left")
+    for row in history:
+        table.add_row("baseline" if row["cycle"] == 0 else str(row["cycle"]), row["experiment"], pct(row["train"]),
+                      pct(row["heldout"]), signed(row["change"]), f"{row['kept']}/{row['proposed']}" if row["cycle"] else "",
+                      str(row["regressions"]) if row["cycle"] else "")
+    return table
+
+
+def confusion(results: dict) -> Table:
+    table = Table(title=f"{results['experiment']}: agent decision × human decision (all reviewed sessions)")
+    for column in ("agent", "human", "status", "now", "parent"):
+        table.add_column(column)
+    for agent, human, status, now, before in confusion_table(results):
+        table.add_row(agent, human, status, str(now), "" if before is None else str(before))
+    return table
+
+
+def main() -> None:
+    import improver.cli  # noqa: F401  (registers every command group)
+
+    try:
+        app()
+    except ImproverError as error:
+        err.print(f"[red]error:[/] {error}")
+        sys.exit(2)

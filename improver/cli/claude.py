@@ -1,0 +1,75 @@
+"""Commands for agents: ``improver serve`` (the MCP server) and ``improver install-claude``."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from improver.cli.app import app, ProjectOption, console
+from improver.errors import ImproverError
+from improver.project import Project
+
+SKILLS = ("context-graph-mining", "improvement-cycle", "review-proposal")
+
+
+def server_command() -> str:
+    """The ``improver`` executable of this installation (falls back to the name on PATH)."""
+    beside = Path(sys.executable).with_name("improver")
+    return str(beside) if beside.exists() else "improver"
+
+
+def install_claude(project: Project) -> tuple[Path, list[Path]]:
+    """Register the MCP server in the project's .mcp.json and copy the skills into .claude/skills/."""
+    from improver.mining_agent import skills_dir
+
+    path = project.root / ".mcp.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except json.JSONDecodeError as error:
+        raise ImproverError(f"{path} is not valid JSON ({error}); fix or remove it and run install-claude again")
+    config.setdefault("mcpServers", {})["improver"] = {
+        "command": server_command(), "args": ["serve", "--project", str(project.root)]}
+    fd, temporary = tempfile.mkstemp(dir=project.root, prefix=".mcp.json.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=2)
+        handle.write("\n")
+    os.replace(temporary, path)
+    installed = []
+    for name in SKILLS:
+        target = project.root / ".claude" / "skills" / name
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(skills_dir() / name / "SKILL.md", target / "SKILL.md")
+        installed.append(target / "SKILL.md")
+    return path, installed
+
+
+@app.command()
+def serve(project: Path = ProjectOption,
+          http: Optional[str] = typer.Option(None, "--http", metavar="HOST:PORT",
+                                             help="Serve streamable HTTP at HOST:PORT (or PORT on 127.0.0.1) "
+                                                  "instead of stdio.")):
+    """Serve improver's tools over MCP (stdio by default) for Claude Code and other agents."""
+    from improver.mcp import build_server, parse_address
+
+    server = build_server(Project.load(project))
+    if http is None:
+        server.run()
+        return
+    host, port = parse_address(http)
+    print(f"improver MCP server on http://{host}:{port}/mcp", file=sys.stderr, flush=True)
+    server.run("streamable-http", host=host, port=port)
+
+@app.command("install-claude")
+def install_claude_command(project: Path = ProjectOption):
+    """Register the MCP server in the project's .mcp.json and install the skills into .claude/skills/."""
+    path, skills = install_claude(Project.load(project))
+    console.print(f"Registered the improver MCP server in {path}.")
+    for skill in skills:
+        console.print(f"Installed skill {skill.parent.name} in {skill.parent}")
+    console.print("Start Claude Code in the project folder and approve the 'improver' server when asked.")
