@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Iterable
 
 from improver.models import ReviewedSession
-from improver.runner import ERROR
+from improver.runners import ERROR
 
 SPLITS = ("train", "heldout")
 

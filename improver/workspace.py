@@ -22,7 +22,7 @@ from improver.models import ReviewedSession
 from improver.project import Project
 from improver.propose import build_proposals, guidance_from, render_config, report
 from improver.redact import Redactor
-from improver.runner import ERROR, runner_for
+from improver.runners import ERROR, runner_for
 from improver.runtime import load_overlay
 from improver.scoring import score, split_of
 from improver.sources import open_source
