@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 OPERATORS = ("eq", "ne", "in", "not_in", "lt", "le", "gt", "ge", "contains")
 MISSING = object()
@@ -96,3 +96,62 @@ def describe(condition: Mapping[str, Mapping[str, Any]]) -> str:
                 shown = f"{expected:g}" if isinstance(expected, float) else expected
                 parts.append(f"{path} {symbols[op]} {shown}")
     return " AND ".join(parts)
+
+
+Check = Callable[[Mapping[str, Any]], bool]
+
+
+def _getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
+    if "." in path:
+        return lambda case: field_value(case, path)
+
+    def get(case: Mapping[str, Any]) -> Any:
+        if type(case) is dict:
+            return case.get(path, MISSING)
+        return field_value(case, path)
+    return get
+
+
+def _compile_test(path: str, op: str, expected: Any) -> Check:
+    """One operator test as a closure with the same meaning as ``holds``."""
+    get = _getter(path)
+    if op == "eq":
+        return lambda case: (v := get(case)) is not MISSING and v is not None and v == expected
+    if op == "ne":
+        return lambda case: (v := get(case)) is MISSING or v is None or v != expected
+    if op == "in":
+        return lambda case: (v := get(case)) is not MISSING and v is not None and v in expected
+    if op == "not_in":
+        return lambda case: (v := get(case)) is MISSING or v is None or v not in expected
+    if op == "contains":
+        search = _word_pattern(str(expected)).search
+        return lambda case: isinstance(v := get(case), str) and search(v.lower()) is not None
+    bound = _number(expected)
+    if bound is None or op not in ("lt", "le", "gt", "ge"):
+        return lambda case: False
+    compare = {"lt": bound.__gt__, "le": bound.__ge__, "gt": bound.__lt__, "ge": bound.__le__}[op]  # value OP bound
+
+    def numeric(case: Mapping[str, Any]) -> bool:
+        value = get(case)
+        kind = type(value)
+        if kind is int or kind is float:
+            return compare(value)
+        if value is MISSING or value is None:
+            return False
+        number = _number(value)
+        return number is not None and compare(number)
+    return numeric
+
+
+def compile_condition(condition: Mapping[str, Mapping[str, Any]]) -> Check:
+    """A condition as one function of a case, equal to ``matches(condition, case)`` but faster."""
+    checks = tuple(_compile_test(path, op, expected) for path, tests in condition.items() for op, expected in tests.items())
+    if len(checks) == 1:
+        return checks[0]
+
+    def every(case: Mapping[str, Any]) -> bool:
+        for check in checks:
+            if not check(case):
+                return False
+        return True
+    return every

@@ -8,21 +8,31 @@ surfaces, each a plain file a target may also read itself:
 - ``prompt_fragment.md`` — text to append to the agent's instructions
 
 Only the standard library and PyYAML are imported here, so it is cheap in a target.
+Agents may call ``load_overlay`` once per case: a folder is parsed once (with the C
+YAML loader where PyYAML has it) and kept until one of the three files changes
+(checked by modification time, size and inode on every call), and its rules are
+compiled into plain functions, so ``load_overlay(d).match(case)`` costs about what a
+loaded-once ``match`` does. The cached ``Overlay`` is shared: treat it as read-only.
 """
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-from improver.conditions import matches, validate
+from improver.conditions import compile_condition, validate
 
 RULES_FILE = "learned_rules.yaml"
 NOTES_FILE = "entity_notes.yaml"
 PROMPT_FILE = "prompt_fragment.md"
 SURFACE_FILES = (RULES_FILE, NOTES_FILE, PROMPT_FILE)
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
+CACHE_SIZE = 256  # config folders kept parsed
+RACY_NS = 100_000_000  # a file changed this recently may change again within one timestamp tick
 
 
 @dataclass(frozen=True)
@@ -52,11 +62,15 @@ class Overlay:
     entity_notes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     prompt_fragment: str = ""
 
+    def __post_init__(self) -> None:
+        compiled = tuple((compile_condition(r.when), RuleMatch(r.decision, r.confidence, r.id, r.reason)) for r in self.rules)
+        object.__setattr__(self, "_compiled", compiled)
+
     def match(self, case: Mapping[str, Any]) -> RuleMatch | None:
         """The first learned rule whose condition holds for the case, or None."""
-        for rule in self.rules:
-            if matches(rule.when, case):
-                return RuleMatch(rule.decision, rule.confidence, rule.id, rule.reason)
+        for check, hit in self._compiled:
+            if check(case):
+                return hit
         return None
 
     def notes_for(self, case: Mapping[str, Any]) -> list[str]:
@@ -68,11 +82,11 @@ class Overlay:
         return found
 
 
-def _read_yaml(path: Path) -> Any:
-    if not path.exists():
+def _parse_yaml(text: str | None, path: Path) -> Any:
+    if text is None:
         return None
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({error}); fix or delete the file") from error
 
@@ -101,17 +115,80 @@ def parse_rules(data: Any, where: str) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+def _stamp(paths: tuple[str, ...]) -> tuple:
+    stamp = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+            stamp.append((info.st_mtime_ns, info.st_size, info.st_ino))
+        except FileNotFoundError:
+            stamp.append(None)
+    return tuple(stamp)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+@dataclass
+class _Cached:
+    paths: tuple[str, ...]
+    stamp: tuple
+    texts: tuple[str | None, ...]
+    overlay: Overlay
+    settled: bool  # no file changed within RACY_NS of when it was checked, so the stamp alone decides
+
+
+_cache: dict[str, _Cached] = {}
+
+
 def load_overlay(config_dir: str | Path) -> Overlay:
-    """Read the learned surfaces of a config folder; absent files mean an empty overlay."""
-    folder = Path(config_dir)
-    rules = parse_rules(_read_yaml(folder / RULES_FILE), str(folder / RULES_FILE))
-    notes = _read_yaml(folder / NOTES_FILE) or {}
+    """The learned surfaces of a config folder (absent files mean an empty overlay), cached
+    until one of its files changes."""
+    folder = config_dir if type(config_dir) is str else os.fspath(config_dir)
+    if not os.path.isabs(folder):
+        folder = os.path.abspath(folder)
+    cached = _cache.get(folder)
+    if cached is not None:
+        stamp = _stamp(cached.paths)
+        if stamp == cached.stamp and (cached.settled or _settle(cached)):
+            return cached.overlay
+    paths = tuple(os.path.join(folder, name) for name in SURFACE_FILES)
+    stamp = _stamp(paths)
+    texts = tuple(_read(path) for path in paths)
+    overlay = parse_overlay(*texts, folder=Path(folder))
+    if len(_cache) >= CACHE_SIZE:
+        _cache.pop(next(iter(_cache)))
+    _cache[folder] = _Cached(paths, stamp, texts, overlay, _quiet(stamp))
+    return overlay
+
+
+def _quiet(stamp: tuple) -> bool:
+    """Whether every file is older than one timestamp tick: a later change then shows in its mtime."""
+    newest = max((s[0] for s in stamp if s is not None), default=0)
+    return time.time_ns() - newest > RACY_NS
+
+
+def _settle(cached: _Cached) -> bool:
+    """For a folder written moments ago: the stamp matches, so compare the contents too."""
+    if tuple(_read(path) for path in cached.paths) != cached.texts:
+        return False
+    cached.settled = _quiet(cached.stamp)
+    return True
+
+
+def parse_overlay(rules_text: str | None, notes_text: str | None, prompt: str | None, folder: Path = Path(".")) -> Overlay:
+    """An overlay from the texts of the three surface files (None for an absent file)."""
+    rules = parse_rules(_parse_yaml(rules_text, folder / RULES_FILE), str(folder / RULES_FILE))
+    notes = _parse_yaml(notes_text, folder / NOTES_FILE) or {}
     if not isinstance(notes, Mapping):
         raise ValueError(f"{folder / NOTES_FILE}: expected {{entity_field: {{value: [notes]}}}}")
-    prompt_path = folder / PROMPT_FILE
-    prompt = prompt_path.read_text(encoding="utf-8") if prompt_path.exists() else ""
     return Overlay(
         rules=rules,
         entity_notes={str(f): {str(v): list(n) for v, n in (by or {}).items()} for f, by in notes.items()},
-        prompt_fragment=prompt,
+        prompt_fragment=prompt or "",
     )

@@ -1,7 +1,9 @@
 """The public overlay contract a target agent reads."""
+import os
+
 import pytest
 
-from improver.conditions import describe, matches
+from improver.conditions import compile_condition, describe, matches
 from improver.runtime import load_overlay
 
 
@@ -53,3 +55,31 @@ def test_columns_mask_agrees_with_matches_case_by_case():
     columns = Columns(cases)
     for condition in conditions:
         assert columns.mask(condition).tolist() == [matches(condition, c) for c in cases], condition
+        assert [compile_condition(condition)(c) for c in cases] == [matches(condition, c) for c in cases], condition
+
+
+def test_overlay_is_reread_when_a_file_changes_even_within_one_timestamp_tick(tmp_path):
+    rules = tmp_path / "learned_rules.yaml"
+    rules.write_text("rules:\n- {id: a, when: {vendor: {eq: X}}, decision: reject}\n")
+    first = load_overlay(tmp_path)
+    assert load_overlay(tmp_path) is first  # cached
+    stamp = rules.stat()
+    rules.write_text("rules:\n- {id: b, when: {vendor: {eq: X}}, decision: accept}\n")  # same size, in place
+    os.utime(rules, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # and the same mtime: only the contents differ
+    assert load_overlay(tmp_path).match({"vendor": "X"}).id == "b"
+    os.utime(rules, ns=(stamp.st_atime_ns, stamp.st_mtime_ns - 10**9))  # settled: a second old
+    settled = load_overlay(str(tmp_path))
+    assert load_overlay(tmp_path) is settled
+    rules.unlink()
+    assert load_overlay(tmp_path).match({"vendor": "X"}) is None
+    (tmp_path / "prompt_fragment.md").write_text("New.")
+    assert load_overlay(tmp_path).prompt_fragment == "New."
+
+
+def test_relative_config_folder_follows_the_working_directory(tmp_path, monkeypatch):
+    for name, decision in (("one", "reject"), ("two", "accept")):
+        (tmp_path / name / "config").mkdir(parents=True)
+        (tmp_path / name / "config" / "learned_rules.yaml").write_text(
+            f"rules:\n- {{id: r, when: {{vendor: {{eq: X}}}}, decision: {decision}}}\n")
+        monkeypatch.chdir(tmp_path / name)
+        assert load_overlay("config").match({"vendor": "X"}).decision == decision
