@@ -53,12 +53,11 @@ def assign_to_precedents(tagged: dict[str, list[str]], untagged: list[str], min_
 
 def cluster_notes(notes: list[str], distance_threshold: float = 0.7, seed: int = 0) -> list[int]:
     """A cluster label for each note (notes with no usable words get -1)."""
-    from sklearn.cluster import AgglomerativeClustering
-    from sklearn.decomposition import TruncatedSVD
-
     distinct = sorted({n for n in notes if words(n)})
     if len(distinct) < 2:
         return [0 if n in distinct else -1 for n in notes]
+    from sklearn.cluster import AgglomerativeClustering  # imported only when there is something to cluster (~1 s)
+    from sklearn.decomposition import TruncatedSVD
     try:
         matrix = _vectorizer().fit_transform(distinct)
     except ValueError:
