@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from improver.errors import ExperimentError
 
 SCHEMA_VERSION = 1
-ID_PATTERN = re.compile(r"^[0-9]{4}-[a-z0-9][a-z0-9-]{0,63}$")
+ID_PATTERN = re.compile(r"[0-9]{4}-[a-z0-9][a-z0-9-]{0,63}\Z")  # \Z, not $: "$" also matches before a final newline
 STATUSES = ("proposed", "accepted", "merged", "rejected")
 
 

@@ -6,13 +6,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Ids travel into file names, markdown, git messages and terminals: no control characters.
+ID_TEXT = r"^[^\x00-\x1f\x7f]+$"
+
 
 class DecisionEvent(BaseModel):
     """What the agent decided for one session (native trace JSONL, ``type: decision``)."""
 
     model_config = ConfigDict(extra="ignore")
     type: Literal["decision"] = "decision"
-    session_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1, pattern=ID_TEXT)
     case: dict[str, Any]
     decision: str = Field(min_length=1)
     confidence: str | None = None
@@ -27,7 +30,7 @@ class ReviewEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     type: Literal["review"] = "review"
-    session_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1, pattern=ID_TEXT)
     reviewer: str = "unknown"
     decision: str = Field(min_length=1)
     reasoning: str = ""

@@ -1,6 +1,7 @@
 """The project folder and its ``improver.yaml``: where the target, store and experiments are."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from improver.errors import ProjectError
 
 PROJECT_FILE = "improver.yaml"
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 DATA_DIR = ".improver"
 
 
@@ -46,7 +48,8 @@ class ProjectConfig(BaseModel):
     min_evidence: int = Field(3, ge=1)
     experiments: str = "experiments"
     graph_store: str = "networkx"
-    sources: dict[str, Any] = Field(default_factory=dict, description="per-source field mappings")
+    sources: dict[str, Any] = Field(default_factory=dict, description="per-source field mappings (spans:) and the "
+                                    "remote sources the project names (remote: [URL, ...])")
     redaction: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -94,6 +97,29 @@ class Project:
     @property
     def base_config_dir(self) -> Path:
         return (self.root / self.config.target.config).resolve()
+
+    @property
+    def remote_sources(self) -> list[str]:
+        """The remote trace sources improver.yaml names (``sources: {remote: [URL, ...]}``): the only
+        URLs MCP clients may ingest and the only servers that receive a source's credential."""
+        named = (self.config.sources or {}).get("remote") or []
+        if isinstance(named, str):
+            named = [named]
+        if not isinstance(named, list) or not all(isinstance(url, str) and "://" in url for url in named):
+            raise ProjectError(f"{self.root / PROJECT_FILE}: sources.remote must be a list of URLs, "
+                               "e.g. [phoenix+https://phoenix.example:6006/my-project]")
+        return named
+
+    def untrusted_source(self, source: str) -> str:
+        """The trace input an MCP client (possibly a prompt-injected agent) may ingest: a remote source
+        named in improver.yaml, or a file or folder inside the project; anything else is refused."""
+        if source in self.remote_sources:
+            return source
+        if URL.match(source):
+            raise ProjectError(f"{source!r} is not one of the remote sources named in {self.root / PROJECT_FILE} "
+                               f"(sources.remote: {self.remote_sources or 'none'}); add it there to let MCP clients "
+                               "ingest it, or run `improver ingest` yourself")
+        return str(self.inside(Path(source)))
 
     def inside(self, path: Path) -> Path:
         """``path`` resolved, or ProjectError when it points outside the project folder."""

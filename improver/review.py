@@ -40,6 +40,24 @@ def git(repo: Path, *args: str, env: dict | None = None, check: bool = True) -> 
     return result
 
 
+def git_name(value: str, what: str) -> str:
+    """A branch, ref or remote name from the user, refused when git could read it as an option
+    (a leading ``-``) or it holds whitespace or control characters."""
+    if not value or value.startswith("-") or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        raise GitError(f"{what} {value!r} is not a usable name: it must not be empty, start with '-' or hold "
+                       f"spaces or control characters; pass another --{what}")
+    return value
+
+
+def resolve_commit(repo: Path, ref: str) -> str:
+    """The commit id ``ref`` names (the ref travels after --end-of-options, never as an option)."""
+    result = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{git_name(ref, 'base')}^{{commit}}",
+                 check=False)
+    if result.returncode != 0:
+        raise GitError(f"{ref!r} is not a branch or commit in {repo}; pass an existing --base")
+    return result.stdout.strip()
+
+
 def repository_of(folder: Path) -> Path:
     result = git(folder, "rev-parse", "--show-toplevel", check=False)
     if result.returncode != 0:
@@ -95,15 +113,17 @@ def create_pr(ws: Workspace, experiment_id: str, remote: str = "origin", branch:
                               "pick an experiment with proposals (see `improver log`)")
     config_dir = ws.project.base_config_dir
     repo = repository_of(config_dir)
-    branch = branch or f"improver/{experiment.id}"
-    base = base or current_branch(repo)
+    branch = git_name(branch or f"improver/{experiment.id}", "branch")
+    base = git_name(base or current_branch(repo), "base")
+    remote = git_name(remote, "remote")
     check_ready(repo, config_dir, remote, branch)
+    base_commit = resolve_commit(repo, base)
 
     results = ws.score(experiment)
     parent = ws.experiments.get(experiment.manifest.parent) if experiment.manifest.parent else None
     title = pr_title(experiment, results)
     description = pr_description(experiment, parent, results, {s.session_id: s for s in ws.sessions})
-    commit = commit_patch(repo, config_dir, patch, base, commit_message(experiment, title))
+    commit = commit_patch(repo, config_dir, patch, base_commit, commit_message(experiment, title))
     git(repo, "update-ref", f"refs/heads/{branch}", commit, "")  # "" = only if the branch does not exist
 
     description_file = ws.project.data_dir / f"pr-{experiment.id}.md"
@@ -114,7 +134,7 @@ def create_pr(ws: Workspace, experiment_id: str, remote: str = "origin", branch:
                                  "--body-file", str(description_file)])
     open_with_gh = gh_ready() if push is None else (push and gh_ready())
     if push or open_with_gh:
-        result = git(repo, "push", "--set-upstream", remote, branch, check=False)
+        result = git(repo, "push", "--set-upstream", "--", remote, branch, check=False)
         if result.returncode != 0:
             git(repo, "update-ref", "-d", f"refs/heads/{branch}", commit)
             raise GitError(f"pushing {branch} to {remote} failed, so the branch was removed again: "
@@ -148,11 +168,11 @@ def check_ready(repo: Path, config_dir: Path, remote: str, branch: str) -> None:
         listed = ", ".join(sorted({line[3:] for line in changed})[:5])
         raise GitError(f"the working tree of {repo} has uncommitted changes ({listed}); the experiment was measured "
                        "against the committed config, so commit or discard them first")
-    if git(repo, "remote", "get-url", remote, check=False).returncode != 0:
+    if git(repo, "remote", "get-url", "--end-of-options", remote, check=False).returncode != 0:
         known = git(repo, "remote").stdout.split()
         raise GitError(f"{repo} has no remote {remote!r} (remotes: {', '.join(known) or 'none'}); "
                        f"add one with `git -C {shlex.quote(str(repo))} remote add {remote} <url>` or pass --remote")
-    if git(repo, "check-ref-format", "--branch", branch, check=False).returncode != 0:
+    if git(repo, "check-ref-format", "--branch", git_name(branch, "branch"), check=False).returncode != 0:
         raise GitError(f"{branch!r} is not a valid branch name; pass another --branch")
     if git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False).returncode == 0:
         raise GitError(f"branch {branch} already exists in {repo}; delete it (`git branch -D {branch}`) "
@@ -160,21 +180,21 @@ def check_ready(repo: Path, config_dir: Path, remote: str, branch: str) -> None:
 
 
 def commit_patch(repo: Path, config_dir: Path, patch: str, base: str, message: str) -> str:
-    """A commit on top of ``base`` with the patch applied, built in a temporary index (the tree is untouched)."""
+    """A commit on top of commit ``base`` with the patch applied, built in a temporary index (the tree is untouched)."""
+    base = resolve_commit(repo, base)
     relative = config_dir.relative_to(repo).as_posix()
     directory = [] if relative == "." else [f"--directory={relative}"]
     with tempfile.TemporaryDirectory(prefix="improver-pr-") as folder:
         env = {"GIT_INDEX_FILE": str(Path(folder) / "index")}
         (Path(folder) / "patch.diff").write_text(patch, encoding="utf-8")
-        git(repo, "read-tree", base, env=env)
-        applied = git(repo, "apply", "--cached", *directory, str(Path(folder) / "patch.diff"), env=env, check=False)
+        git(repo, "read-tree", "--end-of-options", base, env=env)
+        applied = git(repo, "apply", "--cached", *directory, "--", str(Path(folder) / "patch.diff"), env=env, check=False)
         if applied.returncode != 0:
             raise GitError(f"the experiment's patch does not apply to {relative} on {base}, which changed since the "
                            f"experiment was made: {applied.stderr.strip()}; nothing was changed. Run a new cycle on "
                            "the current config (`improver cycle`) and open a PR for its experiment")
         tree = git(repo, "write-tree", env=env).stdout.strip()
-    parent = git(repo, "rev-parse", f"{base}^{{commit}}").stdout.strip()
-    return git(repo, "commit-tree", tree, "-p", parent, "-m", message).stdout.strip()
+    return git(repo, "commit-tree", tree, "-p", base, "-m", message).stdout.strip()
 
 
 def pct(value) -> str:

@@ -53,17 +53,26 @@ def install_claude(project: Project) -> tuple[Path, list[Path]]:
 def serve(project: Path = ProjectOption,
           http: Optional[str] = typer.Option(None, "--http", metavar="HOST:PORT",
                                              help="Serve streamable HTTP at HOST:PORT (or PORT on 127.0.0.1) "
-                                                  "instead of stdio.")):
+                                                  "instead of stdio."),
+          token: Optional[str] = typer.Option(None, "--token", envvar="IMPROVER_MCP_TOKEN", show_envvar=True,
+                                              help="Bearer token every HTTP request must carry (required off loopback)."),
+          allow_host: Optional[list[str]] = typer.Option(None, "--allow-host", metavar="NAME[:PORT]",
+                                                         help="Host header clients may use (required off loopback; "
+                                                              "repeat, or IMPROVER_MCP_ALLOWED_HOSTS=a,b).")):
     """Serve improver's tools over MCP (stdio by default) for Claude Code and other agents."""
     from improver.mcp import build_server, parse_address
+    from improver.mcp.http import HOSTS_ENV, security, serve_http
 
-    server = build_server(Project.load(project))
     if http is None:
-        server.run()
+        build_server(Project.load(project)).run()
         return
     host, port = parse_address(http)
-    print(f"improver MCP server on http://{host}:{port}/mcp", file=sys.stderr, flush=True)
-    server.run("streamable-http", host=host, port=port)
+    hosts = list(allow_host or []) or [h.strip() for h in os.environ.get(HOSTS_ENV, "").split(",") if h.strip()]
+    security(host, port, token, hosts)  # refuse before loading anything
+    server = build_server(Project.load(project))
+    print(f"improver MCP server on http://{host}:{port}/mcp" + (" (bearer token required)" if token else ""),
+          file=sys.stderr, flush=True)
+    serve_http(server, host, port, token, hosts)
 
 @app.command("install-claude")
 def install_claude_command(project: Path = ProjectOption):

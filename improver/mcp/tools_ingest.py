@@ -1,8 +1,6 @@
 """MCP tool for the ingest stage: trace files into the project's store."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from mcp.server.mcpserver import Context, MCPServer
 
 from improver.mcp.models import IngestResult
@@ -15,10 +13,10 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
     @tool(server, ADDITIVE)
     async def ingest_traces(source: str, ctx: Context) -> IngestResult:
         """Read agent decisions and human reviews from a trace file (native JSONL) into the project's store.
-        `source` is a path relative to the project folder (or a URL for URL-based sources). Ingest is idempotent:
+        `source` is a path inside the project folder, or a remote source named in improver.yaml
+        (sources.remote). Ingest is idempotent:
         events already stored are counted as duplicates; bad lines are quarantined with a reason."""
         def work() -> IngestResult:
-            spec = source if "://" in source else str(tools.project.inside(Path(source)))
-            report = ws.ingest(spec).as_dict()
+            report = ws.ingest(tools.project.untrusted_source(source)).as_dict()
             return IngestResult(**report, reviewed_sessions=len(ws.sessions))
         return await tools.call(work, ctx)

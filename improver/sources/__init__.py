@@ -84,9 +84,10 @@ def open_source(spec: str, project=None) -> TraceSource:
     mapping = SpanMapping.from_project(project) if project is not None else SpanMapping()
     numeric = list(project.config.bands) if project is not None else []
     if spec.split("://", 1)[0] in ("phoenix+http", "phoenix+https"):
-        from improver.sources.phoenix import PhoenixSource
+        from improver.sources.phoenix import PhoenixSource, api_key_for
 
-        return PhoenixSource(spec, mapping, numeric)
+        named = project.remote_sources if project is not None else []
+        return PhoenixSource(spec, mapping, numeric, api_key=api_key_for(spec, named))
     path = Path(spec)
     if not path.exists():
         raise TraceError(f"trace input {spec!r} not found; give a JSONL, OTLP JSON or parquet file, a folder of "

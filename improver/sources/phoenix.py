@@ -5,7 +5,12 @@ review span names, oldest first, a page at a time) and their annotations from
 ``GET /v1/projects/{project}/span_annotations``. The pull is incremental: the position
 after the last span and the spans still waiting for a review annotation are kept as the
 source's cursor in the trace store, written only once everything pulled is stored, so
-an interrupted pull is simply repeated. ``PHOENIX_API_KEY`` is sent as a bearer token.
+an interrupted pull is simply repeated.
+
+``PHOENIX_API_KEY`` is sent as a bearer token only to a server the project names in
+improver.yaml (``sources: {remote: [phoenix+https://host/project]}``), never to a URL
+that merely arrives on the command line or from an MCP client, and errors never
+repeat what the server answered (its body may hold anything).
 """
 from __future__ import annotations
 
@@ -27,8 +32,21 @@ ANNOTATION_BATCH = 100  # span ids per annotations request (they travel in the q
 MAX_AWAITING = 20000
 
 
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a URL, lower-cased, with the ``phoenix+`` prefix dropped."""
+    parts = urlsplit(url)
+    return f"{parts.scheme.removeprefix('phoenix+')}://{parts.netloc}".lower()
+
+
+def api_key_for(url: str, named: list[str]) -> str | None:
+    """``PHOENIX_API_KEY`` when ``url`` is on a server the project names (``named``), else None."""
+    key = os.environ.get("PHOENIX_API_KEY")
+    return key if key and origin(url) in {origin(n) for n in named} else None
+
+
 class PhoenixSource:
-    def __init__(self, url: str, mapping: SpanMapping | None = None, numeric_fields=(), timeout: float = 30.0):
+    def __init__(self, url: str, mapping: SpanMapping | None = None, numeric_fields=(), timeout: float = 30.0,
+                 api_key: str | None = None):
         parts = urlsplit(url)
         self.project = parts.path.strip("/")
         if parts.scheme not in SCHEMES or not parts.netloc or not self.project or "/" in self.project:
@@ -38,6 +56,7 @@ class PhoenixSource:
         self.mapping = mapping or SpanMapping()
         self.numeric_fields = numeric_fields
         self.timeout = timeout
+        self.api_key = api_key
         self.cleaned: Counter = Counter()
         self.after: str | None = None  # Phoenix's global id of the last span pulled
         self.awaiting: dict[str, str] = {}  # span id -> session, for spans with no review yet
@@ -53,14 +72,20 @@ class PhoenixSource:
         try:
             response = client.get(path, params=params)
         except httpx.HTTPError as error:
-            raise TraceError(f"cannot reach Phoenix at {self.base}: {error}; is the server running?") from error
+            raise TraceError(f"cannot reach Phoenix at {self.base} ({type(error).__name__}); is the server running?") from None
         if response.status_code == 404:
-            raise TraceError(f"Phoenix at {self.base} has no project {self.project!r}: {response.text[:200]}")
+            raise TraceError(f"Phoenix at {self.base} has no project {self.project!r} (HTTP 404)")
         if response.status_code in (401, 403):
-            raise TraceError(f"Phoenix at {self.base} refused the request; set PHOENIX_API_KEY")
+            how = ("check PHOENIX_API_KEY" if self.api_key else "set PHOENIX_API_KEY and name this server in "
+                   "improver.yaml (sources: {remote: [" + self.name + "]}): the key is sent only to servers named there")
+            raise TraceError(f"Phoenix at {self.base} refused the request (HTTP {response.status_code}); {how}")
         if response.status_code >= 400:
-            raise TraceError(f"Phoenix answered {response.status_code} to {path}: {response.text[:300]}")
-        return response.json()
+            raise TraceError(f"Phoenix at {self.base} answered HTTP {response.status_code} to {path}")
+        try:
+            return response.json()
+        except ValueError:
+            raise TraceError(f"Phoenix at {self.base} answered {path} with something that is not JSON; "
+                             "is this URL a Phoenix server?") from None
 
     def _spans(self, client: httpx.Client) -> Iterator[dict]:
         cursor = self.after
@@ -96,8 +121,8 @@ class PhoenixSource:
     def events(self) -> Iterator[Event | Quarantined]:
         assembler = SpanAssembler(self.mapping, self.name, self.cleaned, self.numeric_fields)
         assembler.sessions.update(self.awaiting)
-        headers = {"Authorization": f"Bearer {os.environ['PHOENIX_API_KEY']}"} if os.environ.get("PHOENIX_API_KEY") else {}
-        with httpx.Client(base_url=self.base, headers=headers, timeout=self.timeout) as client:
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        with httpx.Client(base_url=self.base, headers=headers, timeout=self.timeout, follow_redirects=False) as client:
             number = 0
             for span in self._spans(client):
                 number += 1

@@ -1,0 +1,205 @@
+"""Attacks a security reviewer tried (issue 12), each refused: credentials sent to any host, reading
+outside the project, an unauthenticated network bind, git option injection, control characters in ids."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+import yaml
+from mcp import Client
+from typer.testing import CliRunner
+
+from improver.cli import app
+from improver.demo import make_demo_project
+from improver.errors import ExperimentError, ProjectError
+from improver.experiments import check_id
+from improver.mcp import build_server
+from improver.review import GitError, create_pr
+from improver.workspace import Workspace
+from pr_helpers import git, git_env, repo, scored_project  # noqa: F401 (fixtures)
+
+IMPROVER = str(Path(sys.executable).with_name("improver"))
+KEY = "phx-key-0123456789abcdef"
+BODY = "internal-only body: db password hunter2"
+
+
+@pytest.fixture
+def project(tmp_path):
+    return make_demo_project(tmp_path / "p", n=20)
+
+
+def name_remote(project: Path, *urls: str) -> None:
+    data = yaml.safe_load((project / "improver.yaml").read_text())
+    data.setdefault("sources", {})["remote"] = list(urls)
+    (project / "improver.yaml").write_text(yaml.safe_dump(data))
+
+
+@pytest.fixture
+def listener():
+    """A real HTTP server on loopback that records each request's Authorization header and answers 500
+    with a body that must never reach the caller."""
+    seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            body = BODY.encode()
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"phoenix+http://127.0.0.1:{server.server_address[1]}/proj", seen
+    server.shutdown()
+    server.server_close()
+
+
+def mcp_call(project: Path, tool: str, arguments: dict):
+    async def main():
+        async with Client(build_server(project)) as client:
+            return await client.call_tool(tool, arguments)
+    return anyio.run(main)
+
+
+# --- credentials and remote sources ------------------------------------------------------
+def test_mcp_ingest_refuses_a_remote_source_the_project_does_not_name(project, listener, monkeypatch):
+    url, seen = listener
+    monkeypatch.setenv("PHOENIX_API_KEY", KEY)
+    result = mcp_call(project, "ingest_traces", {"source": url})
+    assert result.is_error
+    text = result.content[0].text
+    assert "sources" in text and "remote" in text and BODY not in text
+    assert seen == []  # no request at all, so no key
+
+
+def test_the_key_goes_only_to_the_named_server_and_errors_never_echo_bodies(project, listener, monkeypatch):
+    url, seen = listener
+    monkeypatch.setenv("PHOENIX_API_KEY", KEY)
+    name_remote(project, url)
+    result = mcp_call(project, "ingest_traces", {"source": url})
+    assert result.is_error and BODY not in result.content[0].text and "500" in result.content[0].text
+    assert seen == [f"Bearer {KEY}"]
+
+    other = url.replace("127.0.0.1", "localhost")  # the same listener under a name the project does not give
+    run = CliRunner().invoke(app, ["ingest", "--from", other, "--project", str(project)])
+    assert run.exit_code != 0 and BODY not in run.output
+    assert seen[1:] == [None]  # the user's own CLI may pull it, but without the key
+
+
+def test_mcp_ingest_refuses_paths_outside_the_project_even_with_a_scheme_inside(project, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jsonl").write_text((project / "traces.jsonl").read_text())
+    (tmp_path / "x" / "a:").mkdir(parents=True)
+    for source in (f"{tmp_path}/x/a://../../outside/secret.jsonl", "../outside/secret.jsonl",
+                   str(outside / "secret.jsonl"), "file:///" + str(outside / "secret.jsonl")):
+        result = mcp_call(project, "ingest_traces", {"source": source})
+        assert result.is_error, source
+    assert Workspace(project).sessions == []
+    with pytest.raises(ProjectError, match="outside the project"):
+        Workspace(project).project.untrusted_source(f"{tmp_path}/x/a://../../outside/secret.jsonl")
+    inside = mcp_call(project, "ingest_traces", {"source": "traces.jsonl"})
+    assert not inside.is_error and inside.structured_content["reviewed_sessions"] == 20
+
+
+# --- improver serve --http ---------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_on_a_network_address_refuses_to_start_without_token_and_hosts(project):
+    port = free_port()
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("IMPROVER_MCP_")}
+    run = subprocess.run([IMPROVER, "serve", "--project", str(project), "--http", f"0.0.0.0:{port}"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 2
+    assert "--token" in run.stderr and "IMPROVER_MCP_TOKEN" in run.stderr and "--allow-host" in run.stderr
+    run = subprocess.run([IMPROVER, "serve", "--project", str(project), "--http", f"0.0.0.0:{port}",
+                          "--token", "t" * 32], capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 2 and "--allow-host" in run.stderr and "--token" not in run.stderr.split("needs")[1]
+
+
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def test_serve_on_a_network_address_needs_the_bearer_token_and_an_allowed_host(project):
+    Workspace(project).ingest(str(project / "traces.jsonl"))
+    port, token = free_port(), "s3cret-token-for-the-test-0123456789"
+    server = subprocess.Popen([IMPROVER, "serve", "--project", str(project), "--http", f"0.0.0.0:{port}",
+                               "--allow-host", "improver.internal"], stderr=subprocess.PIPE, text=True,
+                              env={**__import__("os").environ, "IMPROVER_MCP_TOKEN": token})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the HTTP server did not start listening"
+                time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}/mcp"
+        allowed = {"Host": f"improver.internal:{port}"}
+        assert httpx.post(url, json=INITIALIZE, headers={**ACCEPT, **allowed}).status_code == 401
+        wrong = httpx.post(url, json=INITIALIZE, headers={**ACCEPT, **allowed, "Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        bad_host = httpx.post(url, json=INITIALIZE, headers={**ACCEPT, "Authorization": f"Bearer {token}"})
+        assert bad_host.status_code in (403, 421)  # Host 127.0.0.1 is not in the allowed list
+        good = httpx.post(url, json=INITIALIZE, headers={**ACCEPT, **allowed, "Authorization": f"Bearer {token}"})
+        assert good.status_code == 200 and "improver" in good.text
+        session = good.headers["mcp-session-id"]
+        headers = {**ACCEPT, **allowed, "Authorization": f"Bearer {token}", "mcp-session-id": session,
+                   "mcp-protocol-version": "2025-06-18"}
+        httpx.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        called = httpx.post(url, headers=headers, timeout=60, json={
+            "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "graph_summary", "arguments": {}}})
+        assert called.status_code == 200
+        message = json.loads(next(line[5:] for line in called.text.splitlines() if line.startswith("data:")))
+        assert message["result"]["structuredContent"]["sessions"] == 20
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+# --- git and ids -------------------------------------------------------------------------
+def test_pr_base_cannot_smuggle_a_git_option(repo, tmp_path):
+    target = tmp_path / "index-written"
+    with pytest.raises(GitError, match="base"):
+        create_pr(Workspace(repo), "0002-cycle-1", base=f"--index-output={target}")
+    assert not target.exists()
+    for option in ("branch", "remote"):
+        with pytest.raises(GitError, match=option):
+            create_pr(Workspace(repo), "0002-cycle-1", **{option: f"--upload-pack=touch {target}"})
+    assert not target.exists()
+    assert git(repo, "branch", "--list", "improver/*") == ""
+
+
+def test_ids_reject_control_characters(project, tmp_path):
+    for bad in ("0001-baseline\n", "0001-base\x1bline", "0001-baseline\r"):
+        with pytest.raises(ExperimentError):
+            check_id(bad)
+    lines = (project / "traces.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["session_id"] = "S-1\n## injected heading"
+    (tmp_path / "t.jsonl").write_text(json.dumps(first) + "\n")
+    report = Workspace(project).ingest(str(tmp_path / "t.jsonl"))
+    assert report.quarantined == 1 and report.events == 0
