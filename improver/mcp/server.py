@@ -4,8 +4,9 @@ Each tool calls one ``Workspace`` stage and returns a pydantic model (improver/m
 clients get both an output schema and structured content. Tools run one at a time in a worker
 thread (the stages touch SQLite and experiment folders), report progress on reruns, and turn
 improver's typed errors into tool errors whose text says what to fix. Experiment ids are
-validated before any path is built and trace paths must lie inside the project folder, so no
-tool writes outside it. The tools live in one module per stage (tools_ingest, tools_graph,
+validated before any path is built, trace paths must lie inside the project folder and remote
+sources must be named in improver.yaml, so no tool reads or writes outside what the project names.
+Over HTTP off loopback a bearer token and allowed hosts are required (improver/mcp/http.py). The tools live in one module per stage (tools_ingest, tools_graph,
 tools_mining, tools_experiments), the experiment resources in resources.py; each has
 ``register(server, tools)``.
 """
