@@ -10,6 +10,7 @@ rescored, so what ships is what was measured. ``log`` and ``diff`` read experime
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -122,8 +123,11 @@ def create_pr(ws: Workspace, experiment_id: str, remote: str = "origin", branch:
     results = ws.score(experiment)
     parent = ws.experiments.get(experiment.manifest.parent) if experiment.manifest.parent else None
     title = pr_title(experiment, results)
+    report_path, report_html = pr_report(ws, experiment, repo)
     description = pr_description(experiment, parent, results, {s.session_id: s for s in ws.sessions})
-    commit = commit_patch(repo, config_dir, patch, base_commit, commit_message(experiment, title))
+    description = report_link(description, report_path, report_html is not None, repo, remote, branch)
+    commit = commit_patch(repo, config_dir, patch, base_commit, commit_message(experiment, title),
+                          {report_path: report_html} if report_html is not None else {})
     git(repo, "update-ref", f"refs/heads/{branch}", commit, "")  # "" = only if the branch does not exist
 
     description_file = ws.project.data_dir / f"pr-{experiment.id}.md"
@@ -179,8 +183,42 @@ def check_ready(repo: Path, config_dir: Path, remote: str, branch: str) -> None:
                        "or pass another --branch")
 
 
-def commit_patch(repo: Path, config_dir: Path, patch: str, base: str, message: str) -> str:
-    """A commit on top of commit ``base`` with the patch applied, built in a temporary index (the tree is untouched)."""
+def pr_report(ws: Workspace, experiment: Experiment, repo: Path) -> tuple[str, str | None]:
+    """Where the experiment's HTML report goes on the branch (repo-relative), and its text (None
+    when the report extra is missing: the PR is made without it)."""
+    from improver.errors import MissingExtraError
+
+    root = ws.project.root.resolve()
+    folder = root.relative_to(repo).as_posix() if root == repo or repo in root.parents else "improver"
+    path = ("" if folder == "." else f"{folder}/") + f"reports/{experiment.id}.html"
+    try:
+        from improver.report import release, render
+
+        return path, release(render(ws, experiment.id), f"branch of {repo}: {path}")
+    except MissingExtraError:
+        return path, None
+
+
+def report_link(description: str, path: str, attached: bool, repo: Path, remote: str, branch: str) -> str:
+    """The description with a line that links the HTML report on the branch."""
+    if not attached:
+        line = ("The HTML report is not attached: install the report extra (`pip install 'improver[report]'`) "
+                "and run `improver pr` again, or make it with `improver report`.")
+    else:
+        url = git(repo, "remote", "get-url", remote, check=False).stdout.strip()
+        match = re.match(r"^(?:https://github\.com/|git@github\.com:|ssh://git@github\.com/)([^/]+/[^/]+?)(?:\.git)?/?$", url)
+        where = f"[`{path}`](https://github.com/{match.group(1)}/blob/{branch}/{path})" if match else f"`{path}`"
+        line = (f"**Report:** {where} on this branch: the agreement curve, the confusion table, a card per proposal "
+                "and the context graph around each precedent (one self-contained HTML file; download it and open it "
+                "in a browser).")
+    head, _, rest = description.partition("\n## Proposals")
+    return f"{head}\n{line}\n\n## Proposals{rest}" if rest else f"{description}\n{line}\n"
+
+
+def commit_patch(repo: Path, config_dir: Path, patch: str, base: str, message: str,
+                 files: dict[str, str] | None = None) -> str:
+    """A commit on top of commit ``base`` with the patch applied and ``files`` (repo-relative path ->
+    text) added, built in a temporary index (the working tree is untouched)."""
     base = resolve_commit(repo, base)
     relative = config_dir.relative_to(repo).as_posix()
     directory = [] if relative == "." else [f"--directory={relative}"]
@@ -193,6 +231,10 @@ def commit_patch(repo: Path, config_dir: Path, patch: str, base: str, message: s
             raise GitError(f"the experiment's patch does not apply to {relative} on {base}, which changed since the "
                            f"experiment was made: {applied.stderr.strip()}; nothing was changed. Run a new cycle on "
                            "the current config (`improver cycle`) and open a PR for its experiment")
+        for path, text in (files or {}).items():
+            (Path(folder) / "file").write_text(text, encoding="utf-8")
+            blob = git(repo, "hash-object", "-w", str(Path(folder) / "file")).stdout.strip()
+            git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
         tree = git(repo, "write-tree", env=env).stdout.strip()
     return git(repo, "commit-tree", tree, "-p", base, "-m", message).stdout.strip()
 

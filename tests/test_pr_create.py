@@ -10,7 +10,7 @@ import pytest
 
 from improver.errors import ExperimentError
 from improver.experiments import read_tree
-from improver.review import GitError, create_pr, gh_ready
+from improver.review import GitError, create_pr, gh_ready, report_link
 from improver.workspace import Workspace
 from pr_helpers import git, git_env, repo, scored_project, snapshot  # noqa: F401 (fixtures)
 
@@ -74,6 +74,21 @@ def test_pr_description_cites_reviewers_words_effects_and_reproduction(repo):
     assert results["reproduce"] in text
     for row in results["confusion"]:
         assert f"| {row['agent']} | {row['human']} |" in text
+
+
+def test_pr_puts_the_html_report_on_the_branch_and_links_it_from_the_description(repo):
+    pr = create_pr(Workspace(repo), CYCLE)
+    page = git(repo, "show", f"{pr.branch}:reports/{CYCLE}.html")
+    assert page.startswith("<!DOCTYPE html>") and f"<code>{CYCLE}</code>" in page and "<svg" in page
+    assert f"**Report:** `reports/{CYCLE}.html` on this branch" in pr.description
+    assert pr.description.index("**Report:**") < pr.description.index("## Proposals")
+    assert not (repo / "reports").exists()  # on the branch only; the working tree is untouched
+
+
+def test_pr_report_link_points_at_the_branch_on_github(repo):
+    git(repo, "remote", "set-url", "origin", "git@github.com:acme/procurement-agent.git")
+    linked = report_link("## Summary\n\nok\n\n## Proposals\n", "reports/x.html", True, repo, "origin", "improver/x")
+    assert "[`reports/x.html`](https://github.com/acme/procurement-agent/blob/improver/x/reports/x.html)" in linked
 
 
 def test_pr_with_gh_logged_in_pushes_and_opens_the_pr(repo, git_env, tmp_path):
