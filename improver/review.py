@@ -205,7 +205,7 @@ def report_link(description: str, path: str, attached: bool, repo: Path, remote:
         line = ("The HTML report is not attached: install the report extra (`pip install 'improver[report]'`) "
                 "and run `improver pr` again, or make it with `improver report`.")
     else:
-        url = git(repo, "remote", "get-url", remote, check=False).stdout.strip()
+        url = git(repo, "remote", "get-url", "--end-of-options", remote, check=False).stdout.strip()
         match = re.match(r"^(?:https://github\.com/|git@github\.com:|ssh://git@github\.com/)([^/]+/[^/]+?)(?:\.git)?/?$", url)
         where = f"[`{path}`](https://github.com/{match.group(1)}/blob/{branch}/{path})" if match else f"`{path}`"
         line = (f"**Report:** {where} on this branch: the agreement curve, the confusion table, a card per proposal "
