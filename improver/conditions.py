@@ -32,7 +32,8 @@ def _word_pattern(phrase: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)" + re.escape(phrase.lower()) + r"(?!\w)")
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """A value as the number the ordering operators compare (numeric strings too), or None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -57,7 +58,7 @@ def holds(value: Any, op: str, expected: Any) -> bool:
         return value not in expected
     if op == "contains":
         return isinstance(value, str) and bool(_word_pattern(str(expected)).search(value.lower()))
-    number, bound = _number(value), _number(expected)
+    number, bound = as_number(value), as_number(expected)
     if number is None or bound is None:
         return False
     return {"lt": number < bound, "le": number <= bound, "gt": number > bound, "ge": number >= bound}[op]
@@ -126,7 +127,7 @@ def _compile_test(path: str, op: str, expected: Any) -> Check:
     if op == "contains":
         search = _word_pattern(str(expected)).search
         return lambda case: isinstance(v := get(case), str) and search(v.lower()) is not None
-    bound = _number(expected)
+    bound = as_number(expected)
     if bound is None or op not in ("lt", "le", "gt", "ge"):
         return lambda case: False
     compare = {"lt": bound.__gt__, "le": bound.__ge__, "gt": bound.__lt__, "ge": bound.__le__}[op]  # value OP bound
@@ -138,7 +139,7 @@ def _compile_test(path: str, op: str, expected: Any) -> Check:
             return compare(value)
         if value is MISSING or value is None:
             return False
-        number = _number(value)
+        number = as_number(value)
         return number is not None and compare(number)
     return numeric
 

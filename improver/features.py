@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from improver.conditions import MISSING, field_value, holds
+from improver.conditions import MISSING, as_number, field_value, holds
 
 STOPWORDS = frozenset(
     "the a an and or of to in for on with from by at is are was were be been this that these those it its as "
@@ -150,12 +150,16 @@ def _keyword_tests(path: str, values: list, min_count: int, rows: int, max_keywo
 
 
 class Columns:
-    """Case fields as columns, read once, for evaluating learned-rule conditions on many cases."""
+    """Case fields as columns, read once, for evaluating learned-rule conditions on many cases.
+
+    Each field is also factorised once (its distinct values and a code per row), so a
+    test is decided once per distinct value and spread to the rows with one numpy take."""
 
     def __init__(self, cases: Sequence[dict]):
         self.cases = cases
         self._values: dict[str, np.ndarray] = {}
         self._numbers: dict[str, np.ndarray] = {}
+        self._codes: dict[str, tuple[list, np.ndarray] | None] = {}
 
     def values(self, path: str) -> np.ndarray:
         if path not in self._values:
@@ -166,21 +170,41 @@ class Columns:
 
     def numbers(self, path: str) -> np.ndarray:
         if path not in self._numbers:
-            self._numbers[path] = np.array([float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
-                                            for v in self.values(path)])
+            numbers = [as_number(v) for v in self.values(path)]  # numeric strings count, booleans do not
+            self._numbers[path] = np.array([np.nan if v is None else v for v in numbers], dtype=float)
         return self._numbers[path]
+
+    def factorised(self, path: str) -> tuple[list, np.ndarray] | None:
+        """The distinct values of a field and each row's index into them (None if a value is unhashable)."""
+        if path not in self._codes:
+            index: dict[tuple, int] = {}
+            column = self.values(path)
+            try:  # keyed by type too: 1, 1.0 and True are equal but not the same to every operator
+                codes = np.fromiter((index.setdefault((type(v), v), len(index)) for v in column), dtype=np.int64,
+                                    count=len(column))
+                self._codes[path] = ([v for _, v in index], codes)
+            except TypeError:
+                self._codes[path] = None
+        return self._codes[path]
+
+    def test(self, path: str, op: str, expected) -> np.ndarray:
+        """Rows for which one operator test holds (same semantics as ``conditions.holds``)."""
+        if op in ("lt", "le", "gt", "ge") and isinstance(expected, (int, float)) and not isinstance(expected, bool):
+            with np.errstate(invalid="ignore"):
+                column = self.numbers(path)
+                return {"lt": column < expected, "le": column <= expected,
+                        "gt": column > expected, "ge": column >= expected}[op]
+        factorised = self.factorised(path)
+        if factorised is None:
+            values = self.values(path)
+            return np.fromiter((holds(v, op, expected) for v in values), dtype=bool, count=len(values))
+        distinct, codes = factorised
+        return np.fromiter((holds(v, op, expected) for v in distinct), dtype=bool, count=len(distinct))[codes]
 
     def mask(self, condition: dict[str, dict]) -> np.ndarray:
         """Rows whose case satisfies the condition (same semantics as ``conditions.matches``)."""
         mask = np.ones(len(self.cases), dtype=bool)
         for path, tests in condition.items():
             for op, expected in tests.items():
-                if op in ("lt", "le", "gt", "ge") and isinstance(expected, (int, float)) and not isinstance(expected, bool):
-                    with np.errstate(invalid="ignore"):
-                        column = self.numbers(path)
-                        mask &= {"lt": column < expected, "le": column <= expected,
-                                 "gt": column > expected, "ge": column >= expected}[op]
-                else:
-                    values = self.values(path)
-                    mask &= np.fromiter((holds(v, op, expected) for v in values), dtype=bool, count=len(values))
+                mask &= self.test(path, op, expected)
         return mask

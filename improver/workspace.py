@@ -181,7 +181,7 @@ class Workspace:
         return self.runner.run([s.case for s in sessions], config_dir, self._report(label, len(sessions)))
 
     def run(self, experiment: Experiment) -> dict[str, dict]:
-        """The experiment's decision on every reviewed session (rerun once, then read back once)."""
+        """The experiment's decision on every reviewed session (rerun once and kept, or read once)."""
         if experiment.path in self._decisions:
             return self._decisions[experiment.path]
         decisions = experiment.decisions
@@ -193,9 +193,11 @@ class Workspace:
         rows = [{"session_id": s.session_id, **r} for s, r in zip(sessions, results)]
         try:
             experiment.write_decisions(rows)
-        except ExperimentError:  # written meanwhile by another run of the same stage
-            pass
-        return experiment.decisions
+        except ExperimentError:  # written meanwhile by another run of the same stage: that one stands
+            return self.run(experiment)
+        decisions = {row["session_id"]: row for row in rows}  # kept, not read back
+        self._decisions[experiment.path] = decisions
+        return decisions
 
     def score(self, experiment: Experiment, leave_one_out: bool = True) -> dict:
         """Scores of an experiment against the humans and its parent (computed once, then read back)."""

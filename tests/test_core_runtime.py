@@ -52,6 +52,10 @@ def test_columns_mask_agrees_with_matches_case_by_case():
     conditions = [{"vendor": {"eq": "X"}}, {"amount": {"ge": 5000}}, {"amount": {"lt": 5000}, "vendor": {"ne": "Z"}},
                   {"note": {"contains": "campaign"}}, {"flag": {"eq": True}}, {"meta.tier": {"in": [1, 3]}},
                   {"vendor": {"not_in": ["X"]}, "amount": {"le": 49999}}, {"missing": {"ne": 1}}]
+    for case, mixed in zip(cases, (1, True, 1.0, "1", "0.5")):  # equal under ==, not the same to every operator
+        case["mixed"], case["listed"] = mixed, [mixed] if mixed == 1 else mixed
+    conditions += [{"mixed": {"eq": 1}}, {"mixed": {"ge": "1"}}, {"mixed": {"lt": 1}}, {"mixed": {"in": [True]}},
+                   {"listed": {"ne": "0.5"}}, {"mixed": {"contains": "1"}}]
     columns = Columns(cases)
     for condition in conditions:
         assert columns.mask(condition).tolist() == [matches(condition, c) for c in cases], condition

@@ -20,3 +20,21 @@ print("sklearn" in sys.modules)
 def test_mining_without_untagged_notes_does_not_import_scikit_learn():
     out = subprocess.run([sys.executable, "-c", MINE_TAGGED_ONLY], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_rerun_keeps_its_decisions_instead_of_reading_back_the_file_it_wrote(tiny_project, monkeypatch):
+    from improver.experiments import Experiment
+    from improver.workspace import Workspace
+
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    reads = []
+    original = Experiment.decisions
+    monkeypatch.setattr(Experiment, "decisions", property(lambda self: reads.append(self.id) or original.fget(self)))
+    baseline = ws.baseline()  # runs, writes decisions.jsonl and scores
+    child = ws.propose(baseline, ws.mine(baseline), cycle=1)
+    ws.score(child)
+    assert reads == [baseline.id, child.id]  # only "is it already decided?", never a read-back
+    assert (child.path / "decisions.jsonl").read_text().splitlines()[0].startswith('{"session_id":')
+    fresh = Workspace(tiny_project)
+    assert fresh.run(child) == ws.run(child)  # what was kept is what a later command reads

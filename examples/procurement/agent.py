@@ -61,7 +61,7 @@ class Config:
 def _read_yaml(path: Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; a procurement config folder needs policy.yaml and vendors.yaml")
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
 
 
 def _stamp(folder: Path) -> tuple:
