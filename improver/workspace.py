@@ -163,6 +163,13 @@ class Workspace:
         return self._child(parent, kept, manifest.guidance if kept else [], kind, manifest.cycle, mining, text,
                            slug=f"cycle-{manifest.cycle}-{kind}")
 
+    # --- gate ----------------------------------------------------------------------
+    def check(self, margin: float = 0.0, split: str = "all", against: str | None = None):
+        """The CI gate: the target's current config against the last accepted experiment (``improver.check``)."""
+        from improver.check import check
+
+        return check(self, margin=margin, split=split, against=against)
+
     # --- rerun and score -----------------------------------------------------------
     def _report(self, label: str, total: int):
         done = [0]
