@@ -37,6 +37,8 @@ class ReviewEvent(BaseModel):
     precedent: str | None = None
     conditions: list[str] = Field(default_factory=list)
     ts: str | None = None
+    inferred: bool = Field(default=False, exclude=True,
+                           description="read from a span's output, not from a reviewer's own annotation; loses to one that is")
 
 
 Event = DecisionEvent | ReviewEvent

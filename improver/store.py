@@ -31,11 +31,20 @@ CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT, line INTEGER, reason TEXT, raw TEXT,
     UNIQUE (source, line, raw));
 CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, position TEXT NOT NULL);
-CREATE VIEW IF NOT EXISTS current_reviews AS
+CREATE TABLE IF NOT EXISTS spans (span_id TEXT PRIMARY KEY, session_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS waiting (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, span_id TEXT NOT NULL, source TEXT, line INTEGER, record TEXT NOT NULL,
+    UNIQUE (span_id, record));
+"""
+# A review read from a reviewer's annotation wins over one inferred from a span; then the latest wins.
+CURRENT_REVIEWS = """
+DROP VIEW IF EXISTS current_reviews;
+CREATE VIEW current_reviews AS
     SELECT * FROM (SELECT *, ROW_NUMBER() OVER (
-        PARTITION BY session_id ORDER BY COALESCE(ts, '') DESC, seq DESC) AS rank FROM reviews)
+        PARTITION BY session_id ORDER BY inferred, COALESCE(ts, '') DESC, seq DESC) AS rank FROM reviews)
     WHERE rank = 1;
 """
+LOOKUP = 500  # ids per IN (...) query
 BATCH = 5000
 
 
@@ -54,13 +63,23 @@ class IngestReport:
     cleaned: Counter = field(default_factory=Counter)
     orphan_reviews: int = 0
     re_reviewed_sessions: int = 0
+    rows_read: int = 0  # rows_read = rows_joined + rows_ignored + rows_waiting + quarantined
+    rows_joined: int = 0
+    rows_ignored: Counter = field(default_factory=Counter)
+    rows_waiting: int = 0
+    waiting_joined: int = 0  # annotations stored by an earlier ingest that met their span in this one
+    waiting_total: int = 0  # annotations in the store still waiting for their span, after this ingest
+    waiting_for: list = field(default_factory=list)  # a sample of the spans (or sessions) they wait for
 
     def as_dict(self) -> dict:
         data = dict(self.__dict__)
-        data["quarantine_reasons"] = dict(self.quarantine_reasons)
-        data["redacted"] = dict(self.redacted)
-        data["cleaned"] = dict(self.cleaned)
+        for key in ("quarantine_reasons", "redacted", "cleaned", "rows_ignored"):
+            data[key] = dict(data[key])
         return data
+
+    def accounted(self) -> bool:
+        """Every row read is joined into an event, ignored with a reason, waiting or quarantined."""
+        return self.rows_read == self.rows_joined + sum(self.rows_ignored.values()) + self.rows_waiting + self.quarantined
 
 
 def _fingerprint(event: ReviewEvent) -> str:
@@ -75,6 +94,9 @@ class TraceStore:
         try:
             self.db = sqlite3.connect(self.path)
             self.db.executescript(SCHEMA)
+            if "inferred" not in {row[1] for row in self.db.execute("PRAGMA table_info(reviews)")}:
+                self.db.execute("ALTER TABLE reviews ADD COLUMN inferred INTEGER NOT NULL DEFAULT 0")
+            self.db.executescript(CURRENT_REVIEWS)
             self.db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as error:
             raise StoreError(f"cannot open trace store {self.path}: {error}; move the file aside and ingest again") from error
@@ -116,7 +138,7 @@ class TraceStore:
                                   item.confidence, item.reasoning, json.dumps(item.cited), item.config_version, item.ts))
             else:
                 reviews.append((item.session_id, item.reviewer, item.decision, item.reasoning, item.precedent,
-                                json.dumps(item.conditions), item.ts, _fingerprint(item)))
+                                json.dumps(item.conditions), item.ts, _fingerprint(item), int(item.inferred)))
         report.events += len(decisions) + len(reviews)
         report.quarantined += len(quarantined)
         with self.db:
@@ -133,7 +155,7 @@ class TraceStore:
             before = self.db.total_changes
             self.db.executemany(
                 "INSERT OR IGNORE INTO reviews (session_id, reviewer, decision, reasoning, precedent,"
-                " conditions_json, ts, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " conditions_json, ts, fingerprint, inferred) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 reviews,
             )
             new_reviews = self.db.total_changes - before
@@ -151,6 +173,48 @@ class TraceStore:
         row = self.db.execute("SELECT position FROM cursors WHERE source = ?", (source,)).fetchone()
         return row[0] if row else None
 
+    # --- spans and the annotations waiting for them ----------------------------------
+    def span_sessions(self, span_ids: list[str]) -> dict[str, str]:
+        """The session of each of these spans that an earlier ingest stored."""
+        found: dict[str, str] = {}
+        for start in range(0, len(span_ids), LOOKUP):
+            chunk = span_ids[start:start + LOOKUP]
+            found.update(self.db.execute(f"SELECT span_id, session_id FROM spans WHERE span_id IN "
+                                         f"({','.join('?' * len(chunk))})", chunk).fetchall())
+        return found
+
+    def waiting_for(self, span_ids) -> list[tuple[str, str, int, dict]]:
+        """Annotations waiting for any of these spans: (span id, source, line, annotation)."""
+        waiting = {row[0] for row in self.db.execute("SELECT DISTINCT span_id FROM waiting")}
+        wanted = [s for s in waiting if s in span_ids]
+        rows = []
+        for start in range(0, len(wanted), LOOKUP):
+            chunk = wanted[start:start + LOOKUP]
+            rows += self.db.execute(f"SELECT span_id, source, line, record FROM waiting WHERE span_id IN "
+                                    f"({','.join('?' * len(chunk))}) ORDER BY id", chunk).fetchall()
+        return [(span_id, source, line, json.loads(record)) for span_id, source, line, record in rows]
+
+    def add_spans(self, spans: dict[str, str], waiting: list[tuple[str, str, int, dict]]) -> None:
+        """Remember spans (span id -> session) for later annotations, drop the annotations that met
+        their span, and keep the ones still waiting."""
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO spans VALUES (?, ?)", spans.items())
+            self.db.execute("DELETE FROM waiting WHERE span_id IN (SELECT span_id FROM spans)")
+            self.db.executemany("INSERT OR IGNORE INTO waiting (span_id, source, line, record) VALUES (?, ?, ?, ?)",
+                                [(s, source, line, json.dumps(r, sort_keys=True, default=str))
+                                 for s, source, line, r in waiting])
+
+    def waiting_summary(self, sample: int = 10) -> tuple[int, list[str]]:
+        """How many annotations wait for a span, and (a sample of) the sessions or spans they wait for."""
+        total = self.db.execute("SELECT COUNT(*) FROM waiting").fetchone()[0]
+        hints = []
+        for span_id, record in self.db.execute("SELECT span_id, record FROM waiting ORDER BY id LIMIT ?", (sample * 4,)):
+            session = json.loads(record).get("session_id")
+            hint = f"session {session}" if session else f"span {span_id}"
+            if hint not in hints:
+                hints.append(hint)
+        return total, hints[:sample]
+
     # --- reading -------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
@@ -160,6 +224,7 @@ class TraceStore:
             "reviewed_sessions": one("SELECT COUNT(*) FROM current_reviews r JOIN decisions d USING (session_id)"),
             "orphan_reviews": self.count_orphan_reviews(),
             "quarantined": one("SELECT COUNT(*) FROM quarantine"),
+            "waiting_annotations": one("SELECT COUNT(*) FROM waiting"),
         }
 
     def count_orphan_reviews(self) -> int:

@@ -49,8 +49,21 @@ class Workspace:
         with self.store() as store:
             if hasattr(source, "resume"):
                 source.resume(store.cursor(source.name))
+            if hasattr(source, "join"):
+                source.join(store)
             events = redactor.events(source.events()) if redactor else source.events()
             report = store.ingest(events, source.name)
+            assembler = getattr(source, "assembler", None)
+            if assembler is not None:  # spans for later annotations, annotations still waiting for a span
+                waiting = [(s, src, line, redactor.value(r) if redactor else r) for s, src, line, r in assembler.waiting]
+                store.add_spans(assembler.seen, waiting)
+                report.rows_read, report.rows_joined = assembler.tally["read"], assembler.tally["joined"]
+                report.rows_waiting, report.waiting_joined = assembler.tally["waiting"], assembler.tally["joined_waiting"]
+                report.rows_ignored.update(assembler.ignored)
+            else:
+                report.rows_read = report.rows_joined = report.events
+                report.rows_read += report.quarantined
+            report.waiting_total, report.waiting_for = store.waiting_summary()
             if getattr(source, "position", None):
                 store.set_cursor(source.name, source.position)
         report.redacted.update(redactor.counts if redactor else {})

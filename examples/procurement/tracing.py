@@ -95,6 +95,80 @@ def write_span_export(path: str | Path, n: int = 130, seed: int = 7, filler_span
     return count
 
 
+# --------------------------------------------------------------------------- OTLP files + Arize annotations
+
+ARIZE_COLUMNS = ("context.span_id", "annotation.Reviewer Decision.label", "annotation.Reviewer Decision.updated_by",
+                 "annotation.Reviewer Confidence.label", "annotation.Reviewer Name.label", "annotation.notes")
+
+
+def trace_to_otlp(n: int = 130, seed: int = 7) -> tuple[list, list[dict]]:
+    """Run the instrumented agent on n requests as the seed demo logs them; returns (spans, annotations).
+
+    The spans are the OpenTelemetry SDK's finished spans from the real OpenInference LangChain
+    instrumentation: a ``process.run`` span per request whose output is
+    ``{"recommendation", "recommendation_reasoning", "confidence", "cited"}``, the LangGraph
+    spans under it, and for each override an ``override.run`` span (the agent's re-run once told
+    the reviewer's decision: it holds the decision but not the reviewer, reasoning or precedent).
+    The annotations are the human reviews as rows for the Arize SDK's annotations DataFrame,
+    keyed by the ``process.run`` span id (columns ``ARIZE_COLUMNS``).
+    """
+    from openinference.instrumentation.langchain import LangChainInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from .agent import decide
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = LangChainInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    tracer = provider.get_tracer("procurement")
+    annotations = []
+    try:
+        for decision, review in reviewed_sessions(n, seed):
+            session, case = decision["session_id"], decision["case"]
+            with tracer.start_as_current_span("process.run", attributes={
+                    "openinference.span.kind": "CHAIN", "session.id": session,
+                    "input.value": json.dumps({"case": case}), "input.mime_type": "application/json"}) as span:
+                result = decide(case)
+                span.set_attribute("output.value", json.dumps({
+                    "recommendation": result["decision"], "recommendation_reasoning": result["reasoning"],
+                    "confidence": result["confidence"], "cited": result["cited"]}))
+                span.set_attribute("output.mime_type", "application/json")
+                span_id = format(span.get_span_context().span_id, "016x")
+            if review["decision"] != result["decision"]:
+                with tracer.start_as_current_span("override.run", attributes={
+                        "openinference.span.kind": "CHAIN", "session.id": session,
+                        "input.value": json.dumps({"case": case, "reviewer_decision": review["decision"]}),
+                        "output.value": json.dumps({"recommendation": review["decision"],
+                                                    "recommendation_reasoning": "Re-run with the reviewer's decision."}),
+                        "output.mime_type": "application/json"}):
+                    pass
+            annotations.append(dict(zip(ARIZE_COLUMNS, (
+                span_id, review["decision"], review["reviewer"], "high", review["reviewer"], review_note(review)))))
+    finally:
+        provider.force_flush()
+        instrumentor.uninstrument()
+        provider.shutdown()
+    return list(exporter.get_finished_spans()), annotations
+
+
+def write_otlp_json(path: str | Path, spans: list, pretty: bool = False, per_request: int = 50) -> None:
+    """Write spans as protobuf's JSON of OTLP export requests: one request a line (``per_request``
+    spans each), or with ``pretty`` one indented document, as ``MessageToJson`` writes it (base64 ids)."""
+    from google.protobuf.json_format import MessageToJson
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    if pretty:
+        Path(path).write_text(MessageToJson(encode_spans(spans)), encoding="utf-8")
+        return
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for start in range(0, len(spans), per_request):
+            handle.write(MessageToJson(encode_spans(spans[start:start + per_request]), indent=None) + "\n")
+
+
 # --------------------------------------------------------------------------- live Phoenix
 
 def trace_to_phoenix(endpoint: str, project: str, n: int = 30, seed: int = 7, first: int = 0, last: int | None = None,

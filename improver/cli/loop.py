@@ -15,27 +15,49 @@ from improver.errors import ImproverError
 @app.command()
 def ingest(sources: Optional[list[str]] = typer.Argument(None, help="Trace files, folders of span exports or URLs."),
            pulls: list[str] = typer.Option([], "--from", help="A source to pull, e.g. phoenix+http://127.0.0.1:6006/PROJECT."),
-           project: Path = ProjectOption):
-    """Read agent decisions and human reviews into the project's store (PII masked first)."""
+           project: Path = ProjectOption, as_json: bool = typer.Option(False, "--json", help="One JSON report per source.")):
+    """Read agent decisions and human reviews into the project's store (PII masked first).
+
+    Every row read is accounted for: joined into an event, ignored (with the reason), waiting
+    for a span not stored yet (it joins when that span is ingested) or quarantined."""
     specs = [*(sources or []), *pulls]
     if not specs:
         raise ImproverError("give trace files or --from phoenix+http://HOST:PORT/PROJECT")
-    with workspace(project) as ws:
+    reports = []
+    with workspace(project, quiet=as_json) as ws:
         for spec in specs:
             report = ws.ingest(spec)
-            console.print(f"[bold]{report.source}[/]: {report.events} events, {report.decisions_new} new decisions, "
-                          f"{report.reviews_new} new reviews, {report.duplicates} already stored, "
-                          f"{report.quarantined} quarantined")
-            for reason, n in report.quarantine_reasons.items():
-                console.print(f"  quarantined {n}: {reason}")
-            if report.cleaned:
-                console.print("  cleaned: " + ", ".join(f"{k} {v}" for k, v in sorted(report.cleaned.items())))
-            if report.redacted:
-                console.print("  masked: " + ", ".join(f"{k} {v}" for k, v in sorted(report.redacted.items())))
-            if report.orphan_reviews:
-                console.print(f"  {report.orphan_reviews} sessions have reviews but no agent decision yet")
-            if report.re_reviewed_sessions:
-                console.print(f"  {report.re_reviewed_sessions} sessions were reviewed more than once: latest review wins")
+            reports.append(report.as_dict())
+            if not as_json:
+                print_ingest(report)
+    if as_json:
+        console.print_json(json.dumps(reports))
+
+
+def print_ingest(report) -> None:
+    console.print(f"[bold]{report.source}[/]: {report.events} events, {report.decisions_new} new decisions, "
+                  f"{report.reviews_new} new reviews, {report.duplicates} already stored, "
+                  f"{report.quarantined} quarantined")
+    console.print(f"  rows: {report.rows_read} read = {report.rows_joined} joined + {sum(report.rows_ignored.values())} "
+                  f"ignored + {report.rows_waiting} waiting + {report.quarantined} quarantined")
+    for reason, n in report.rows_ignored.items():
+        console.print(f"  ignored {n}: {reason}")
+    for reason, n in report.quarantine_reasons.items():
+        console.print(f"  quarantined {n}: {reason}")
+    if report.waiting_joined:
+        console.print(f"  {report.waiting_joined} annotations stored earlier met their spans")
+    if report.waiting_total:
+        console.print(f"  {report.waiting_total} annotations wait for spans not stored yet ({', '.join(report.waiting_for)}"
+                      f"{', …' if report.waiting_total > len(report.waiting_for) else ''}); they join when those spans "
+                      "are ingested")
+    if report.cleaned:
+        console.print("  cleaned: " + ", ".join(f"{k} {v}" for k, v in sorted(report.cleaned.items())))
+    if report.redacted:
+        console.print("  masked: " + ", ".join(f"{k} {v}" for k, v in sorted(report.redacted.items())))
+    if report.orphan_reviews:
+        console.print(f"  {report.orphan_reviews} sessions have reviews but no agent decision yet")
+    if report.re_reviewed_sessions:
+        console.print(f"  {report.re_reviewed_sessions} sessions were reviewed more than once: latest review wins")
 
 
 @app.command()

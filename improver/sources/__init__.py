@@ -48,38 +48,89 @@ def jsonl_rows(path: Path, source: str) -> Iterator[tuple[int, dict | Quarantine
             yield number, row, line
 
 
-NATIVE_TYPE = re.compile(r'"type"\s*:\s*"(decision|review)"')
-SPAN_KEYS = re.compile(r'"(context\.span_id|span_id|spanId|annotation_name|context|attributes\.[\w.]+)"\s*:')
+LAYOUTS = ("native", "otlp", "arize", "openinference")  # adapter modules, in the order they are tried
 
 
-def sniff(path: Path) -> str:
-    """'native', 'otlp' or 'openinference', from the first non-empty lines of a JSON(L) file."""
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        for _ in range(20):
-            head = handle.readline(65536)
-            if not head:
-                break
-            if not head.strip():
-                continue
-            if '"resourceSpans"' in head[:4096]:
-                return "otlp"
-            if NATIVE_TYPE.search(head[:4096]):
-                return "native"
-            if SPAN_KEYS.search(head):
-                return "openinference"
-    return "native"
+def _layouts():
+    import importlib
+
+    return {name: importlib.import_module(f"improver.sources.{name}") for name in LAYOUTS}
+
+
+def sniff(path: Path, mapping=None) -> str:
+    """The layout of a trace file, from its first rows: the adapter that recognises most of them.
+
+    A file of no parseable rows is 'native' (its lines are quarantined with their reasons); a file
+    whose rows match no layout raises TraceError naming the layouts tried, the closest one and the
+    improver.yaml lines that map it."""
+    from improver.sources.mapping import SpanMapping
+    from improver.sources.rows import peek
+
+    mapping = mapping or SpanMapping()
+    rows = peek(path)
+    if not rows:
+        return "native"
+    layouts = _layouts()
+    scores = {name: module.sniff(rows, mapping) for name, module in layouts.items()}
+    best = max(scores, key=lambda name: scores[name])  # ties go to the first layout tried
+    if scores[best] > 0:
+        return best
+    raise TraceError(unknown_layout(path, rows[0], layouts))
+
+
+def flat_keys(row: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in row.items():
+        keys.append(prefix + key)
+        if isinstance(value, dict):
+            keys += flat_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+GUESSES = {"span_id": r"span.?id|run.?id|^id$|(?<!session)_id$", "session": r"session|thread|conversation",
+           "case": r"input|case|request|prompt", "decision": r"output|decision|result|answer"}
+
+
+def unknown_layout(path: Path, row: dict, layouts: dict) -> str:
+    """What to tell a user whose file matches no layout: layouts tried, the closest, the mapping to write."""
+    keys = flat_keys(row)
+    overlap = {name: len(set(keys) & set(module.KEYS)) for name, module in layouts.items()}
+    closest = max(overlap, key=lambda name: overlap[name])
+    guessed = {}
+    for field, pattern in GUESSES.items():
+        hit = next((k for k in keys if re.search(pattern, k.rsplit(".", 1)[-1], re.IGNORECASE)), None)
+        guessed[field] = hit or f"<the key holding the {field.replace('_', ' ')}>"
+    name = next((str(row[k]) for k in ("name", "type", "kind", "event") if isinstance(row.get(k), str)), "<span name>")
+    tried = "; ".join(f"{name_} ({module.EXPECTS})" for name_, module in layouts.items())
+    yaml_lines = "\n".join([
+        "sources:", "  spans:", f"    decision_spans: [{json.dumps(name)}]", "    review_spans: []",
+        *(f"    {field}: [{json.dumps(key)}]" for field, key in guessed.items())])
+    return (f"{path}: no row of its first ones matches a trace layout I know (keys: {', '.join(keys[:12])}).\n"
+            f"Tried: {tried}.\nClosest: {closest} (shares {overlap[closest]} keys). To read these rows as spans, "
+            f"map them in improver.yaml, then check with `improver sources show {path}`:\n{yaml_lines}")
+
+
+def file_source(path: Path, mapping=None, numeric=()) -> TraceSource:
+    """The adapter for one trace file, by sniffing its layout."""
+    from improver.sources.native import NativeJsonlSource
+
+    kind = sniff(path, mapping)
+    if kind == "native":
+        return NativeJsonlSource(path)
+    module = _layouts()[kind]
+    return module.SOURCE(path, mapping, numeric)
 
 
 def open_source(spec: str, project=None) -> TraceSource:
     """The source for a path or URL given on the command line or to an MCP tool.
 
-    ``phoenix+http(s)://host:port/project`` is a live Phoenix server; a folder or a
-    ``.parquet`` file is an OpenInference export; a JSON(L) file is sniffed as native
-    events, OTLP JSON or OpenInference spans. The project's ``sources:`` mapping and
+    ``phoenix+http(s)://host:port/project`` is a live Phoenix server; a folder is read as
+    one input (spans in one file, annotations in another); a file is sniffed as native
+    events, OTLP JSON, Arize annotations or spans, or OpenInference spans and annotations
+    (JSONL, JSON, CSV or parquet; gzipped or not). The project's ``sources:`` mapping and
     its numeric ``bands`` fields apply to span sources.
     """
     from improver.sources.mapping import SpanMapping
-    from improver.sources.native import NativeJsonlSource
 
     mapping = SpanMapping.from_project(project) if project is not None else SpanMapping()
     numeric = list(project.config.bands) if project is not None else []
@@ -90,15 +141,10 @@ def open_source(spec: str, project=None) -> TraceSource:
         return PhoenixSource(spec, mapping, numeric, api_key=api_key_for(spec, named))
     path = Path(spec)
     if not path.exists():
-        raise TraceError(f"trace input {spec!r} not found; give a JSONL, OTLP JSON or parquet file, a folder of "
-                         "span exports, or phoenix+http://HOST:PORT/PROJECT")
-    kind = "openinference" if path.is_dir() or path.suffix == ".parquet" else sniff(path)
-    if kind == "otlp":
-        from improver.sources.otlp import OtlpJsonSource
+        raise TraceError(f"trace input {spec!r} not found; give a JSONL, JSON, CSV or parquet file (gzipped or not), "
+                         "a folder of them, or phoenix+http://HOST:PORT/PROJECT")
+    if path.is_dir():
+        from improver.sources.folder import FolderSource
 
-        return OtlpJsonSource(path, mapping, numeric)
-    if kind == "openinference":
-        from improver.sources.openinference import OpenInferenceSource
-
-        return OpenInferenceSource(path, mapping, numeric)
-    return NativeJsonlSource(path)
+        return FolderSource(path, mapping, numeric)
+    return file_source(path, mapping, numeric)

@@ -29,6 +29,19 @@ from improver.models import DecisionEvent, Event, Quarantined, ReviewEvent
 MISSING = object()
 
 
+OUTPUT = ("attributes.output.value", "attributes.output.value.output")  # the agent's answer, and LangChain's wrapper
+DECISION_NAMES = ("decision", "recommendation", "verdict", "outcome")
+REASONING_NAMES = ("reasoning", "recommendation_reasoning", "decision_reasoning", "rationale", "explanation", "reason",
+                   "justification")
+CONFIDENCE_NAMES = ("confidence", "confidence_level", "certainty")
+CITED_NAMES = ("cited", "citations", "policies_cited")
+
+
+def under(prefixes, names) -> list[str]:
+    """Every name under every prefix, name by name: the default paths for one field."""
+    return [f"{prefix}.{name}" for name in names for prefix in prefixes]
+
+
 class SpanMapping(BaseModel):
     """Where the case, the decision and the review live in a team's spans."""
 
@@ -36,30 +49,31 @@ class SpanMapping(BaseModel):
     decision_spans: list[str] = Field(default_factory=lambda: ["process.run"])
     review_spans: list[str] = Field(default_factory=lambda: ["override.run"])
     review_annotations: list[str] = Field(default_factory=lambda: ["Reviewer Decision"])
+    reviewer_annotations: list[str] = Field(default_factory=lambda: ["Reviewer Name", "Reviewer"])
     note_annotations: list[str] = Field(default_factory=lambda: ["note"])
+    note_labels: dict[str, list[str]] = Field(default_factory=lambda: {
+        "reasoning": ["Reasoning", "Rationale", "Why"], "precedent": ["Precedent"], "conditions": ["Conditions"]})
     span_id: list[str] = Field(default_factory=lambda: ["context.span_id", "span_id", "spanId"])
-    session: list[str] = Field(default_factory=lambda: ["attributes.session.id", "session_id"])
+    session: list[str] = Field(default_factory=lambda: [
+        "attributes.session.id", "session_id", "attributes.metadata.session_id", "attributes.metadata.thread_id",
+        "attributes.metadata.conversation_id"])
     time: list[str] = Field(default_factory=lambda: ["end_time", "start_time"])
     case: list[str] = Field(default_factory=lambda: ["attributes.input.value.case", "attributes.input.value"])
-    decision: list[str] = Field(default_factory=lambda: [
-        "attributes.output.value.decision", "attributes.output.value.recommendation"])
-    confidence: list[str] = Field(default_factory=lambda: ["attributes.output.value.confidence"])
-    reasoning: list[str] = Field(default_factory=lambda: ["attributes.output.value.reasoning"])
-    cited: list[str] = Field(default_factory=lambda: ["attributes.output.value.cited"])
+    decision: list[str] = Field(default_factory=lambda: under(OUTPUT, DECISION_NAMES))
+    confidence: list[str] = Field(default_factory=lambda: under(OUTPUT, CONFIDENCE_NAMES))
+    reasoning: list[str] = Field(default_factory=lambda: under(OUTPUT, REASONING_NAMES))
+    cited: list[str] = Field(default_factory=lambda: under(OUTPUT, CITED_NAMES))
     config_version: list[str] = Field(default_factory=lambda: ["attributes.metadata.config_version"])
-    review_decision: list[str] = Field(default_factory=lambda: [
-        "result.label", "attributes.output.value.decision", "attributes.output.value.recommendation"])
+    review_decision: list[str] = Field(default_factory=lambda: ["result.label", *under(OUTPUT, DECISION_NAMES)])
     reviewer: list[str] = Field(default_factory=lambda: [
         "metadata.reviewer", "attributes.user.id", "attributes.metadata.reviewer", "user_id"])
     review_reasoning: list[str] = Field(default_factory=lambda: [
         "metadata.notes.reasoning", "metadata.reasoning", "result.explanation.reasoning", "result.explanation",
-        "attributes.output.value.reasoning"])
+        *under(OUTPUT, REASONING_NAMES)])
     precedent: list[str] = Field(default_factory=lambda: [
-        "metadata.notes.precedent", "metadata.precedent", "result.explanation.precedent",
-        "attributes.output.value.precedent"])
+        "metadata.notes.precedent", "metadata.precedent", "result.explanation.precedent", *under(OUTPUT, ["precedent"])])
     conditions: list[str] = Field(default_factory=lambda: [
-        "metadata.notes.conditions", "metadata.conditions", "result.explanation.conditions",
-        "attributes.output.value.conditions"])
+        "metadata.notes.conditions", "metadata.conditions", "result.explanation.conditions", *under(OUTPUT, ["conditions"])])
 
     @classmethod
     def from_project(cls, project) -> "SpanMapping":
@@ -132,22 +146,40 @@ class SpanAssembler:
     Decisions are yielded as their span arrives. Reviews wait until the end (``finish``)
     because their annotations and notes may come before or after the span they
     annotate; memory grows with the number of reviews, not with the input's size.
+
+    With a ``join`` index (the trace store), annotations also meet spans stored by an
+    earlier ingest, and spans meet annotations that have been waiting for them; an
+    annotation whose span is nowhere yet is kept in ``waiting`` for the store. ``tally``
+    accounts for every row read: joined into an event, ignored (by reason), waiting or
+    quarantined (by the Quarantined items yielded).
     """
 
-    def __init__(self, mapping: SpanMapping, source: str, cleaned: Counter, numeric_fields=()):
+    def __init__(self, mapping: SpanMapping, source: str, cleaned: Counter, numeric_fields=(), join=None):
         self.mapping = mapping
         self.source = source
         self.cleaned = cleaned
         self.numeric_fields = set(numeric_fields)
+        self.join = join
         self.sessions: dict[str, str] = {}  # span id -> session id, for decision and review spans
-        self.reviews: dict[str, dict] = {}  # span id -> review fields gathered so far
-        self.pending: dict[str, list[tuple[int, dict]]] = {}  # annotations whose span is not seen yet
+        self.seen: dict[str, str] = {}  # the same, for the spans of this input only (for the store)
+        self.reviews: dict[str, dict] = {}  # span id -> review parts gathered so far
+        self.pending: dict[str, list[tuple[str, int, dict, bool]]] = {}  # annotations whose span is not seen yet
+        self.waiting: list[tuple[str, str, int, dict]] = []  # (span id, source, line, annotation) for the store
+        self.tally: Counter = Counter()
+        self.ignored: Counter = Counter()
         self.fixes: set[str] = set()  # repairs made to the record at hand, counted once per record
 
     def count_fixes(self) -> None:
         """Count the repairs the previous record needed (called as the next one starts)."""
         self.cleaned.update(self.fixes)
         self.fixes = set()
+
+    def read(self, n: int = 1) -> None:
+        """Count rows read from the input (every row read must end joined, ignored, waiting or quarantined)."""
+        self.tally["read"] += n
+
+    def ignore(self, reason: str) -> None:
+        self.ignored[reason] += 1
 
     def first(self, record: dict, paths: list[str]) -> Any:
         for path in paths:
@@ -170,6 +202,9 @@ class SpanAssembler:
         if value is None:
             return []
         if isinstance(value, str):
+            listed = json_text(value) if value.strip().startswith("[") else MISSING
+            if isinstance(listed, list):
+                return [item if isinstance(item, str) else json.dumps(item) for item in listed if item is not None]
             self.fixes.add("text where a list belongs")
             return [part.strip() for part in re.split(r"[;\n]", value) if part.strip()]
         if isinstance(value, list):
@@ -183,19 +218,25 @@ class SpanAssembler:
         name = record.get("name")
         is_decision, is_review = name in self.mapping.decision_spans, name in self.mapping.review_spans
         if not (is_decision or is_review):
+            self.ignore("spans that are neither decision_spans nor review_spans")
             return
         record = without_nan(record, self.fixes)
         span_id, session = self.text(record, self.mapping.span_id), self.text(record, self.mapping.session)
         if not span_id or not session:
             yield self.quarantine(line, f"{name} span without {'span id' if not span_id else 'session id'}", record)
             return
-        self.sessions[span_id] = session
+        self.sessions[span_id] = self.seen[span_id] = session
         if is_decision:
-            yield self.decision(record, session, line)
+            yield self.counted(self.decision(record, session, line))
         else:
-            self.reviews.setdefault(span_id, {"line": line})["span"] = record
-        for annotation_line, annotation in self.pending.pop(span_id, []):
-            yield from self.add_annotation(annotation, annotation_line)
+            self.reviews.setdefault(span_id, {"parts": []})["span"] = (self.source, line, record, True)
+        for source, annotation_line, annotation, counted in self.pending.pop(span_id, []):
+            self.attach(span_id, source, annotation_line, annotation, counted)
+
+    def counted(self, item: Event | Quarantined) -> Event | Quarantined:
+        if not isinstance(item, Quarantined):
+            self.tally["joined"] += 1
+        return item
 
     def decision(self, record: dict, session: str, line: int) -> Event | Quarantined:
         m = self.mapping
@@ -231,66 +272,111 @@ class SpanAssembler:
 
     # --- annotations ---------------------------------------------------------------
     def add_annotation(self, record: dict, line: int) -> Iterator[Event | Quarantined]:
+        """An annotation or note on a span (Phoenix's shape; other layouts are brought to it)."""
         self.count_fixes()
         name = record.get("annotation_name", record.get("name"))
-        if name not in self.mapping.review_annotations and name not in self.mapping.note_annotations:
+        known = (self.mapping.review_annotations + self.mapping.note_annotations + self.mapping.reviewer_annotations)
+        if name not in known:
+            self.ignore("annotations not named in review_annotations, reviewer_annotations or note_annotations")
             return
         record = without_nan(record, self.fixes)
         span_id = self.text(record, self.mapping.span_id)
         if not span_id:
             yield self.quarantine(line, "annotation without span id", record)
             return
-        if span_id not in self.sessions:
-            self.pending.setdefault(span_id, []).append((line, record))
-            return
-        review = self.reviews.setdefault(span_id, {"line": line})
-        if name in self.mapping.review_annotations:
-            review["annotation"] = record
+        if span_id in self.sessions:
+            self.attach(span_id, self.source, line, record, True)
         else:
-            review.setdefault("notes", []).append(record)
+            self.pending.setdefault(span_id, []).append((self.source, line, record, True))
+
+    def attach(self, span_id: str, source: str, line: int, record: dict, counted: bool) -> None:
+        self.reviews.setdefault(span_id, {"parts": []})["parts"].append((source, line, record, counted))
 
     # --- the end -------------------------------------------------------------------
     def finish(self) -> Iterator[Event | Quarantined]:
-        for span_id, parts in self.reviews.items():
-            yield self.review(self.sessions[span_id], parts)
+        if self.join is not None:
+            self.join_stored()
         for span_id, annotations in self.pending.items():
-            for line, record in annotations:
-                yield self.quarantine(line, "annotation for a span that is not in the input", record)
+            for source, line, record, counted in annotations:
+                if counted:
+                    self.tally["waiting"] += 1
+                    self.waiting.append((span_id, source, line, record))
+        by_session: dict[str, list[dict]] = {}
+        for span_id, parts in self.reviews.items():
+            by_session.setdefault(self.sessions[span_id], []).append(parts)
+        for session, reviews in by_session.items():
+            annotated = [parts for parts in reviews if parts["parts"]]
+            for parts in reviews:
+                if annotated and not parts["parts"]:  # a review read from an annotation wins over one inferred from a span
+                    self.tally["joined"] += 1
+                    continue
+                yield from self.review(session, parts)
         self.reviews, self.pending = {}, {}
         self.count_fixes()
 
-    def review(self, session: str, parts: dict) -> Event | Quarantined:
+    def join_stored(self) -> None:
+        """Annotations stored earlier, waiting for this input's spans; spans stored earlier, for its annotations."""
+        for span_id, source, line, record in self.join.waiting_for(self.seen):
+            self.tally["joined_waiting"] += 1
+            self.attach(span_id, source, line, record, False)
+        for span_id, session in self.join.span_sessions(list(self.pending)).items():
+            self.sessions[span_id] = session
+            for source, line, record, counted in self.pending.pop(span_id):
+                self.attach(span_id, source, line, record, counted)
+
+    def review(self, session: str, parts: dict) -> Iterator[Event | Quarantined]:
         self.count_fixes()
         m = self.mapping
+        rows = parts["parts"] + ([parts["span"]] if "span" in parts else [])
+        annotations = [r for _, _, r, _ in parts["parts"]]
         merged: dict = {}
-        for note in parts.get("notes", []):  # a note holds reasoning / precedent / conditions
-            text = self.first(note, ["result.explanation", "explanation", "note"])
-            parsed = json_text(text, self.fixes) if isinstance(text, str) else MISSING
-            notes = parsed if isinstance(parsed, dict) else _labelled_lines(text) if isinstance(text, str) else {}
-            merged.update(notes)
-        sources = [parts[k] for k in ("annotation", "span") if k in parts]
-        if merged:
-            sources = [{"metadata": {"notes": merged}}] + sources
+        for note in annotations:  # a note holds reasoning / precedent / conditions
+            texts = note.get("notes") or ([] if note.get("annotation_name", note.get("name")) not in m.note_annotations
+                                          else [self.first(note, ["result.explanation", "explanation", "note"])])
+            for text in texts:
+                parsed = json_text(text, self.fixes) if isinstance(text, str) else MISSING
+                merged.update(parsed if isinstance(parsed, dict) else labelled_lines(text, m.note_labels)
+                              if isinstance(text, str) else {})
+        named = lambda a, names: a.get("annotation_name", a.get("name")) in names  # noqa: E731
+        decisions = [a for a in annotations if named(a, m.review_annotations)]
+        others = [a for a in annotations if not named(a, m.review_annotations)]
+        found = {"notes": merged} if merged else {}
+        reviewer = next((self.text(a, ["result.label"]) for a in others if named(a, m.reviewer_annotations)), None)
+        if reviewer:
+            found["reviewer"] = reviewer
+        sources = ([{"metadata": found}] if found else []) + decisions + others
+        sources += [parts["span"][2]] if "span" in parts else []
         record = {"review": sources}
         paths = lambda field: [f"review.{i}.{p}" for i in range(len(sources)) for p in getattr(m, field)]  # noqa: E731
         decision = self.text(record, paths("review_decision"))
         if not decision:
-            return self.quarantine(parts["line"], "review without a decision", sources[-1])
-        return ReviewEvent(session_id=session, reviewer=self.text(record, paths("reviewer")) or "unknown",
-                           decision=decision.strip(), reasoning=self.text(record, paths("review_reasoning")) or "",
-                           precedent=self.text(record, paths("precedent")), conditions=self.strings(record, paths("conditions")),
-                           ts=self.text(record, [f"review.{i}.{p}" for i in range(len(sources))
-                                                 for p in ("updated_at", "created_at", *m.time)]))
+            for source, line, row, counted in rows:
+                if counted:
+                    yield Quarantined(source=source, line=line, reason="review without a decision",
+                                      raw=json.dumps(row, default=str)[:10000])
+            return
+        self.tally["joined"] += sum(1 for *_, counted in rows if counted)
+        yield ReviewEvent(session_id=session, reviewer=self.text(record, paths("reviewer")) or "unknown",
+                          decision=decision.strip(), reasoning=self.text(record, paths("review_reasoning")) or "",
+                          precedent=self.text(record, paths("precedent")), conditions=self.strings(record, paths("conditions")),
+                          ts=self.text(record, [f"review.{i}.{p}" for i in range(len(sources))
+                                                for p in ("updated_at", "created_at", *m.time)]),
+                          inferred=not annotations)
 
     def quarantine(self, line: int, reason: str, record: Any) -> Quarantined:
         return Quarantined(source=self.source, line=line, reason=reason, raw=json.dumps(record, default=str)[:10000])
 
 
-def _labelled_lines(text: str) -> dict:
-    """``Reasoning: ...`` / ``Precedent: ...`` / ``Conditions: a; b`` (or a JSON list) lines of a free-text note."""
-    found = {}
-    for match in re.finditer(r"^\s*(reasoning|precedent|conditions)\s*:\s*(.+)$", text, re.IGNORECASE | re.MULTILINE):
-        key, value = match.group(1).lower(), match.group(2).strip()
+def labelled_lines(text: str, labels: dict[str, list[str]] | None = None) -> dict:
+    """``Reasoning: ...`` / ``Precedent: ...`` / ``Conditions: a; b`` (or a JSON list) lines of a free-text note.
+
+    ``labels`` maps each field to the labels that introduce it (``note_labels`` in the mapping)."""
+    labels = labels or SpanMapping().note_labels
+    field_of = {label.lower(): field for field, names in labels.items() for label in names}
+    pattern = "|".join(re.escape(label) for label in sorted(field_of, key=len, reverse=True))
+    found: dict = {}
+    for match in re.finditer(rf"^\s*({pattern})\s*:\s*(.+)$", text, re.IGNORECASE | re.MULTILINE):
+        key, value = field_of[match.group(1).lower()], match.group(2).strip()
         if key == "conditions":
             listed = json_text(value)
             value = listed if isinstance(listed, list) else [part.strip() for part in value.split(";") if part.strip()]
@@ -299,7 +385,8 @@ def _labelled_lines(text: str) -> dict:
 
 
 class SpanFileSource:
-    """What the span file sources share: a path, a mapping and counts of what was cleaned."""
+    """What the span file sources share: a path, a mapping, counts of what was cleaned and the
+    accounting of rows; ``feed`` pushes the file's rows into an assembler (shared by a folder's files)."""
 
     def __init__(self, path: Path, mapping: SpanMapping | None = None, numeric_fields=()):
         self.path = Path(path)
@@ -307,3 +394,17 @@ class SpanFileSource:
         self.mapping = mapping or SpanMapping()
         self.numeric_fields = numeric_fields
         self.cleaned: Counter = Counter()
+        self.index = None
+        self.assembler: SpanAssembler | None = None
+
+    def join(self, index) -> None:
+        """Join with what an index (the trace store) holds: spans stored and annotations waiting."""
+        self.index = index
+
+    def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
+        raise NotImplementedError
+
+    def events(self) -> Iterator[Event | Quarantined]:
+        self.assembler = SpanAssembler(self.mapping, self.name, self.cleaned, self.numeric_fields, self.index)
+        yield from self.feed(self.assembler)
+        yield from self.assembler.finish()

@@ -10,6 +10,13 @@ from improver.models import DecisionEvent, Event, Quarantined, ReviewEvent
 from improver.sources import jsonl_rows
 
 EVENT_TYPES = {"decision": DecisionEvent, "review": ReviewEvent}
+LAYOUT = "native"
+EXPECTS = "native events with type decision|review and session_id"
+KEYS = ("type", "session_id", "case", "decision", "reviewer", "reasoning", "precedent", "conditions")
+
+
+def sniff(rows: list[dict], mapping=None) -> float:
+    return sum(row.get("type") in EVENT_TYPES for row in rows) / len(rows) if rows else 0.0
 
 
 def parse_event(data: object) -> Event:

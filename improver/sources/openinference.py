@@ -1,78 +1,50 @@
-"""OpenInference span exports (Phoenix / Arize): JSONL or parquet files of spans and annotations.
+"""OpenInference span exports (Phoenix, or Arize without annotation columns): spans and annotations.
 
 A row with ``annotation_name`` or ``annotator_kind`` is a span annotation (``span_id``,
 ``result.label``, ``result.explanation``, ``metadata``, ``identifier``); any other row
 is a span (``name``, ``context.span_id``, ``attributes.session.id``,
-``attributes.input.value`` …), flat or nested. Give one file, or a folder holding the
-span and annotation files. Files are read a line (JSONL) or a record batch (parquet)
-at a time; ``SpanMapping`` says which spans and annotations hold decisions and reviews.
+``attributes.input.value`` …), flat (``attributes.*`` columns) or nested. Files are JSONL,
+JSON, CSV or parquet, gzipped or not, read a row at a time (``rows.read_rows``);
+``SpanMapping`` says which spans and annotations hold decisions and reviews.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
-from improver.errors import TraceError, require
 from improver.models import Event, Quarantined
-from improver.sources import jsonl_rows
-from improver.sources.mapping import SpanAssembler, SpanFileSource
+from improver.sources.mapping import MISSING, SpanAssembler, SpanFileSource, SpanMapping, lookup
+from improver.sources.rows import read_rows
 
-SUFFIXES = (".jsonl", ".json", ".parquet")
+LAYOUT = "openinference"
+EXPECTS = "spans with name, context.span_id and attributes.session.id; annotations with annotation_name and span_id"
+KEYS = ("name", "context.span_id", "span_id", "attributes.session.id", "attributes.input.value",
+        "attributes.output.value", "annotation_name", "annotator_kind", "result.label")
 
 
 def is_annotation(row: dict) -> bool:
     return "annotation_name" in row or "annotator_kind" in row
 
 
-def read_rows(path: Path, source: str) -> Iterator[tuple[int, dict | Quarantined]]:
-    """(line or row number, row) for each row of a JSONL or parquet file; bad JSON lines as Quarantined."""
-    if path.suffix == ".parquet":
-        yield from _parquet_rows(path)
-        return
-    for number, row, _line in jsonl_rows(path, source):
-        yield number, row
+def is_span(row: dict, mapping: SpanMapping) -> bool:
+    return "name" in row and any(lookup(row, path) is not MISSING for path in mapping.span_id)
 
 
-def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    parquet = require("pyarrow.parquet", "reading parquet span exports", "parquet")
-    try:
-        file = parquet.ParquetFile(path)
-    except Exception as error:  # pyarrow raises its own error kinds for unreadable files
-        raise TraceError(f"cannot read {path} as parquet: {error}") from error
-    number = 0
-    for batch in file.iter_batches(batch_size=2048):
-        for row in batch.to_pylist():
-            number += 1
-            yield number, {k: _jsonable(v) for k, v in row.items() if v is not None}
-
-
-def _jsonable(value):
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, list) and value and isinstance(value[0], tuple):  # parquet map columns
-        return dict(value)
-    return value
+def sniff(rows: list[dict], mapping: SpanMapping) -> float:
+    """The share of these rows that are OpenInference spans or annotations."""
+    return sum(is_annotation(r) or is_span(r, mapping) for r in rows) / len(rows) if rows else 0.0
 
 
 class OpenInferenceSource(SpanFileSource):
-    def files(self) -> list[Path]:
-        if self.path.is_dir():
-            files = sorted(p for p in self.path.iterdir() if p.suffix in SUFFIXES)
-            if not files:
-                raise TraceError(f"{self.path} holds no {', '.join(SUFFIXES)} files of spans or annotations")
-            return files
-        return [self.path]
+    def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
+        assembler.source = self.name
+        for number, row in read_rows(self.path, self.name):
+            assembler.read()
+            if isinstance(row, Quarantined):
+                yield row
+            elif is_annotation(row):
+                yield from assembler.add_annotation(row, number)
+            else:
+                yield from assembler.add_span(row, number)
 
-    def events(self) -> Iterator[Event | Quarantined]:
-        assembler = SpanAssembler(self.mapping, self.name, self.cleaned, self.numeric_fields)
-        for path in self.files():
-            name = str(path)
-            assembler.source = name
-            for number, row in read_rows(path, name):
-                if isinstance(row, Quarantined):
-                    yield row
-                elif is_annotation(row):
-                    yield from assembler.add_annotation(row, number)
-                else:
-                    yield from assembler.add_span(row, number)
-        yield from assembler.finish()
+
+SOURCE = OpenInferenceSource

@@ -1,19 +1,34 @@
-"""OTLP JSON as an OpenTelemetry collector's file exporter writes it.
+"""OTLP JSON as OpenTelemetry writes it: the collector's file exporter or protobuf's ``MessageToJson``.
 
-Each line is one export request: ``{"resourceSpans": [{"resource", "scopeSpans": [{"spans":
+Each export request is ``{"resourceSpans": [{"resource", "scopeSpans": [{"spans":
 [...]}]}]}`` with ``traceId``, ``spanId``, ``name``, ``startTimeUnixNano`` and
-``attributes`` as ``[{"key", "value": {"stringValue" | "intValue" | ...}}]``. Spans are
-flattened to the OpenInference row shape and read with the same ``SpanMapping``; OTLP
-carries no annotations, so reviews come from review spans (or from a Phoenix export).
+``attributes`` as ``[{"key", "value": {"stringValue" | "intValue" | ...}}]``. Requests may
+come one a line, as one pretty-printed document, or as a JSON array of them; ids may be
+hex (the OTLP JSON encoding) or base64 (protobuf's JSON mapping of bytes), and are read
+as hex. Spans are flattened to the OpenInference row shape and read with the same
+``SpanMapping``; OTLP carries no annotations, so reviews come from review spans or from an
+annotation file ingested before or after (joined by span id in the trace store).
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from improver.models import Event, Quarantined
 from improver.sources.mapping import SpanAssembler, SpanFileSource
-from improver.sources.openinference import read_rows
+from improver.sources.rows import read_rows
+
+LAYOUT = "otlp"
+EXPECTS = "OTLP export requests: resourceSpans → scopeSpans → spans"
+KEYS = ("resourceSpans", "scopeSpans", "spans", "traceId", "spanId")
+HEX = re.compile(r"^[0-9a-fA-F]+$")
+
+
+def sniff(rows: list[dict], mapping=None) -> float:
+    return sum("resourceSpans" in r for r in rows) / len(rows) if rows else 0.0
 
 
 def any_value(value: dict) -> Any:
@@ -32,6 +47,19 @@ def any_value(value: dict) -> Any:
     return None
 
 
+def hex_id(value, size: int) -> str | None:
+    """A trace (16 bytes) or span (8 bytes) id as lowercase hex, from hex or base64."""
+    if not isinstance(value, str) or not value:
+        return None
+    if len(value) == 2 * size and HEX.match(value):
+        return value.lower()
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return value
+    return raw.hex() if len(raw) == size else value
+
+
 def _time(nanos) -> str | None:
     try:
         return datetime.fromtimestamp(int(nanos) / 1e9, tz=timezone.utc).isoformat()
@@ -43,8 +71,8 @@ def flat_span(span: dict) -> dict:
     """An OTLP span in the OpenInference row shape."""
     return {
         "name": span.get("name"),
-        "context": {"span_id": span.get("spanId"), "trace_id": span.get("traceId")},
-        "parent_id": span.get("parentSpanId") or None,
+        "context": {"span_id": hex_id(span.get("spanId"), 8), "trace_id": hex_id(span.get("traceId"), 16)},
+        "parent_id": hex_id(span.get("parentSpanId"), 8),
         "start_time": _time(span.get("startTimeUnixNano")),
         "end_time": _time(span.get("endTimeUnixNano")),
         "attributes": {kv.get("key"): any_value(kv.get("value", {})) for kv in span.get("attributes") or []
@@ -53,20 +81,25 @@ def flat_span(span: dict) -> dict:
 
 
 class OtlpJsonSource(SpanFileSource):
-    def events(self) -> Iterator[Event | Quarantined]:
-        assembler = SpanAssembler(self.mapping, self.name, self.cleaned, self.numeric_fields)
+    def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
+        assembler.source = self.name
         for number, row in read_rows(self.path, self.name):
             if isinstance(row, Quarantined):
+                assembler.read()
                 yield row
                 continue
             if not isinstance(row.get("resourceSpans"), list):
+                assembler.read()
                 yield assembler.quarantine(number, "not an OTLP export request (no resourceSpans list)", row)
                 continue
             for resource in row["resourceSpans"]:
                 for scope in (resource or {}).get("scopeSpans") or []:
                     for span in (scope or {}).get("spans") or []:
+                        assembler.read()
                         if isinstance(span, dict):
                             yield from assembler.add_span(flat_span(span), number)
                         else:
                             yield assembler.quarantine(number, "span is not a JSON object", span)
-        yield from assembler.finish()
+
+
+SOURCE = OtlpJsonSource

@@ -61,6 +61,7 @@ class PhoenixSource:
         self.after: str | None = None  # Phoenix's global id of the last span pulled
         self.awaiting: dict[str, str] = {}  # span id -> session, for spans with no review yet
         self.position: str | None = None  # the cursor to store once this pull is stored
+        self.assembler: SpanAssembler | None = None
 
     def resume(self, position: str | None) -> None:
         """Continue after a previous pull's position (from ``TraceStore.cursor``)."""
@@ -119,13 +120,14 @@ class PhoenixSource:
                     break
 
     def events(self) -> Iterator[Event | Quarantined]:
-        assembler = SpanAssembler(self.mapping, self.name, self.cleaned, self.numeric_fields)
+        assembler = self.assembler = SpanAssembler(self.mapping, self.name, self.cleaned, self.numeric_fields)
         assembler.sessions.update(self.awaiting)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         with httpx.Client(base_url=self.base, headers=headers, timeout=self.timeout, follow_redirects=False) as client:
             number = 0
             for span in self._spans(client):
                 number += 1
+                assembler.read()
                 yield from assembler.add_span(span, number)
             span_ids = list(assembler.sessions)
             reviewed = set()
@@ -133,6 +135,7 @@ class PhoenixSource:
                 number += 1
                 if annotation.get("name") in self.mapping.review_annotations:
                     reviewed.add(annotation.get("span_id"))
+                assembler.read()
                 yield from assembler.add_annotation(annotation, number)
         yield from assembler.finish()
         reviewed_sessions = {assembler.sessions[s] for s in reviewed if s in assembler.sessions}
