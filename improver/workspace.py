@@ -7,6 +7,7 @@ are looked up before they are made, and decisions and results are written once.
 """
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +22,7 @@ from improver.mining import MiningResult, mine
 from improver.models import ReviewedSession
 from improver.project import Project
 from improver.propose import build_proposals, guidance_from, render_config, report
+from improver.queue import recorded_picks, sampled_agreement
 from improver.redact import Redactor
 from improver.runners import ERROR, runner_for
 from improver.runtime import load_overlay
@@ -68,8 +70,9 @@ class Workspace:
                 store.set_cursor(source.name, source.position)
         report.redacted.update(redactor.counts if redactor else {})
         report.cleaned.update(getattr(source, "cleaned", {}))
-        self.__dict__.pop("sessions", None)
-        self.__dict__.pop("columns", None)
+        for cached in ("sessions", "columns", "reviewed_fingerprint"):
+            self.__dict__.pop(cached, None)
+        self._decisions.clear()
         return report
 
     @cached_property
@@ -94,6 +97,14 @@ class Workspace:
         return store
 
     @cached_property
+    def reviewed_fingerprint(self) -> str:
+        """A hash of the reviewed sessions (ids, agent and human decisions): changes when reviews arrive."""
+        digest = hashlib.sha256()
+        for s in self.sessions:
+            digest.update(f"{s.session_id}\t{s.agent_decision}\t{s.human_decision}\n".encode())
+        return digest.hexdigest()[:16]
+
+    @cached_property
     def columns(self) -> Columns:
         return Columns([s.case for s in self.sessions])
 
@@ -105,19 +116,24 @@ class Workspace:
 
     # --- experiments ---------------------------------------------------------------
     def find(self, **fields) -> Experiment | None:
-        """The newest experiment whose manifest has these values (``run`` is the cycle run that made it)."""
+        """The newest experiment whose manifest has these values (``run`` is the cycle run that made it,
+        ``reviewed`` the fingerprint of the reviewed sessions a baseline was run on)."""
         for experiment in reversed(self.experiments.all()):
             manifest = experiment.manifest
-            if all((manifest.mining.get(k) if k == "run" else getattr(manifest, k)) == v for k, v in fields.items()):
+            if all((manifest.mining.get(k) if k in ("run", "reviewed") else getattr(manifest, k)) == v
+                   for k, v in fields.items()):
                 return experiment
         return None
 
     def baseline(self) -> Experiment:
-        """The baseline experiment for the target's current config: found, or made, run and scored."""
+        """The baseline experiment for the target's current config and the current reviewed sessions:
+        found, or made, run and scored. New reviews make a new baseline, so a cycle's scores
+        always compare experiments on the same sessions."""
         base = read_tree(self.project.base_config_dir)
-        experiment = self.find(kind="baseline", config_hash=tree_hash(base))
+        experiment = self.find(kind="baseline", config_hash=tree_hash(base), reviewed=self.reviewed_fingerprint)
         if experiment is None:
-            manifest = Manifest(id=self.experiments.next_id("baseline"), created=now(), kind="baseline")
+            manifest = Manifest(id=self.experiments.next_id("baseline"), created=now(), kind="baseline",
+                                mining={"reviewed": self.reviewed_fingerprint, "sessions": len(self.require_sessions())})
             experiment = self.experiments.create(manifest, base, base, "# Baseline\n\nThe target's own config, unchanged.\n")
         self.run(experiment)
         self.score(experiment)
@@ -206,6 +222,10 @@ class Workspace:
             return self._decisions[experiment.path]
         decisions = experiment.decisions
         if decisions is not None:
+            missing = [s for s in self.require_sessions() if s.session_id not in decisions]
+            if missing:  # reviewed after this experiment ran: decided now, kept in memory (the file is written once)
+                results = self.decide(experiment.config_dir, missing, f"run {experiment.id} (new sessions)")
+                decisions = dict(decisions, **{s.session_id: {"session_id": s.session_id, **r} for s, r in zip(missing, results)})
             self._decisions[experiment.path] = decisions
             return decisions
         sessions = self.require_sessions()
@@ -228,6 +248,11 @@ class Workspace:
         parent = self.experiments.get(experiment.manifest.parent) if experiment.manifest.parent else None
         parent_decisions = {k: v["decision"] for k, v in self.run(parent).items()} if parent else None
         results = score(sessions, decisions, self.project.config.holdout, parent_decisions)
+        with self.store() as store:
+            picks = recorded_picks(store.db)
+            population = store.counts()["sessions"]
+        if picks:  # some reviews were chosen by the queue: the honest estimates beside the raw figures
+            results["sampling"] = sampled_agreement(sessions, decisions, picks, population)
         results.update(experiment=experiment.id, parent=experiment.manifest.parent, scored=now(),
                        reproduce=f"improver score {experiment.id}")
         results["errors"]["examples"] = sorted({v.get("error", "") for v in self.run(experiment).values()

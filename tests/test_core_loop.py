@@ -91,3 +91,18 @@ def test_an_interrupted_cycle_resumes_without_repeating_experiments(tiny_project
     state = run_cycles(Workspace(tiny_project), max_cycles=1, resume=True)
     assert ws.experiments.ids() == made  # nothing made twice
     assert state["history"][-1]["heldout"] == 1.0
+
+
+def test_reviews_arriving_after_a_cycle_get_a_new_baseline_and_old_experiments_still_decide(tiny_project):
+    lines = (tiny_project / "traces.jsonl").read_text().splitlines()
+    (tiny_project / "first.jsonl").write_text("\n".join(lines[:80]) + "\n")
+    (tiny_project / "later.jsonl").write_text("\n".join(lines[80:]) + "\n")
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "first.jsonl"))
+    first = run_cycles(ws, max_cycles=1)
+    ws.ingest(str(tiny_project / "later.jsonl"))
+    second = run_cycles(ws, max_cycles=1)
+    old, new = first["history"][0]["experiment"], second["history"][0]["experiment"]
+    assert old != new
+    assert ws.experiments.get(new).results["all"]["sessions"] == 80 > ws.experiments.get(old).results["all"]["sessions"]
+    assert len(ws.run(ws.experiments.get(first["parent"]))) == 80, "an older experiment decides the new sessions too"
