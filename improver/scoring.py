@@ -4,7 +4,7 @@ Sessions split stably into train and held-out by a hash of their id, so a sessio
 never changes side as more traces arrive and held-out sessions are never mined.
 Scores: agreement per split, the seed's confusion table (agent × human, with the
 parent's counts beside), change against the parent, regressions (agreed under the
-parent, disagree now) and errors.
+parent, disagree now) and errors. Beside each agreement, Cohen's kappa.
 """
 from __future__ import annotations
 
@@ -24,10 +24,22 @@ def split_of(session_id: str, holdout: float) -> str:
     return "heldout" if digest / 2**64 < holdout else "train"
 
 
+def cohens_kappa(pairs: list[tuple[str, str]]) -> float | None:
+    """Agreement corrected for chance: (observed - expected) / (1 - expected), as annotation tools report it."""
+    if not pairs:
+        return None
+    n = len(pairs)
+    observed = sum(1 for agent, human in pairs if agent == human) / n
+    agents, humans = Counter(a for a, _ in pairs), Counter(h for _, h in pairs)
+    expected = sum(agents[label] * humans[label] for label in agents) / n ** 2
+    return 1.0 if expected == 1 else round((observed - expected) / (1 - expected), 4)
+
+
 def _agreement(pairs: Iterable[tuple[str, str]]) -> dict:
     pairs = list(pairs)
     agree = sum(1 for agent, human in pairs if agent == human)
-    return {"sessions": len(pairs), "agree": agree, "agreement": round(agree / len(pairs), 4) if pairs else None}
+    return {"sessions": len(pairs), "agree": agree, "agreement": round(agree / len(pairs), 4) if pairs else None,
+            "kappa": cohens_kappa(pairs)}
 
 
 def score(sessions: list[ReviewedSession], decisions: dict[str, str], holdout: float,

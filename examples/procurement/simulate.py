@@ -5,6 +5,12 @@
 trace JSONL (a decision event and a review event per session). Run it as
 ``python -m procurement.simulate --n 130 --seed 7 --out traces.jsonl`` with
 ``examples/`` on ``PYTHONPATH``.
+
+``review_ids`` is the reviewer answering a review queue: given the agent's decision
+events and the session ids picked for review, Vera reviews just those
+(``python -m procurement.simulate --review-ids picks.jsonl --traces traffic.jsonl
+--out reviews.jsonl``). Each session's noise is drawn from its own seeded stream, so a
+session gets the same review whenever and in whatever order it is asked for.
 """
 from __future__ import annotations
 
@@ -74,6 +80,35 @@ def write_traces(path: str | Path, n: int = 130, seed: int = 7, tag_share: float
     }
 
 
+def review_ids(decisions: dict[str, dict], ids, seed: int = 7, tag_share: float = 0.8,
+               inconsistency: float = 0.05) -> list[dict]:
+    """Vera's review events for the decision events (by session id) whose ids are picked."""
+    knowledge = load_knowledge()
+    events = []
+    for session in ids:
+        event = decisions[session]
+        rng = random.Random(f"vera.fye/{seed}/{session}")
+        verdict = review(event["case"], event, knowledge, rng, tag_share, inconsistency)
+        events.append({"type": "review", "session_id": session, "reviewer": REVIEWER, **verdict,
+                       "ts": (event.get("ts") or "")[:16] + ":30Z" if event.get("ts") else None})
+    return events
+
+
+def _review_picks(args) -> int:
+    decisions = {}
+    with open(args.traces, encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            if row.get("type") == "decision":
+                decisions[row["session_id"]] = row
+    with open(args.review_ids, encoding="utf-8") as handle:
+        ids = [json.loads(line)["session_id"] for line in handle if line.strip()]
+    events = review_ids(decisions, ids, args.seed, args.tag_share, args.inconsistency)
+    Path(args.out).write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    print(json.dumps({"reviewed": len(events), "out": args.out}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m procurement.simulate", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=130, help="number of purchase requests (sessions)")
@@ -82,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag-share", type=float, default=0.8, help="share of precedent reviews that carry their tag")
     parser.add_argument("--inconsistency", type=float, default=0.05, help="chance the reviewer flips a precedent call")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG_DIR), help="agent config folder")
+    parser.add_argument("--review-ids", help="JSONL of picked session ids (improver queue --out): review just those")
+    parser.add_argument("--traces", help="with --review-ids: the trace JSONL holding the agent's decisions")
     args = parser.parse_args(argv)
+    if args.review_ids:
+        return _review_picks(args)
     summary = write_traces(args.out, args.n, args.seed, args.tag_share, args.inconsistency, args.config)
     print(json.dumps(summary, indent=2))
     return 0

@@ -1,0 +1,271 @@
+"""Active review: does picking what humans review (``improver queue``) beat random picks?
+
+    python bench/active.py [--domains procurement,support,moderation] [--seeds 1,2,3,4,5]
+                           [--pool 3000] [--fresh 1000] [--start 50] [--step 25] [--until 400]
+                           [--queue-size 100000] [--plot bench/active.png]
+
+For each domain and seed: a pool of live traffic (agent decisions nobody reviewed), 50
+random reviews to start, then batches of 25 picked by the queue (20% of each batch
+uniformly random) or all at random, up to 400. The simulated reviewer answers each
+batch (her ``review_ids`` entry point), a cycle runs, and the best experiment's config
+decides 1,000 fresh cases from the same simulator: agreement with the reviewer there,
+mean over seeds, both curves side by side. Also printed, for the queue-picked reviews:
+the agent's agreement estimated from them, weighted by the inverse pick probability and
+unweighted, beside its agreement on the fresh cases (the bias the weights remove);
+``improver flag``'s precision on the procurement pool after the last batch; and the
+time ``queue`` takes on ``--queue-size`` unreviewed decisions. No model tokens.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+for folder in (ROOT / "examples", ROOT / "examples" / "support_triage", ROOT / "bench" / "domains"):
+    sys.path.insert(0, str(folder))
+
+from improver.cycle import run_cycles  # noqa: E402
+from improver.flag import flag  # noqa: E402
+from improver.project import Project, write_project_file  # noqa: E402
+from improver.queue import build_queue, next_batch, record  # noqa: E402
+from improver.workspace import Workspace  # noqa: E402
+
+
+@dataclass
+class Domain:
+    name: str
+    cases: Callable[[int, int], list[dict]]  # (n, seed) -> cases
+    id_field: str
+    decide_batch: Callable[[list[dict], Path], list[dict]]
+    review_ids: Callable[[dict, list, int], list[dict]]  # (decision events by id, ids, seed) -> review events
+    config: Path
+    project: dict
+
+
+def _one_by_one(decide):
+    return lambda cases, config_dir: [decide(c, config_dir) for c in cases]
+
+
+def domains() -> dict[str, Domain]:
+    from lead import review_ids as lead_reviews
+    from lead import tickets
+    from moderation import decide as moderate
+    from moderation import posts
+    from moderation import review_ids as moderation_reviews
+    from procurement.agent import decide_batch
+    from procurement.purchase_requests import generate_requests
+    from procurement.simulate import review_ids as vera_reviews
+
+    support_agent = importlib.import_module("agent")  # examples/support_triage/agent.py
+    procurement_yaml = yaml.safe_load((ROOT / "examples/procurement/improver.yaml").read_text())
+    procurement_yaml["target"]["python_path"] = str(ROOT / "examples")
+    return {
+        "procurement": Domain("procurement", generate_requests, "request_id", decide_batch,
+                              lambda d, ids, seed: vera_reviews(d, ids, seed), ROOT / "examples/procurement/config",
+                              procurement_yaml),
+        "support": Domain("support", lambda n, seed: tickets(n, seed), "ticket", _one_by_one(support_agent.decide),
+                          lambda d, ids, seed: lead_reviews(d, ids), ROOT / "examples/support_triage/config",
+                          {"target": {"callable": "agent:decide", "python_path": str(ROOT / "examples/support_triage"),
+                                      "config": "config"},
+                           "entity_fields": ["product", "plan"], "bands": {"waited_minutes": [30]}}),
+        "moderation": Domain("moderation", posts, "post_id", _one_by_one(moderate),
+                             lambda d, ids, seed: moderation_reviews(d, ids, seed), None,
+                             {"target": {"callable": "moderation:decide", "python_path": str(ROOT / "bench/domains"),
+                                         "config": "config"},
+                              "entity_fields": ["category", "language"], "bands": {"reports": [2, 5]}}),
+    }
+
+
+def decision_events(domain: Domain, cases: list[dict], config_dir: Path) -> dict[str, dict]:
+    results = domain.decide_batch(cases, config_dir)
+    return {c[domain.id_field]: {"type": "decision", "session_id": c[domain.id_field], "case": c,
+                                 "decision": r["decision"], "confidence": r.get("confidence"),
+                                 "reasoning": r.get("reasoning", ""), "cited": r.get("cited", []),
+                                 "ts": f"2026-11-{1 + i % 28:02d}T09:00:00Z"}
+            for i, (c, r) in enumerate(zip(cases, results))}
+
+
+def make_project(domain: Domain, folder: Path) -> Project:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    if domain.config:
+        shutil.copytree(domain.config, folder / "config")
+    else:
+        (folder / "config").mkdir()
+        (folder / "config" / "policy.yaml").write_text("remove_at_reports: 5\nrestrict_at_reports: 2\n")
+    write_project_file(folder, domain.project)
+    return Project.load(folder)
+
+
+def ingest(ws: Workspace, folder: Path, name: str, events) -> None:
+    path = folder / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    ws.ingest(str(path))
+
+
+def at_step(project: Project, reviewed: int) -> Workspace:
+    """A workspace whose experiments for this step live in their own folder (the reviewed set grew)."""
+    config = project.config.model_copy(update={"experiments": f"experiments/n{reviewed:04d}"})
+    return Workspace(Project(project.root, config))
+
+
+def run_one(domain: Domain, seed: int, strategy: str, args, scratch: Path, fresh: list[dict], fresh_human: list[str]):
+    folder = scratch / f"{domain.name}-{seed}-{strategy}"
+    project = make_project(domain, folder)
+    pool = domain.cases(args.pool, seed)
+    traffic = decision_events(domain, pool, project.base_config_dir)
+    ws = Workspace(project)
+    ingest(ws, folder, "traffic", traffic.values())
+    rows, share, n = [], 1.0, args.start
+    while True:
+        with ws.store() as store:
+            queue = build_queue(ws, n=n, random_share=share, seed=seed, batch=next_batch(store.db))
+            record(store.db, queue)
+        ingest(ws, folder, queue.batch, domain.review_ids(traffic, [p.session_id for p in queue.picks], seed))
+        reviewed = len(ws.sessions)
+        ws = at_step(project, reviewed)
+        state = run_cycles(ws, max_cycles=args.max_cycles)
+        best = ws.experiments.get(state["parent"])
+        decided = domain.decide_batch(fresh, best.config_dir)
+        fresh_agreement = sum(r["decision"] == h for r, h in zip(decided, fresh_human)) / len(fresh)
+        sampling = ws.score(ws.baseline()).get("sampling") or {}
+        rows.append({"reviewed": reviewed, "fresh": fresh_agreement,
+                     "weighted": (sampling.get("weighted") or {}).get("agreement"),
+                     "unweighted": (sampling.get("unweighted") or {}).get("agreement")})
+        if reviewed >= args.until:
+            return rows, ws, traffic
+        share, n = (args.random_share if strategy == "queue" else 1.0), args.step
+
+
+def flag_precision(domain: Domain, ws: Workspace, traffic: dict, seed: int) -> tuple[int, float | None]:
+    _, flags = flag(ws)
+    if not flags:
+        return 0, None
+    answers = {e["session_id"]: e["decision"] for e in domain.review_ids(traffic, [f.session_id for f in flags], seed)}
+    return len(flags), sum(answers[f.session_id] == f.predicted for f in flags) / len(flags)
+
+
+def queue_speed(domain: Domain, size: int, scratch: Path) -> float:
+    folder = scratch / "queue-speed"
+    project = make_project(domain, folder)
+    traffic = decision_events(domain, domain.cases(size + 400, 99), project.base_config_dir)
+    ws = Workspace(project)
+    ingest(ws, folder, "traffic", traffic.values())
+    ingest(ws, folder, "reviews", domain.review_ids(traffic, list(traffic)[:400], 99))
+    run_cycles(ws, max_cycles=1)
+    ws = Workspace(project)
+    started = time.perf_counter()
+    build_queue(ws, n=50)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domains", default="procurement,support,moderation")
+    parser.add_argument("--seeds", default="1,2,3,4,5")
+    parser.add_argument("--pool", type=int, default=3000)
+    parser.add_argument("--fresh", type=int, default=1000)
+    parser.add_argument("--start", type=int, default=50)
+    parser.add_argument("--step", type=int, default=25)
+    parser.add_argument("--until", type=int, default=400)
+    parser.add_argument("--random-share", type=float, default=0.2)
+    parser.add_argument("--max-cycles", type=int, default=2)
+    parser.add_argument("--queue-size", type=int, default=100_000, help="0 skips the queue timing")
+    parser.add_argument("--plot", default="", help="save the curves here (PNG; needs matplotlib)")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    every = domains()
+    curves: dict[str, dict[str, dict[int, list[float]]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        for name in args.domains.split(","):
+            domain = every[name]
+            curves[name] = {"random": {}, "queue": {}}
+            estimates: dict[int, list[tuple]] = {}
+            flagged = []
+            for seed in seeds:
+                fresh = domain.cases(args.fresh, seed + 10_000)
+                base = decision_events(domain, fresh, domain.config or make_project(domain, scratch / "cfg").base_config_dir)
+                answers = {e["session_id"]: e["decision"] for e in domain.review_ids(base, list(base), seed + 10_000)}
+                fresh_human = [answers[c[domain.id_field]] for c in fresh]
+                base_fresh = sum(base[c[domain.id_field]]["decision"] == h for c, h in zip(fresh, fresh_human)) / len(fresh)
+                for strategy in ("random", "queue"):
+                    started = time.perf_counter()
+                    rows, ws, traffic = run_one(domain, seed, strategy, args, scratch, fresh, fresh_human)
+                    for row in rows:
+                        curves[name][strategy].setdefault(row["reviewed"], []).append(row["fresh"])
+                        if strategy == "queue":
+                            estimates.setdefault(row["reviewed"], []).append((base_fresh, row["weighted"], row["unweighted"]))
+                    if strategy == "queue" and name == "procurement":
+                        flagged.append(flag_precision(domain, ws, traffic, seed))
+                    print(f"  {name} seed {seed} {strategy}: {len(rows)} steps in {time.perf_counter() - started:.0f} s",
+                          file=sys.stderr, flush=True)
+            report(name, curves[name], estimates, flagged)
+        if args.queue_size:
+            seconds = queue_speed(every["procurement"], args.queue_size, scratch)
+            print(f"\nimprover queue on {args.queue_size:,} unreviewed decisions: {seconds:.1f} s")
+    if args.plot:
+        plot(curves, args.plot)
+
+
+def report(name: str, curve: dict, estimates: dict, flagged: list) -> None:
+    mean = {s: {n: statistics.mean(v) for n, v in c.items()} for s, c in curve.items()}
+    print(f"\n{name}: agreement on fresh cases after each batch (mean over seeds)")
+    print(f"{'reviews':>7} {'random':>7} {'queue':>7} {'q - r':>6}   {'agent fresh':>11} {'weighted est':>12} "
+          f"{'unweighted':>10}")
+    for n in sorted(mean["random"]):
+        r, q = mean["random"][n], mean["queue"].get(n)
+        fresh, weighted, unweighted = (statistics.mean(x[i] for x in estimates[n] if x[i] is not None) for i in range(3))
+        print(f"{n:>7} {r:>7.1%} {q:>7.1%} {(q - r) * 100:>+6.1f}   {fresh:>11.1%} {weighted:>12.1%} {unweighted:>10.1%}")
+    target = mean["random"][max(mean["random"])]
+    reached = next((n for n in sorted(mean["queue"]) if mean["queue"][n] >= target), None)
+    worst = min((mean["queue"][n] - mean["random"][n]) * 100 for n in mean["random"])
+    errors = [abs(w - f) * 100 for n in estimates for f, w, _ in estimates[n] if w is not None]
+    print(f"random reaches {target:.1%} with {max(mean['random'])} reviews; the queue reaches it with "
+          f"{reached if reached else 'more than ' + str(max(mean['queue']))} reviews; "
+          f"worst step queue - random {worst:+.1f} pts; weighted estimate off the agent's fresh agreement by "
+          f"{statistics.mean(errors):.1f} pts on average (per seed and step), max {max(errors):.1f}")
+    if flagged:
+        counts = [n for n, _ in flagged]
+        precisions = [p for _, p in flagged if p is not None]
+        print(f"improver flag after the last batch: {statistics.mean(counts):.0f} predicted overrides per seed, "
+              f"precision against the reviewer {statistics.mean(precisions):.1%}" if precisions else "no flags")
+
+
+def plot(curves: dict, path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(no plot: pip install matplotlib)")
+        return
+    figure, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
+    for axis, (name, curve) in zip(axes[0], curves.items()):
+        for strategy, points in curve.items():
+            xs = sorted(points)
+            axis.plot(xs, [statistics.mean(points[x]) for x in xs], marker="o", label=strategy)
+        axis.set_title(name)
+        axis.set_xlabel("reviewed sessions")
+        axis.set_ylabel("agreement on fresh cases")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    print(f"plot saved to {path}")
+
+
+if __name__ == "__main__":
+    main()

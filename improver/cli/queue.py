@@ -1,0 +1,112 @@
+"""Commands for live traffic: ``improver queue``, ``flag`` and ``precedents``."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from improver.cli.app import ProjectOption, app, console, err, workspace
+from improver.errors import ImproverError
+
+
+@app.command("queue")
+def queue_command(project: Path = ProjectOption, n: int = typer.Option(50, "-n", min=1, help="How many sessions to pick."),
+                  random_share: float = typer.Option(0.2, min=0.0, max=1.0,
+                                                     help="Share picked uniformly at random, for unbiased estimates."),
+                  seed: int = typer.Option(0, help="Seed of the random share."),
+                  since: Optional[str] = typer.Option(None, help="Only decisions at or after this timestamp."),
+                  out: Optional[Path] = typer.Option(None, "--out", help="Write the picks as .jsonl or .csv for a labelling tool."),
+                  dry_run: bool = typer.Option(False, "--dry-run", help="Show the picks without recording them."),
+                  as_json: bool = typer.Option(False, "--json")):
+    """Pick the unreviewed decisions whose human review would teach the loop the most, and say why."""
+    from improver.queue import build_queue, next_batch, record
+
+    with workspace(project, quiet=as_json) as ws:
+        with ws.store() as store:
+            batch = next_batch(store.db)
+        queue = build_queue(ws, n=n, random_share=random_share, seed=seed, since=since, batch=batch)
+        if not dry_run:
+            with ws.store() as store:
+                record(store.db, queue)
+    if out:
+        write_picks(out, queue.picks)
+    if as_json:
+        console.print_json(json.dumps(queue.as_dict()))
+        return
+    if not queue.picks:
+        err.print("Nothing to queue: every stored agent decision has a human review (ingest new traffic first).")
+        return
+    table = Table(title=f"Review next: {len(queue.picks)} of {queue.pending} unreviewed decisions "
+                        f"(batch {queue.batch}; rules from {queue.reference or 'the baseline mining'})")
+    for column in ("session", "agent", "picked by", "why"):
+        table.add_column(column)
+    for pick in queue.picks:
+        table.add_row(pick.session_id, pick.agent_decision, pick.picked_by, pick.reason)
+    console.print(table)
+    console.print(("Not recorded (--dry-run)." if dry_run else f"Recorded as batch {queue.batch}: reviews of these "
+                   "sessions count with their pick probability in the honest estimates.") + (f" Wrote {out}." if out else ""))
+
+
+def write_picks(path: Path, picks) -> None:
+    rows = [p.as_dict() for p in picks]
+    if path.suffix == ".csv":
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["session_id"])
+            writer.writeheader()
+            writer.writerows(rows)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    else:
+        raise ImproverError(f"--out {path}: use a .jsonl or .csv file name")
+
+
+@app.command("flag")
+def flag_command(project: Path = ProjectOption, since: Optional[str] = typer.Option(None, help="Only decisions at or after this timestamp."),
+                 experiment: Optional[str] = typer.Option(None, "--experiment", help="Experiment whose rules to apply "
+                                                          "(default: the accepted one, else the best scored)."),
+                 as_json: bool = typer.Option(False, "--json")):
+    """Unreviewed decisions the accepted config would decide differently: predicted overrides.
+
+    Exit code 0 when there are none, 1 when some are listed (for scheduled jobs), 2 on errors."""
+    from improver.flag import as_dicts, flag
+
+    with workspace(project, quiet=True) as ws:
+        reference, flags = flag(ws, since, experiment)
+    if as_json:
+        console.print_json(json.dumps({"experiment": reference, "flags": as_dicts(flags)}))
+    elif not flags:
+        console.print(f"No predicted overrides: {reference}'s rules agree with every unreviewed decision.")
+    else:
+        table = Table(title=f"{len(flags)} predicted overrides (rules of {reference})")
+        for column in ("session", "agent", "humans likely", "rule", "precision", "evidence"):
+            table.add_column(column)
+        for f in flags:
+            table.add_row(f.session_id, f.agent_decision, f.predicted, f"{f.rule}: {f.condition}",
+                          "–" if f.precision is None else f"{f.precision:.0%} ({f.precision_kind})",
+                          ", ".join(f.evidence_sessions[:3]))
+        console.print(table)
+    raise typer.Exit(1 if flags else 0)
+
+
+@app.command("precedents")
+def precedents_command(project: Path = ProjectOption, as_json: bool = typer.Option(False, "--json")):
+    """Precedents over time: a stable id each, status (new, growing, handled, regressed) and overrides per week."""
+    from improver.precedents import track
+
+    with workspace(project, quiet=True) as ws:
+        registry = track(ws)
+    if as_json:
+        console.print_json(json.dumps(registry))
+        return
+    table = Table(title=f"Precedents ({len(registry['precedents'])}), observed {registry['observations'][-1]['week']}")
+    for column in ("id", "precedent", "decision", "status", "overrides", "per week", "condition"):
+        table.add_column(column)
+    for entry in registry["precedents"]:
+        weekly = " ".join(f"{week[-3:]}:{n}" for week, n in entry.get("weekly", {}).items())
+        table.add_row(entry["id"], entry["name"], entry["decision"], entry["status"],
+                      str(entry["history"][-1]["overrides"]), weekly, entry.get("description", ""))
+    console.print(table)

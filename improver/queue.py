@@ -1,0 +1,337 @@
+"""The review queue: which unreviewed agent decisions humans should review next, and why.
+
+Human review is the loop's scarce input. ``build_queue`` ranks the unreviewed decisions
+in the trace store by what a human's answer would teach:
+
+- **predicted override**: a rule of the reference config (the accepted experiment, else
+  the best scored one) decides the case differently from the agent; the less evidence
+  the rule has, the more a review teaches;
+- **candidate precedent**: a precedent the last mining found but could not propose yet
+  (too little evidence) covers the case and would decide it differently;
+- **boundary**: a numeric value sits within ``BOUNDARY`` of a learned threshold;
+- **coverage**: an entity value or agent decision with few or no reviews.
+
+Picks spread over reasons (each further pick for the same rule or entity counts less),
+and a stated share of the batch is drawn uniformly at random from what is left, so that
+agreement can still be estimated without bias. Every pick is recorded in the trace
+store with how it was picked and its probability of being picked (1 for ranked picks,
+``r / remaining`` for random ones); ``sampled_agreement`` turns reviews of recorded picks
+into the random-share agreement and a weighted estimate for all traffic, in which ranked
+picks count once and the random share stands for everything else.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import random
+import sqlite3
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+
+from improver.experiments import Experiment, now
+from improver.features import Columns
+from improver.runtime import load_overlay
+
+if TYPE_CHECKING:
+    from improver.workspace import Workspace
+
+RANDOM_SHARE = 0.2
+BOUNDARY = 0.1  # a value within 10% of a learned threshold is on its boundary
+DECAY = 0.6  # each further pick for the same rule or entity in one batch counts this much less
+PICKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_picks (
+    session_id TEXT PRIMARY KEY, batch TEXT NOT NULL, picked_by TEXT NOT NULL, reason TEXT,
+    probability REAL NOT NULL, priority REAL, picked_at TEXT);
+"""
+
+
+@dataclass
+class Pending:
+    """An agent decision no human has reviewed yet."""
+
+    session_id: str
+    case: dict
+    decision: str
+    ts: str | None
+
+
+@dataclass
+class Pick:
+    """One queued session: why it was picked and how likely it was to be picked."""
+
+    session_id: str
+    agent_decision: str
+    picked_by: str  # predicted-override | candidate-precedent | boundary | coverage | random
+    reason: str
+    priority: float
+    probability: float
+    predicted: str | None = None  # what the rule behind the pick would decide
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Queue:
+    batch: str
+    reference: str | None
+    pending: int
+    picks: list[Pick]
+    random_share: float
+
+    def as_dict(self) -> dict:
+        return {"batch": self.batch, "reference": self.reference, "pending": self.pending,
+                "random_share": self.random_share, "picks": [p.as_dict() for p in self.picks]}
+
+
+# --- the store's side -----------------------------------------------------------------
+def pending_decisions(db: sqlite3.Connection, since: str | None = None) -> list[Pending]:
+    """Agent decisions without any human review (newer than ``since`` when given), by session id."""
+    sql = ("SELECT session_id, case_json, decision, ts FROM decisions"
+           " WHERE session_id NOT IN (SELECT session_id FROM reviews)")
+    args: tuple = ()
+    if since:
+        sql += " AND COALESCE(ts, '') >= ?"
+        args = (since,)
+    return [Pending(row[0], json.loads(row[1]), row[2], row[3]) for row in db.execute(sql + " ORDER BY session_id", args)]
+
+
+def recorded_picks(db: sqlite3.Connection) -> dict[str, dict]:
+    """Every recorded pick by session id: batch, picked_by, reason, probability."""
+    db.executescript(PICKS_SCHEMA)
+    rows = db.execute("SELECT session_id, batch, picked_by, reason, probability FROM queue_picks")
+    return {r[0]: {"batch": r[1], "picked_by": r[2], "reason": r[3], "probability": r[4]} for r in rows}
+
+
+def record(db: sqlite3.Connection, queue: Queue) -> None:
+    db.executescript(PICKS_SCHEMA)
+    at = now()
+    with db:
+        db.executemany("INSERT OR IGNORE INTO queue_picks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [(p.session_id, queue.batch, p.picked_by, p.reason, p.probability, p.priority, at)
+                        for p in queue.picks])
+
+
+def next_batch(db: sqlite3.Connection) -> str:
+    db.executescript(PICKS_SCHEMA)
+    return f"q{db.execute('SELECT COUNT(DISTINCT batch) FROM queue_picks').fetchone()[0] + 1:04d}"
+
+
+# --- the reference config -------------------------------------------------------------
+def reference_experiment(ws: "Workspace") -> Experiment | None:
+    """The newest accepted (or merged) experiment with rules, else the best scored one with rules."""
+    experiments = [e for e in ws.experiments.all() if e.manifest.proposals]
+    accepted = [e for e in experiments if e.status in ("accepted", "merged")]
+    if accepted:
+        return accepted[-1]
+    scored = [(e.results["heldout"]["agreement"] or 0, e.results["all"]["agreement"] or 0, e.id, e)
+              for e in experiments if e.results and e.status != "rejected"]
+    return max(scored, key=lambda row: row[:3])[3] if scored else None
+
+
+def proposals_by_rule(experiment: Experiment, ws: "Workspace") -> dict:
+    """Every proposal behind the experiment's rules, its ancestors' included, by rule id."""
+    found: dict = {}
+    while experiment is not None:
+        for proposal in experiment.manifest.proposals:
+            found.setdefault(proposal.id, proposal)
+        parent = experiment.manifest.parent
+        experiment = ws.experiments.get(parent) if parent else None
+    return found
+
+
+def first_rule(columns: Columns, rules) -> np.ndarray:
+    """Index of the first rule that matches each row (-1 for none): the decision-list order."""
+    chosen = np.full(len(columns.cases), -1)
+    for index, rule in enumerate(rules):
+        chosen[(chosen < 0) & columns.mask(rule.when)] = index
+    return chosen
+
+
+# --- ranking ---------------------------------------------------------------------------
+@dataclass
+class _Reason:
+    priority: float
+    key: str
+    picked_by: str
+    text: str
+    predicted: str | None = None
+
+
+def _rule_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], ws: "Workspace",
+                  reference: Experiment | None) -> None:
+    if reference is None:
+        return
+    rules = load_overlay(reference.config_dir).rules
+    evidence = {pid: len(p.evidence_sessions) for pid, p in proposals_by_rule(reference, ws).items()}
+    chosen = first_rule(columns, rules)
+    for index, rule in enumerate(rules):
+        rows = np.flatnonzero((chosen == index) & (agent != rule.decision))
+        n = evidence.get(rule.id, 0)
+        priority = 0.3 + 0.6 * (3 / (3 + n))  # the fewer evidence sessions, the more a review teaches
+        for row in rows:
+            reasons[row].append(_Reason(priority, f"rule:{rule.id}", "predicted-override",
+                                        f"rule {rule.id} ({n} evidence sessions) decides {rule.decision}", rule.decision))
+
+
+def _candidate_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], candidates) -> None:
+    for precedent in candidates:
+        rows = np.flatnonzero(columns.mask(precedent.condition) & (agent != precedent.decision))
+        for row in rows:
+            reasons[row].append(_Reason(0.9, f"precedent:{precedent.name}", "candidate-precedent",
+                                        f"precedent {precedent.name} ({precedent.group_size} sessions, "
+                                        f"too few to propose) would decide {precedent.decision}",
+                                        precedent.decision))
+
+
+def _boundary_reasons(columns: Columns, reasons: list[list[_Reason]], conditions: Iterable[tuple[str, dict]]) -> None:
+    seen = set()
+    for name, condition in conditions:
+        for path, tests in condition.items():
+            for op, bound in tests.items():
+                if op not in ("lt", "le", "gt", "ge") or not isinstance(bound, (int, float)) or (path, bound) in seen:
+                    continue
+                seen.add((path, bound))
+                with np.errstate(invalid="ignore"):
+                    near = np.abs(columns.numbers(path) - bound) <= BOUNDARY * max(abs(bound), 1e-9)
+                for row in np.flatnonzero(near):
+                    value = columns.numbers(path)[row]
+                    reasons[row].append(_Reason(0.5, f"boundary:{path}:{bound:g}", "boundary",
+                                                f"{path} {value:g} is near the threshold {bound:g} of {name}"))
+
+
+def _coverage_reasons(pending: list[Pending], reasons: list[list[_Reason]], reviewed, fields: list[str]) -> None:
+    seen = {f: Counter(str(s.case.get(f)) for s in reviewed if s.case.get(f) is not None) for f in fields}
+    labels = Counter(s.agent_decision for s in reviewed)
+    for row, item in enumerate(pending):
+        for field in fields:
+            value = item.case.get(field)
+            if value is None or isinstance(value, (dict, list)):
+                continue
+            n = seen[field][str(value)]
+            if n < 3:
+                reasons[row].append(_Reason(0.4 + 0.4 / (1 + n), f"coverage:{field}={value}", "coverage",
+                                            f"{field} {value} has {n} review{'s' if n != 1 else ''}"))
+        if labels[item.decision] < 3:
+            n = labels[item.decision]
+            reasons[row].append(_Reason(0.6, f"coverage:decision={item.decision}", "coverage",
+                                        f"agent decision {item.decision} has {n} review{'s' if n != 1 else ''}"))
+
+
+def _greedy(reasons: list[list[_Reason]], limit: int) -> list[tuple[int, _Reason, float]]:
+    """Up to ``limit`` rows by priority, each further pick for the same key decayed by ``DECAY``."""
+    used: Counter = Counter()
+
+    def best(row: int) -> tuple[float, _Reason]:
+        return max(((r.priority * DECAY ** used[r.key], r) for r in reasons[row]), key=lambda pair: pair[0])
+
+    heap = [(-best(row)[0], row) for row in range(len(reasons)) if reasons[row]]
+    heapq.heapify(heap)
+    picked = []
+    while heap and len(picked) < limit:
+        stale, row = heapq.heappop(heap)
+        priority, reason = best(row)
+        if priority < -stale - 1e-12:  # its key was used since it was pushed
+            heapq.heappush(heap, (-priority, row))
+            continue
+        picked.append((row, reason, priority))
+        used[reason.key] += 1
+    return picked
+
+
+def build_queue(ws: "Workspace", n: int = 50, random_share: float = RANDOM_SHARE, seed: int = 0,
+                since: str | None = None, batch: str = "q0001", candidates=None) -> Queue:
+    """Rank the unreviewed decisions and pick ``n``: ranked picks first, then the random share."""
+    with ws.store() as store:
+        pending = pending_decisions(store.db, since)
+        already = set(recorded_picks(store.db))
+    pending = [p for p in pending if p.session_id not in already]  # picked before, review still awaited
+    reference = reference_experiment(ws)
+    reasons: list[list[_Reason]] = [[] for _ in pending]
+    if pending and random_share < 1:
+        columns = Columns([p.case for p in pending])
+        agent = np.array([p.decision for p in pending], dtype=object)
+        _rule_reasons(columns, agent, reasons, ws, reference)
+        if candidates is None:
+            candidates = candidate_precedents(ws)
+        _candidate_reasons(columns, agent, reasons, candidates)
+        conditions = [(f"rule {r.id}", r.when) for r in (load_overlay(reference.config_dir).rules if reference else ())]
+        _boundary_reasons(columns, reasons, conditions + [(f"precedent {p.name}", p.condition) for p in candidates])
+        _coverage_reasons(pending, reasons, ws.sessions, ws.project.config.entity_fields)
+    randoms = min(len(pending), round(n * random_share))
+    ranked = _greedy(reasons, min(n, len(pending)) - randoms)
+    picks = [Pick(pending[row].session_id, pending[row].decision, reason.picked_by, reason.text, round(priority, 4), 1.0,
+                  reason.predicted) for row, reason, priority in ranked]
+    taken = {row for row, _, _ in ranked}
+    rest = [row for row in range(len(pending)) if row not in taken]
+    draws = min(len(rest), min(n, len(pending)) - len(picks))
+    chosen = random.Random(f"{seed}/{batch}").sample(rest, draws) if draws else []
+    probability = draws / len(rest) if rest else 0.0
+    picks += [Pick(pending[row].session_id, pending[row].decision, "random", "uniform random share", 0.0,
+                   round(probability, 8)) for row in sorted(chosen)]
+    return Queue(batch, reference.id if reference else None, len(pending), picks, random_share)
+
+
+def candidate_precedents(ws: "Workspace") -> list:
+    """Precedents the last mining found but could not propose yet, each with a condition to look for.
+
+    A weak precedent without a condition (too few sessions to induce one) is looked for by
+    the entity values all its sessions share, e.g. the one vendor its two sessions name."""
+    if not ws.sessions:
+        return []
+    by_id = {s.session_id: s for s in ws.sessions}
+    found = []
+    for precedent in ws.mine(ws.baseline()).precedents:
+        if precedent.condition and not precedent.weak and precedent.expected_gain > 0:
+            continue  # proposable: the reference config's rules speak for it
+        condition = precedent.condition or shared_entities(
+            [by_id[i].case for i in precedent.evidence_sessions if i in by_id], ws.project.config.entity_fields)
+        if condition:
+            found.append(precedent.model_copy(update={"condition": condition}))
+    return found
+
+
+def shared_entities(cases: list[dict], fields: list[str]) -> dict:
+    """``{field: {eq: value}}`` for each entity field on which every case has the same value."""
+    condition = {}
+    for field in fields:
+        values = {str(case.get(field)) for case in cases}
+        if cases and len(values) == 1 and cases[0].get(field) is not None:
+            condition[field] = {"eq": cases[0][field]}
+    return condition
+
+
+# --- honest agreement from chosen reviews ----------------------------------------------
+def sampled_agreement(sessions, decisions: dict[str, str], picks: dict[str, dict], population: int) -> dict | None:
+    """Agreement on queue-picked reviews: the random share, unweighted, and weighted to stand for all traffic.
+
+    ``population`` is every stored agent decision. Ranked picks (picked with probability 1)
+    stand for themselves; the random picks of every batch together are a uniform sample of
+    the rest, so each stands for ``(population - ranked) / random`` decisions. The weighted
+    figure is that ratio estimate with its 95% interval (from the random share alone).
+    Reviews the queue did not pick are left out, and counted."""
+    picked = [s for s in sessions if s.session_id in picks]
+    if not picked:
+        return None
+
+    def agree(s) -> int:
+        return int(decisions.get(s.session_id) == s.human_decision)
+
+    randoms = [agree(s) for s in picked if picks[s.session_id]["picked_by"] == "random"]
+    ranked = [agree(s) for s in picked if picks[s.session_id]["picked_by"] != "random"]
+    rest = max(population - len(ranked), 0)
+    weighted = interval = None
+    if randoms and population:
+        share = sum(randoms) / len(randoms)
+        weighted = round((sum(ranked) + rest * share) / population, 4)
+        half = 1.96 * rest / population * (share * (1 - share) / len(randoms)) ** 0.5
+        interval = [round(max(weighted - half, 0.0), 4), round(min(weighted + half, 1.0), 4)]
+    return {
+        "random": {"sessions": len(randoms), "agreement": round(sum(randoms) / len(randoms), 4) if randoms else None},
+        "unweighted": {"sessions": len(picked), "agreement": round((sum(randoms) + sum(ranked)) / len(picked), 4)},
+        "weighted": {"sessions": len(picked), "population": population, "agreement": weighted, "interval95": interval},
+        "not_from_queue": len(sessions) - len(picked),
+    }

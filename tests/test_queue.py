@@ -1,0 +1,155 @@
+"""The review queue, predicted overrides, precedents over time, and honest estimates from chosen reviews."""
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_jsonl
+from improver import review as reviewing
+from improver.cli import app
+from improver.cycle import run_cycles
+from improver.precedents import track
+from improver.queue import build_queue, next_batch, record, sampled_agreement
+from improver.models import ReviewedSession
+from improver.workspace import Workspace
+
+PRODUCTS = ["billing", "login", "search", "api"]
+
+
+def ticket(i: int, product: str, minutes: int) -> dict:
+    text = "customer cannot log in after password reset" if product == "login" else "general question about invoices"
+    return {"ticket": f"T{i:04d}", "product": product, "minutes": minutes, "text": text}
+
+
+def decision(case: dict, ts: str = "2026-11-02T09:00:00Z") -> dict:
+    return {"type": "decision", "session_id": case["ticket"], "case": case,
+            "decision": "escalate" if case["minutes"] > 30 else "resolve", "confidence": "high", "ts": ts}
+
+
+def review(case: dict, ts: str = "2026-11-02T10:00:00Z", api_rule: bool = False) -> dict:
+    agent = "escalate" if case["minutes"] > 30 else "resolve"
+    human, precedent, why = agent, None, "Agree."
+    if case["product"] == "login":
+        human, precedent, why = "escalate", "login-outage", "Login problems go to the auth team during the outage."
+    elif api_rule and case["product"] == "api":
+        human, precedent, why = "escalate", "api-deprecation", "API tickets go to platform while v1 is retired."
+    return {"type": "review", "session_id": case["ticket"], "reviewer": "sam", "decision": human, "reasoning": why,
+            "precedent": precedent, "ts": ts}
+
+
+@pytest.fixture
+def live_project(tiny_project):
+    """The tiny project after a cycle, with 200 unreviewed decisions of new traffic (10 on a new product)."""
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    run_cycles(ws, max_cycles=1)
+    traffic = [decision(ticket(1000 + i, PRODUCTS[i % 4] if i < 190 else "mobile", 5 + (i * 11) % 50)) for i in range(200)]
+    write_jsonl(tiny_project / "traffic.jsonl", traffic)
+    ws.ingest(str(tiny_project / "traffic.jsonl"))
+    return tiny_project
+
+
+def test_queue_ranks_predicted_overrides_first_and_keeps_a_random_share(live_project):
+    ws = Workspace(live_project)
+    queue = build_queue(ws, n=20, random_share=0.25, seed=3)
+    assert len(queue.picks) == 20 and queue.pending == 200
+    ranked = [p for p in queue.picks if p.picked_by != "random"]
+    randoms = [p for p in queue.picks if p.picked_by == "random"]
+    assert len(randoms) == 5 and all(p.probability == pytest.approx(5 / 185) for p in randoms)
+    assert all(p.probability == 1.0 for p in ranked)
+    overrides = [p for p in ranked if p.picked_by == "predicted-override"]
+    assert overrides and all(p.predicted == "escalate" and p.agent_decision == "resolve" for p in overrides)
+    assert all("login-outage" in p.reason for p in overrides)
+    coverage = [p for p in ranked if p.picked_by == "coverage"]
+    assert coverage and all(p.reason == "product mobile has 0 reviews" for p in coverage), "picks spread over reasons"
+    assert build_queue(ws, n=20, random_share=0.25, seed=3).picks == queue.picks, "deterministic for a seed"
+    reviewed = {s.session_id for s in ws.sessions}
+    assert not reviewed & {p.session_id for p in queue.picks}
+
+
+def test_recorded_picks_are_not_picked_again_and_their_reviews_get_honest_estimates(live_project):
+    ws = Workspace(live_project)
+    with ws.store() as store:
+        queue = build_queue(ws, n=20, random_share=0.5, seed=1, batch=next_batch(store.db))
+        record(store.db, queue)
+        assert next_batch(store.db) == "q0002"
+    again = build_queue(ws, n=20, random_share=0.5, seed=1)
+    assert not {p.session_id for p in again.picks} & {p.session_id for p in queue.picks}
+    traffic = {json.loads(line)["session_id"]: json.loads(line) for line in (live_project / "traffic.jsonl").open()}
+    write_jsonl(live_project / "answers.jsonl", [review(traffic[p.session_id]["case"]) for p in queue.picks])
+    ws.ingest(str(live_project / "answers.jsonl"))
+    results = Workspace(live_project).score(Workspace(live_project).baseline())
+    sampling = results["sampling"]
+    assert sampling["not_from_queue"] == 80 and sampling["weighted"]["population"] == 280
+    assert sampling["random"]["sessions"] == 10
+    # the ranked half is mostly predicted overrides: unweighted agreement is biased low, the weighted one less so
+    assert sampling["unweighted"]["agreement"] < sampling["weighted"]["agreement"]
+    low, high = sampling["weighted"]["interval95"]
+    assert low <= sampling["weighted"]["agreement"] <= high
+    assert results["all"]["kappa"] is not None and -1 <= results["all"]["kappa"] <= 1
+
+
+def test_weighted_estimate_counts_ranked_picks_once_and_lets_random_picks_stand_for_the_rest():
+    sessions = [ReviewedSession(f"S{i}", {}, "a", "b" if i < 10 else ("a" if i < 18 else "b")) for i in range(20)]
+    decisions = {s.session_id: "a" for s in sessions}
+    picks = {f"S{i}": {"picked_by": "predicted-override" if i < 10 else "random", "probability": 1.0 if i < 10 else 0.1}
+             for i in range(20)}
+    out = sampled_agreement(sessions, decisions, picks, population=100)
+    assert out["unweighted"]["agreement"] == 0.4
+    assert out["random"]["agreement"] == 0.8
+    assert out["weighted"]["agreement"] == pytest.approx((0 + 90 * 0.8) / 100)
+
+
+def test_flag_lists_predicted_overrides_with_rule_evidence_and_exits_1(live_project):
+    runner = CliRunner()
+    result = runner.invoke(app, ["flag", "--project", str(live_project), "--json"])
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.output)
+    flags = out["flags"]
+    assert flags and all(f["rule"] == "login-outage" and f["predicted"] == "escalate" and f["agent_decision"] == "resolve"
+                         for f in flags)
+    assert len(flags) == sum(1 for i in range(190) if PRODUCTS[i % 4] == "login" and 5 + (i * 11) % 50 <= 30)
+    assert flags[0]["evidence_sessions"] and flags[0]["precision"] == 1.0
+    since = runner.invoke(app, ["flag", "--project", str(live_project), "--since", "2027-01-01"])
+    assert since.exit_code == 0 and "No predicted overrides" in since.output
+
+
+def test_queue_command_writes_picks_for_a_labelling_tool(live_project, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["queue", "--project", str(live_project), "-n", "8", "--out", str(tmp_path / "q.csv")])
+    assert result.exit_code == 0, result.output
+    assert "Recorded as batch q0001" in result.output
+    rows = list(csv.DictReader((tmp_path / "q.csv").open()))
+    assert len(rows) == 8 and {"session_id", "picked_by", "reason", "probability"} <= set(rows[0])
+    dry = runner.invoke(app, ["queue", "--project", str(live_project), "-n", "3", "--dry-run", "--json"])
+    assert dry.exit_code == 0
+    assert not {p["session_id"] for p in json.loads(dry.output)["picks"]} & {r["session_id"] for r in rows}
+
+
+def test_a_precedent_keeps_its_id_from_new_to_growing_to_handled(tmp_path, tiny_project):
+    weeks = ["2026-11-02", "2026-11-09", "2026-11-16", "2026-11-23"]
+    ws = Workspace(tiny_project)
+    statuses, ids = [], []
+    for week, day in enumerate(weeks):
+        products = PRODUCTS if week >= 2 else PRODUCTS[:3]  # API tickets (and the API precedent) start in week 3
+        cases = [ticket(100 * week + i, products[i % len(products)], 5 + (i * 7) % 25) for i in range(24)]
+        rows = [decision(c, f"{day}T09:00:00Z") for c in cases]
+        rows += [review(c, f"{day}T10:00:00Z", api_rule=week >= 2) for c in cases]
+        write_jsonl(tmp_path / f"week{week}.jsonl", rows)
+        ws.ingest(str(tmp_path / f"week{week}.jsonl"))
+        entries = {e["name"]: e for e in track(ws)["precedents"]}
+        api = entries.get("api-deprecation")
+        statuses.append(api and api["status"])
+        ids.append(api and api["id"])
+    assert statuses == [None, None, "new", "growing"]
+    assert ids[2] == ids[3]
+    assert entries["api-deprecation"]["weekly"] == {"2026-W47": 6, "2026-W48": 6}
+    state = run_cycles(ws, max_cycles=1)
+    best = ws.experiments.get(state["parent"])
+    assert any(p.precedent == "api-deprecation" for p in best.manifest.proposals)
+    reviewing.review(ws, best.id, accept=[p.id for p in best.manifest.proposals], reject=[])
+    entries = {e["name"]: e for e in track(ws)["precedents"]}
+    assert entries["api-deprecation"]["status"] == "handled" and entries["api-deprecation"]["id"] == ids[2]
+    assert entries["login-outage"]["status"] == "handled"
+    assert track(ws) == track(ws), "tracking again with nothing new changes nothing"
