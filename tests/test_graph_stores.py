@@ -61,7 +61,7 @@ def open_store(request, tmp_path):
     opened = []
     if request.param == "networkx":
         def factory(**options):
-            return NetworkxGraphStore(tmp_path / "graph.pickle")
+            return NetworkxGraphStore(tmp_path / "graph.sqlite")
     else:
         backend = (BoltBackend("falkordb", request.getfixturevalue("falkordb").url, request.getfixturevalue("falkordb")) if request.param == "falkordb"
                    else neo4j_backend())

@@ -4,7 +4,7 @@ bands and experiments, behind one small contract.
 Nodes are keyed ``<label>:<key>`` (``session:PR-024``, ``entity:vendor:DataStream
 Analytics``, ``band:amount:5000-50000``); edges are ``DECIDED``, ``REVIEWED``,
 ``OVERRIDES``, ``CITES_PRECEDENT``, ``INVOLVES``, ``IN_BAND``, ``CHILD_OF`` and
-``PROPOSES``. The default store is networkx, persisted in the project folder;
+``PROPOSES``. The default store keeps SQLite tables in the project folder (networkx on demand);
 heavier backends live in their own module behind an extra.
 """
 from __future__ import annotations
@@ -71,7 +71,7 @@ def open_graph_store(spec: str, project) -> GraphStore:
     if spec in ("", "networkx"):
         from improver.graphs.networkx_store import NetworkxGraphStore
 
-        return NetworkxGraphStore(project.data_dir / "graph.pickle")
+        return NetworkxGraphStore(project.data_dir / "graph.sqlite")
     if spec.split("://")[0] in ("bolt", "neo4j", "bolt+s", "neo4j+s"):
         from improver.graphs.neo4j_store import Neo4jGraphStore
 

@@ -52,6 +52,7 @@ class ImproverTools:
         self.project = self.workspace.project
         self._lock = anyio.Lock()
         self._mined: dict[tuple[str, int], MiningResult] = {}
+        self._by_id: tuple[list, dict[str, ReviewedSession]] = ([], {})
 
     async def call(self, work: Callable[[], T], ctx: Context | None = None) -> T:
         """Run ``work`` in a thread with progress sent to the client; typed errors become tool errors."""
@@ -78,7 +79,10 @@ class ImproverTools:
         return self.workspace.experiments.get(check_id(experiment_id))
 
     def session(self, session_id: str) -> ReviewedSession:
-        sessions = {s.session_id: s for s in self.workspace.require_sessions()}
+        listed = self.workspace.require_sessions()
+        if self._by_id[0] is not listed:  # indexed once per sessions list
+            self._by_id = (listed, {s.session_id: s for s in listed})
+        sessions = self._by_id[1]
         if session_id not in sessions:
             near = difflib.get_close_matches(session_id, list(sessions), n=3)
             raise ToolError(f"no reviewed session {session_id!r}" + (f"; did you mean {', '.join(near)}?" if near else

@@ -15,6 +15,7 @@ from improver.models import ReviewedSession
 
 def register(server: MCPServer, tools: ImproverTools) -> None:
     ws = tools.workspace
+    split_counts: dict = {}  # train and overridden counts of the sessions list they were counted on
 
     @tool(server, READ_ONLY)
     async def graph_summary() -> GraphSummary:
@@ -22,10 +23,12 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
         entities, bands and precedents with the most human overrides. Start here."""
         def work() -> GraphSummary:
             sessions = ws.require_sessions()
-            graph = ws.graph()
+            graph = ws.graph()  # kept by the workspace; its counts and groupings are kept until the graph changes
             counts = graph.summary()
-            train = sum(1 for s in sessions if ws.split(s.session_id) == "train")
-            overridden = sum(1 for s in sessions if not s.agrees)
+            if split_counts.get("sessions") is not sessions:
+                split_counts.update(sessions=sessions, train=sum(1 for s in sessions if ws.split(s.session_id) == "train"),
+                                    overridden=sum(1 for s in sessions if not s.agrees))
+            train, overridden = split_counts["train"], split_counts["overridden"]
             top = {by: graph.disagreements(by)[:5] for by in ("entity", "band", "precedent")}
             return GraphSummary(nodes=counts["nodes"], edges=counts["edges"], sessions=len(sessions), train_sessions=train,
                                 heldout_sessions=len(sessions) - train, disagreements=overridden,
