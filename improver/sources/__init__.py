@@ -48,7 +48,7 @@ def jsonl_rows(path: Path, source: str) -> Iterator[tuple[int, dict | Quarantine
             yield number, row, line
 
 
-LAYOUTS = ("native", "otlp", "arize", "openinference")  # adapter modules, in the order they are tried
+LAYOUTS = ("native", "otlp", "arize", "langsmith", "langfuse", "openinference")  # adapter modules, in the order they are tried
 
 
 def _layouts():

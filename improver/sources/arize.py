@@ -40,7 +40,12 @@ def has_annotations(row: dict) -> bool:
 
 
 def sniff(rows: list[dict], mapping=None) -> float:
-    return sum(has_annotations(r) for r in rows) / len(rows) if rows else 0.0
+    """The share of rows that are annotations or spans, once any row has annotation columns (an Arize
+    span export holds both, and this adapter reads both)."""
+    mapping = mapping or SpanMapping()
+    if not any(has_annotations(r) for r in rows):
+        return 0.0
+    return sum(has_annotations(r) or is_span(r, mapping) for r in rows) / len(rows)
 
 
 def annotation_columns(row: dict) -> dict[str, dict[str, object]]:

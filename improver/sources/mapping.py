@@ -213,7 +213,8 @@ class SpanAssembler:
         return [str(value)]
 
     # --- spans ---------------------------------------------------------------------
-    def add_span(self, record: dict, line: int) -> Iterator[Event | Quarantined]:
+    def add_span(self, record: dict, line: int, aliases=()) -> Iterator[Event | Quarantined]:
+        """A span; ``aliases`` are other ids that annotations may use for it (a trace's id for its root)."""
         self.count_fixes()
         name = record.get("name")
         is_decision, is_review = name in self.mapping.decision_spans, name in self.mapping.review_spans
@@ -225,13 +226,14 @@ class SpanAssembler:
         if not span_id or not session:
             yield self.quarantine(line, f"{name} span without {'span id' if not span_id else 'session id'}", record)
             return
-        self.sessions[span_id] = self.seen[span_id] = session
+        for key in (span_id, *(a for a in aliases if a)):
+            self.sessions[key] = self.seen[key] = session
+            for source, annotation_line, annotation, counted in self.pending.pop(key, []):
+                self.attach(key, source, annotation_line, annotation, counted)
         if is_decision:
             yield self.counted(self.decision(record, session, line))
         else:
             self.reviews.setdefault(span_id, {"parts": []})["span"] = (self.source, line, record, True)
-        for source, annotation_line, annotation, counted in self.pending.pop(span_id, []):
-            self.attach(span_id, source, annotation_line, annotation, counted)
 
     def counted(self, item: Event | Quarantined) -> Event | Quarantined:
         if not isinstance(item, Quarantined):
@@ -281,6 +283,9 @@ class SpanAssembler:
             return
         record = without_nan(record, self.fixes)
         span_id = self.text(record, self.mapping.span_id)
+        if not span_id and record.get("session_id"):  # an annotation of a whole session needs no span
+            span_id = f"session:{record['session_id']}"
+            self.sessions[span_id] = str(record["session_id"])
         if not span_id:
             yield self.quarantine(line, "annotation without span id", record)
             return
