@@ -403,6 +403,7 @@ def log(ws: Workspace) -> list[dict]:
                 "status": e.status, "proposals": [p.id for p in e.manifest.proposals],
                 "train": (results.get("train") or {}).get("agreement"),
                 "heldout": (results.get("heldout") or {}).get("agreement"),
+                "kappa": (results.get("heldout") or {}).get("kappa"),
                 "all": (results.get("all") or {}).get("agreement"),
                 "change_heldout": (results.get("change") or {}).get("heldout"),
                 "regressions": len(results["regressions"]) if "regressions" in results else None,

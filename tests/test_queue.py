@@ -153,3 +153,24 @@ def test_a_precedent_keeps_its_id_from_new_to_growing_to_handled(tmp_path, tiny_
     assert entries["api-deprecation"]["status"] == "handled" and entries["api-deprecation"]["id"] == ids[2]
     assert entries["login-outage"]["status"] == "handled"
     assert track(ws) == track(ws), "tracking again with nothing new changes nothing"
+
+
+def test_queue_tools_answer_over_the_real_mcp_client(live_project):
+    import anyio
+    from mcp import Client
+
+    from improver.mcp import build_server
+
+    async def main():
+        async with Client(build_server(live_project)) as client:
+            return [await client.call_tool(name, arguments) for name, arguments in
+                    (("review_queue", {"n": 6, "random_share": 0.5}), ("predicted_overrides", {}),
+                     ("precedents_over_time", {}))]
+    queued, flagged, tracked = anyio.run(main)
+    for result in (queued, flagged, tracked):
+        assert not result.is_error, result.content[0].text
+    picks = queued.structured_content["picks"]
+    assert len(picks) == 6 and queued.structured_content["recorded"] is True
+    assert sum(p["picked_by"] == "random" for p in picks) == 3
+    assert {f["rule"] for f in flagged.structured_content["flags"]} == {"login-outage"}
+    assert [p["name"] for p in tracked.structured_content["precedents"]] == ["login-outage"]

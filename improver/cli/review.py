@@ -93,13 +93,14 @@ def log_command(project: Path = ProjectOption, as_json: bool = typer.Option(Fals
         err.print("No experiments yet: run `improver cycle` or `improver propose`.")
         return
     table = Table(title=f"Experiments in {ws.experiments.folder}", box=box.SIMPLE_HEAD)
-    for column in ("experiment", "status", "rules", "train", "held-out", "Δ pts", "regr."):
+    for column in ("experiment", "status", "rules", "train", "held-out", "κ held-out", "Δ pts", "regr."):
         table.add_column(column, justify="left" if column in ("experiment", "status") else "right",
                          no_wrap=column == "experiment")
     for row in rows:
         name = ("   " * (row["depth"] - 1) + "└─ " if row["depth"] else "") + row["experiment"]
         change = row["change_heldout"]
         table.add_row(name, row["status"], str(len(row["proposals"])), pct(row["train"]), pct(row["heldout"]),
+                      "–" if row.get("kappa") is None else f"{row['kappa']:.2f}",
                       "" if change is None else f"{change * 100:+.1f}", "" if row["regressions"] is None else str(row["regressions"]))
     console.print(table)
 
