@@ -200,3 +200,23 @@ def test_a_store_from_before_the_join_opens_with_its_reviews_and_an_annotation_t
     with TraceStore(path) as store:
         store.ingest([ReviewEvent(session_id="S1", decision="approve", ts="2026-02-01", inferred=True)], "spans")
         assert store.db.execute("SELECT reviewer, decision FROM current_reviews").fetchall() == [("ann", "reject")]
+
+
+def test_sources_show_prints_what_each_field_resolved_to_before_ingesting(traced, tmp_path, monkeypatch):
+    spans, annotations = traced
+    write_otlp_json(tmp_path / "otlp.json", spans)
+    annotation_file = write_annotations("wire.jsonl", annotations, tmp_path, monkeypatch)
+    runner = CliRunner()
+    shown = json.loads(runner.invoke(app, ["sources", "show", str(tmp_path / "otlp.json"), "--json"]).output)
+    assert shown["layout"] == "otlp"
+    decision = shown["fields"]["decision"]
+    assert decision["reasoning"]["path"] == "attributes.output.value.recommendation_reasoning"
+    assert decision["decision"]["path"] == "attributes.output.value.recommendation"
+    assert shown["fields"]["review"]["reviewer"]["value"] is None  # an override.run span alone names no reviewer
+    shown = json.loads(runner.invoke(app, ["sources", "show", str(annotation_file), "--json"]).output)
+    review = shown["fields"]["review"]
+    assert (shown["layout"], shown["waiting"]) == ("arize", N)
+    assert (review["decision"]["from"], review["reviewer"]["value"], review["reasoning"]["from"]) == (
+        "annotation Reviewer Decision", "vera.fye", "parsed notes")
+    table = runner.invoke(app, ["sources", "show", str(tmp_path / "otlp.json")]).output
+    assert "read as otlp" in table and "not found" in table

@@ -12,6 +12,7 @@ from improver.cli import queue  # noqa: F401
 from improver.cli import report  # noqa: F401
 from improver.cli import claude  # noqa: F401
 from improver.cli import graph  # noqa: F401
+from improver.cli import sources  # noqa: F401
 from improver.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -333,6 +333,28 @@ class SpanAssembler:
         self.count_fixes()
         m = self.mapping
         rows = parts["parts"] + ([parts["span"]] if "span" in parts else [])
+        sources, annotations, decisions = self.review_sources(parts)
+        record = {"review": sources}
+        paths = lambda field: [f"review.{i}.{p}" for i in range(len(sources)) for p in getattr(m, field)]  # noqa: E731
+        decision = self.text(record, paths("review_decision"))
+        if not decision:
+            for source, line, row, counted in rows:
+                if counted:
+                    yield Quarantined(source=source, line=line, reason="review without a decision",
+                                      raw=json.dumps(row, default=str)[:10000])
+            return
+        self.tally["joined"] += sum(1 for *_, counted in rows if counted)
+        yield ReviewEvent(session_id=session, reviewer=self.text(record, paths("reviewer")) or "unknown",
+                          decision=decision.strip(), reasoning=self.text(record, paths("review_reasoning")) or "",
+                          precedent=self.text(record, paths("precedent")), conditions=self.strings(record, paths("conditions")),
+                          ts=self.text(record, [f"review.{i}.{p}" for i in range(len(sources))
+                                                for p in ("updated_at", "created_at", *m.time)]),
+                          inferred=not annotations)
+
+    def review_sources(self, parts: dict) -> tuple[list[dict], list[dict], list[dict]]:
+        """The records a review's fields are read from, in order (parsed notes, the decision annotation,
+        other annotations, the review span), with its annotations and its decision annotations."""
+        m = self.mapping
         annotations = [r for _, _, r, _ in parts["parts"]]
         merged: dict = {}
         for note in annotations:  # a note holds reasoning / precedent / conditions
@@ -351,22 +373,7 @@ class SpanAssembler:
             found["reviewer"] = reviewer
         sources = ([{"metadata": found}] if found else []) + decisions + others
         sources += [parts["span"][2]] if "span" in parts else []
-        record = {"review": sources}
-        paths = lambda field: [f"review.{i}.{p}" for i in range(len(sources)) for p in getattr(m, field)]  # noqa: E731
-        decision = self.text(record, paths("review_decision"))
-        if not decision:
-            for source, line, row, counted in rows:
-                if counted:
-                    yield Quarantined(source=source, line=line, reason="review without a decision",
-                                      raw=json.dumps(row, default=str)[:10000])
-            return
-        self.tally["joined"] += sum(1 for *_, counted in rows if counted)
-        yield ReviewEvent(session_id=session, reviewer=self.text(record, paths("reviewer")) or "unknown",
-                          decision=decision.strip(), reasoning=self.text(record, paths("review_reasoning")) or "",
-                          precedent=self.text(record, paths("precedent")), conditions=self.strings(record, paths("conditions")),
-                          ts=self.text(record, [f"review.{i}.{p}" for i in range(len(sources))
-                                                for p in ("updated_at", "created_at", *m.time)]),
-                          inferred=not annotations)
+        return sources, annotations, decisions
 
     def quarantine(self, line: int, reason: str, record: Any) -> Quarantined:
         return Quarantined(source=self.source, line=line, reason=reason, raw=json.dumps(record, default=str)[:10000])
