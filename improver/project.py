@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,6 +24,14 @@ class TargetSpec(BaseModel):
     python_path: str | None = Field(None, description="folder added to sys.path to import the callable")
     config: str = Field(description="the target's base config folder")
     workers: int = Field(2, ge=1)
+    runner: Literal["local", "async", "ray"] = Field("local", description="local: in process or a process pool; "
+                                                     "async: an `async def decide`; ray: tasks on a Ray cluster")
+    concurrency: int = Field(8, ge=1, description="async: cases in flight at once")
+    rate_limit: float | None = Field(None, gt=0, description="async: at most this many cases started per second")
+    timeout: float = Field(60, gt=0, description="async: seconds one case may take")
+    ray_address: str | None = Field(None, description="ray: the cluster (ray://host:10001, auto); unset: local")
+    cache: bool = Field(True, description="answer cases already decided with the same config from .improver/decisions.sqlite")
+    version: str | None = Field(None, description="the agent's version; when unset, a hash of its code is used")
 
     @model_validator(mode="after")
     def _one_kind(self) -> "TargetSpec":
@@ -33,6 +41,8 @@ class TargetSpec(BaseModel):
             raise ValueError(f"target.callable {self.callable!r} must look like module:function")
         if self.command and not any("{config_dir}" in part for part in self.command):
             raise ValueError("target.command must contain {config_dir} in one of its arguments")
+        if self.command and self.runner != "local":
+            raise ValueError(f"target.runner: {self.runner} runs a target.callable; a target.command runs with runner: local")
         return self
 
 

@@ -105,6 +105,7 @@ def run(experiment_id: str, project: Path = ProjectOption):
         decisions = ws.run(ws.experiments.get(experiment_id))
     errors = sum(1 for d in decisions.values() if d["decision"] == "error")
     console.print(f"{len(decisions)} decisions for {experiment_id}" + (f", {errors} errors" if errors else ""))
+    print_reruns(ws)
 
 
 @app.command()
@@ -138,6 +139,15 @@ def cycle(project: Path = ProjectOption, max_cycles: int = typer.Option(4, min=1
         state = run_cycles(ws, max_cycles=max_cycles, min_gain=min_gain, resume=resume)
     console.print(history_table(state["history"]))
     console.print(f"Stopped: {state.get('stop_reason')}. Experiments in {ws.experiments.folder}")
+    print_reruns(ws)
+
+
+def print_reruns(ws) -> None:
+    """How many cases the target decided in this command, and how many the decision cache answered."""
+    runner = ws.__dict__.get("runner")  # only if this command ran the target
+    if runner is not None and hasattr(runner, "hits"):
+        console.print(f"Target: {runner.reruns:,} cases decided, {runner.hits:,} answered from the decision cache "
+                      f"({runner.cache.path.name}).")
 
 
 @app.command()

@@ -4,9 +4,11 @@ Two kinds of target: a Python callable ``decide(case, config_dir) -> dict`` name
 ``module:function`` (if its module also has ``decide_batch(cases, config_dir)``, that
 is used on chunks), or a command that reads cases as JSONL on stdin and writes one
 decision per line on stdout. Each way of running a target is one backend a file in
-this package behind the ``TargetRunner`` contract: ``local`` (callables, a process
-pool for large runs) and ``command``. A case on which the target raises or answers
-nonsense gets an ``error`` decision; the run goes on.
+this package behind the ``TargetRunner`` contract, chosen by ``target.runner``:
+``local`` (callables, a process pool for large runs), ``async`` (an ``async def``
+target, concurrency and a rate limit), ``ray`` (tasks on a Ray cluster) and
+``command``; the decision cache (``cache``) wraps any of them. A case on which the
+target raises or answers nonsense gets an ``error`` decision; the run goes on.
 """
 from __future__ import annotations
 
@@ -36,8 +38,19 @@ def normalise(result: object) -> dict:
 
 
 def runner_for(project: Project) -> TargetRunner:
-    from improver.runners.command import CommandRunner
-    from improver.runners.local import CallableRunner
-
+    """The backend ``target.runner`` names, wrapped in the decision cache unless ``target.cache`` is off."""
     spec = project.config.target
-    return CallableRunner(spec, project.root) if spec.callable else CommandRunner(spec, project.root)
+    if spec.command:
+        from improver.runners.command import CommandRunner as Backend
+    elif spec.runner == "async":
+        from improver.runners.aio import AsyncRunner as Backend
+    elif spec.runner == "ray":
+        from improver.runners.ray import RayRunner as Backend
+    else:
+        from improver.runners.local import CallableRunner as Backend
+    runner = Backend(spec, project.root)
+    if not spec.cache:
+        return runner
+    from improver.runners.cache import CachedRunner, DecisionCache, fingerprint
+
+    return CachedRunner(runner, DecisionCache(project.data_dir / "decisions.sqlite"), fingerprint(spec, project.root))

@@ -1,0 +1,119 @@
+"""Ways to run the target beyond the local pool: the decision cache around any runner, the
+async runner's concurrency and rate limit, and the Ray runner on a local Ray started here."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from improver.cycle import run_cycles
+from improver.errors import TargetError
+from improver.project import Project
+from improver.runners import runner_for
+from improver.workspace import Workspace
+
+
+def with_target(project: Path, **target) -> Project:
+    data = yaml.safe_load((project / "improver.yaml").read_text())
+    data["target"].update(target)
+    (project / "improver.yaml").write_text(yaml.safe_dump(data))
+    return Project.load(project)
+
+
+def test_a_second_cycle_on_unchanged_sessions_reruns_nothing_it_already_decided(tiny_project):
+    first = Workspace(tiny_project)
+    first.ingest(str(tiny_project / "traces.jsonl"))
+    run_cycles(first, max_cycles=2)
+    assert first.runner.reruns > 0
+    second = Workspace(tiny_project)
+    run_cycles(second, max_cycles=2)  # a new run: new experiment folders with the same configs
+    assert second.runner.reruns == 0 and second.runner.hits > 0
+
+
+def test_the_cache_reruns_what_a_new_config_or_agent_version_may_decide_differently(tiny_project):
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    cases = [s.case for s in ws.sessions]
+    config = tiny_project / "config"
+    ws.runner.run(cases, config)
+    ws.runner.run(cases, config)
+    assert (ws.runner.reruns, ws.runner.hits) == (len(cases), len(cases))
+    (config / "learned_rules.yaml").write_text("rules:\n- {id: r, when: {product: {eq: login}}, decision: escalate}\n")
+    answers = ws.runner.run(cases, config)
+    assert ws.runner.reruns == 2 * len(cases)
+    assert {a["decision"] for c, a in zip(cases, answers) if c["product"] == "login"} == {"escalate"}
+    bumped = Workspace(with_target(tiny_project, version="2"))
+    bumped.runner.run(cases, config)
+    assert bumped.runner.reruns == len(cases) and bumped.runner.hits == 0
+
+
+def test_error_answers_are_not_kept(tiny_project):
+    ws = Workspace(tiny_project)
+    answers = ws.runner.run([{"boom": True, "minutes": 1}, {"minutes": 50}], tiny_project / "config")
+    assert [a["decision"] for a in answers] == ["error", "escalate"]
+    ws.runner.run([{"boom": True, "minutes": 1}, {"minutes": 50}], tiny_project / "config")
+    assert (ws.runner.reruns, ws.runner.hits) == (3, 1)
+
+
+ASYNC_AGENT = """
+import asyncio, time
+from improver.runtime import load_overlay
+in_flight = {"now": 0, "most": 0, "starts": []}
+
+async def decide(case, config_dir):
+    in_flight["now"] += 1
+    in_flight["most"] = max(in_flight["most"], in_flight["now"])
+    in_flight["starts"].append(time.monotonic())
+    await asyncio.sleep(0.02)  # an API call
+    in_flight["now"] -= 1
+    if case.get("boom"):
+        raise RuntimeError("the API said no")
+    rule = load_overlay(config_dir).match(case)
+    return {"decision": rule.decision if rule else "resolve", "confidence": "high"}
+"""
+
+
+def test_the_async_runner_keeps_to_its_concurrency_and_rate_limit(tiny_project):
+    (tiny_project / "async_agent.py").write_text(ASYNC_AGENT)
+    project = with_target(tiny_project, callable="async_agent:decide", runner="async", concurrency=3, rate_limit=200,
+                          cache=False)
+    runner = runner_for(project)
+    cases = [{"product": "login" if i % 2 else "api", "boom": i == 5} for i in range(30)]
+    (tiny_project / "config" / "learned_rules.yaml").write_text(
+        "rules:\n- {id: r, when: {product: {eq: login}}, decision: escalate}\n")
+    done = []
+    answers = runner.run(cases, tiny_project / "config", done.append)
+    import async_agent
+
+    assert [a["decision"] for a in answers] == ["error" if i == 5 else "escalate" if i % 2 else "resolve" for i in range(30)]
+    assert "the API said no" in answers[5]["error"] and sum(done) == 30
+    assert async_agent.in_flight["most"] == 3
+    starts = async_agent.in_flight["starts"]
+    assert starts[-1] - starts[0] >= 29 / 200 * 0.9  # evenly spaced starts, 200 a second
+
+
+def test_the_async_runner_refuses_a_plain_function(tiny_project):
+    with pytest.raises(TargetError, match="not an `async def`"):
+        runner_for(with_target(tiny_project, runner="async"))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    yield ray
+    ray.shutdown()
+
+
+def test_the_ray_runner_decides_like_the_local_runner_on_a_local_ray(tiny_project, local_ray):
+    cases = [{"product": p, "minutes": m} for p in ("login", "api") for m in (5, 45)] * 600  # 3 tasks of 1000
+    config = tiny_project / "config"
+    (config / "learned_rules.yaml").write_text("rules:\n- {id: r, when: {product: {eq: login}}, decision: escalate}\n")
+    local = runner_for(with_target(tiny_project, cache=False)).run(cases, config)
+    ray_runner = runner_for(with_target(tiny_project, runner="ray", cache=False))
+    done = []
+    assert ray_runner.run(cases, config, done.append) == local
+    assert done == [1000, 1000, 400]
+    assert local_ray.cluster_resources().get("CPU") == 1
