@@ -24,6 +24,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from improver.bundled import bundled
 from improver.errors import ImproverError, ProjectError, require
 from improver.experiments import Experiment, Manifest, Proposal, now, read_tree
 from improver.mcp import build_server
@@ -45,9 +46,9 @@ NO_CREDENTIALS = (
 
 
 def skills_dir() -> Path:
-    folder = Path(__file__).resolve().parent.parent / "skills"
+    folder = bundled("skills")
     if not (folder / SKILL / "SKILL.md").exists():
-        raise ProjectError(f"the improver skills are not at {folder}; run from a clone of the improver repository")
+        raise ProjectError(f"the improver skills are not at {folder}; reinstall improver with `pip install agent-improver`")
     return folder
 
 

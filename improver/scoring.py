@@ -77,6 +77,7 @@ def score(sessions: list[ReviewedSession], decisions: dict[str, str], holdout: f
                 fixed += 1
         results["regressions"] = regressions
         results["fixed"] = fixed
+        results["changed"] = sum(1 for s in sessions if parent.get(s.session_id, ERROR) != decisions.get(s.session_id, ERROR))
     return results
 
 

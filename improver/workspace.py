@@ -20,6 +20,7 @@ from improver.experiments import Experiment, ExperimentStore, Manifest, Proposal
 from improver.features import Columns
 from improver.mining import MiningResult, mine
 from improver.models import ReviewedSession
+from improver.notices import notices
 from improver.project import Project
 from improver.propose import build_proposals, guidance_from, render_config, report
 from improver.queue import recorded_picks, sampled_agreement
@@ -263,6 +264,7 @@ class Workspace:
                                                 if v["decision"] == ERROR})[:5]
         if leave_one_out and parent and experiment.manifest.proposals:
             results["per_proposal"] = self.proposal_effects(experiment, parent, decisions)
+        results["notices"] = notices(results, len(experiment.manifest.proposals))
         try:
             experiment.write_results(results)
         except ExperimentError:

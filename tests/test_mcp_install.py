@@ -23,8 +23,7 @@ def test_install_claude_registers_the_server_and_installs_the_skills(tmp_path):
         assert result.exit_code == 0, result.output
     servers = json.loads((project / ".mcp.json").read_text())["mcpServers"]
     assert servers["other"] == {"command": "other-server"}
-    assert servers["improver"] == {"command": str(Path(sys.executable).with_name("improver")),
-                                   "args": ["serve", "--project", str(project.resolve())]}
+    assert servers["improver"] == {"command": "improver", "args": ["serve"]}  # no machine paths: committable
     for name in SKILLS:
         installed = project / ".claude" / "skills" / name / "SKILL.md"
         assert installed.read_text() == (ROOT / "skills" / name / "SKILL.md").read_text()

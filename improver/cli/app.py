@@ -68,6 +68,12 @@ def confusion(results: dict) -> Table:
     return table
 
 
+def print_notices(results: dict | None) -> None:
+    """The scores' notices (agent errors, proposals that changed nothing) on stderr."""
+    for notice in (results or {}).get("notices", []):
+        err.print(f"[yellow]note:[/] {notice}", markup=True, highlight=False)
+
+
 def main() -> None:
     import improver.cli  # noqa: F401  (registers every command group)
 

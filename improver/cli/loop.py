@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from improver.cli.app import ProjectOption, app, confusion, console, history_table, pct, signed, workspace
+from improver.cli.app import (ProjectOption, app, confusion, console, err, history_table, pct, print_notices, signed,
+                              workspace)
 from improver.errors import ImproverError
 
 
@@ -87,11 +88,18 @@ def mine(project: Path = ProjectOption, parent: Optional[str] = typer.Option(Non
 
 
 @app.command()
-def propose(project: Path = ProjectOption, parent: Optional[str] = typer.Option(None, "--from", help="Parent experiment (default: baseline).")):
+def propose(project: Path = ProjectOption, parent: Optional[str] = typer.Option(None, "--from", help="Parent experiment (default: baseline)."),
+            as_json: bool = typer.Option(False, "--json")):
     """Mine and write the proposals into a new experiment folder."""
     with workspace(project) as ws:
         base = ws.experiments.get(parent) if parent else ws.baseline()
         experiment = ws.propose(base, ws.mine(base), base.manifest.cycle + 1)
+    if as_json:
+        console.print_json(json.dumps({"parent": base.id, "experiment": experiment and experiment.id,
+                                       "path": experiment and str(experiment.path),
+                                       "proposals": [p.model_dump(mode="json") for p in experiment.manifest.proposals]
+                                       if experiment else []}))
+        return
     if experiment is None:
         console.print("No precedent has enough evidence to propose.")
         raise typer.Exit(0)
@@ -99,11 +107,21 @@ def propose(project: Path = ProjectOption, parent: Optional[str] = typer.Option(
 
 
 @app.command()
-def run(experiment_id: str, project: Path = ProjectOption):
+def run(experiment_id: str, project: Path = ProjectOption, as_json: bool = typer.Option(False, "--json")):
     """Rerun the target agent on every reviewed session with an experiment's config."""
+    from collections import Counter
+
     with workspace(project) as ws:
         decisions = ws.run(ws.experiments.get(experiment_id))
     errors = sum(1 for d in decisions.values() if d["decision"] == "error")
+    examples = sorted({d.get("error", "") for d in decisions.values() if d["decision"] == "error"})[:5]
+    if as_json:
+        console.print_json(json.dumps({"experiment": experiment_id, "decisions": len(decisions), "errors": errors,
+                                       "by_decision": Counter(d["decision"] for d in decisions.values()),
+                                       "error_examples": examples}))
+        return
+    if errors:
+        err.print(f"[yellow]note:[/] {errors} of {len(decisions)} cases raised: {examples[0]}", highlight=False)
     console.print(f"{len(decisions)} decisions for {experiment_id}" + (f", {errors} errors" if errors else ""))
     print_reruns(ws)
 
@@ -125,19 +143,25 @@ def score(experiment_id: str, project: Path = ProjectOption, as_json: bool = typ
     console.print(confusion(results))
     for pid, effect in results.get("per_proposal", {}).items():
         console.print(f"  {pid}: train {effect['train']:+d}, held-out {effect['heldout']:+d} (leave-one-out)")
-    if results["errors"]["count"]:
-        console.print(f"[red]{results['errors']['count']} sessions errored[/]: {results['errors']['examples']}")
+    print_notices(results)
 
 
 @app.command()
 def cycle(project: Path = ProjectOption, max_cycles: int = typer.Option(4, min=1), resume: bool = typer.Option(False, help="Finish the last interrupted run."),
-          min_gain: float = typer.Option(0.005, help="Stop when held-out agreement rises less than this.")):
+          min_gain: float = typer.Option(0.005, help="Stop when held-out agreement rises less than this."),
+          as_json: bool = typer.Option(False, "--json")):
     """Run whole improvement cycles until agreement flattens or --max-cycles."""
     from improver.cycle import run_cycles
 
     with workspace(project) as ws:
         state = run_cycles(ws, max_cycles=max_cycles, min_gain=min_gain, resume=resume)
+        notices = list(dict.fromkeys(n for row in state["history"] for n in
+                                     (ws.experiments.get(row["experiment"]).results or {}).get("notices", [])))
+    if as_json:
+        console.print_json(json.dumps({**state, "notices": notices, "experiments": str(ws.experiments.folder)}))
+        return
     console.print(history_table(state["history"]))
+    print_notices({"notices": notices})
     console.print(f"Stopped: {state.get('stop_reason')}. Experiments in {ws.experiments.folder}")
     print_reruns(ws)
 

@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 
 from improver import review as reviewing
-from improver.cli.app import app, ProjectOption, confusion, console, err, pct, signed, workspace
+from improver.cli.app import app, ProjectOption, confusion, console, err, pct, print_notices, signed, workspace
 
 
 def split_ids(values: list[str] | None) -> list[str]:
@@ -49,7 +49,8 @@ def pr(experiment_id: str, project: Path = ProjectOption,
 def review_command(experiment_id: str, project: Path = ProjectOption,
                    accept: Optional[list[str]] = typer.Option(None, help="Proposal ids to accept (repeat or comma-separate)."),
                    reject: Optional[list[str]] = typer.Option(None, help="Proposal ids to reject (repeat or comma-separate)."),
-                   reject_others: bool = typer.Option(False, help="Reject every proposal not accepted.")):
+                   reject_others: bool = typer.Option(False, help="Reject every proposal not accepted."),
+                   as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON (asks nothing).")):
     """Accept or reject proposals; the accepted ones ship in a rerun, rescored experiment."""
     accepted, rejected = split_ids(accept), split_ids(reject)
     with workspace(project) as ws:
@@ -58,7 +59,7 @@ def review_command(experiment_id: str, project: Path = ProjectOption,
             rejected += [p.id for p in experiment.manifest.proposals if p.id not in accepted + rejected]
         effects = (experiment.results or {}).get("per_proposal", {})
         for p in experiment.manifest.proposals:
-            if p.id in accepted or p.id in rejected or not interactive():
+            if p.id in accepted or p.id in rejected or as_json or not interactive():
                 continue
             effect = effects.get(p.id)
             console.print(f"\n[bold]{p.id}[/]: {p.decision} when {p.condition}\n  evidence: {p.support} sessions, "
@@ -68,6 +69,11 @@ def review_command(experiment_id: str, project: Path = ProjectOption,
                 console.print(f'  reviewer: "{quote}"')
             (accepted if typer.confirm("Accept?", default=True) else rejected).append(p.id)
         outcome = reviewing.review(ws, experiment_id, accepted, rejected)
+    if as_json:
+        console.print_json(json.dumps({"experiment": outcome.experiment, "accepted": outcome.accepted,
+                                       "rejected": outcome.rejected, "shipped": outcome.shipped,
+                                       "results": outcome.results}))
+        return
     console.print(f"Accepted {len(outcome.accepted)}, rejected {len(outcome.rejected)} proposals of {outcome.experiment}.")
     if outcome.shipped is None:
         console.print(f"{outcome.experiment} is rejected; nothing ships.")
@@ -79,6 +85,7 @@ def review_command(experiment_id: str, project: Path = ProjectOption,
                   + f"; {len(results.get('regressions', []))} regressions.")
     if results.get("parent"):
         console.print(confusion(results))
+    print_notices(results)
     console.print(f"Open it for review with `improver pr {outcome.shipped}`.")
 
 @app.command("log")

@@ -155,6 +155,8 @@ class Scores(BaseModel):
     per_proposal: dict[str, dict[str, int]] = Field(default_factory=dict, description="leave-one-out gain per proposal")
     confusion: list[dict[str, Any]]
     errors: dict[str, Any]
+    notices: list[str] = Field(default_factory=list, description="what to know: cases the agent raised on, "
+                                                                 "proposals that changed no decision")
     reproduce: str
 
 
@@ -180,3 +182,12 @@ class ExperimentRow(BaseModel):
 
 class ExperimentList(BaseModel):
     experiments: list[ExperimentRow]
+
+
+class InitResult(BaseModel):
+    folder: str
+    written: list[str] = Field(description="files written, relative to the folder")
+    kept: list[str] = Field(description="files that existed and were left as they were")
+    config: dict[str, Any] = Field(description="the improver.yaml written")
+    from_traces: dict[str, Any] | None = Field(description="what the trace file suggested (sessions, entity fields, bands, decisions)")
+    next: str = Field(description="what to do next")

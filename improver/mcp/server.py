@@ -24,12 +24,12 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from improver.errors import ImproverError
+from improver.errors import ImproverError, ProjectError
 from improver.experiments import Experiment, check_id
 from improver.mcp.models import ExperimentSummary, ProposalSummary
 from improver.mining import MiningResult
 from improver.models import ReviewedSession
-from improver.project import Project
+from improver.project import PROJECT_FILE, Project
 from improver.workspace import Workspace
 
 T = TypeVar("T")
@@ -44,15 +44,40 @@ claim about a precedent; judge a proposal by its held-out score, never by traini
 approve what ships (propose and score; do not present an experiment as merged)."""
 
 
+class Deferred:
+    """Stands in for the Workspace until the folder holds an improver.yaml, so the server starts anywhere:
+    each use loads it, and while there is none the tool answers how to make one."""
+
+    def __init__(self, tools: "ImproverTools"):
+        self._tools = tools
+
+    def __getattr__(self, name: str):
+        return getattr(self._tools.load(), name)
+
+
 class ImproverTools:
     """The tools' bodies over one Workspace; each runs in a worker thread, one at a time."""
 
     def __init__(self, project: Project | str | Path):
-        self.workspace = Workspace(project)
-        self.project = self.workspace.project
+        self.root = (project.root if isinstance(project, Project) else Path(project)).resolve()
+        self._workspace = Workspace(project) if isinstance(project, Project) else None
+        self.workspace = self._workspace or Deferred(self)
         self._lock = anyio.Lock()
         self._mined: dict[tuple[str, int], MiningResult] = {}
         self._by_id: tuple[list, dict[str, ReviewedSession]] = ([], {})
+
+    def load(self) -> Workspace:
+        """The project's Workspace; ProjectError saying how to make the project while it has no improver.yaml."""
+        if self._workspace is None:
+            if not (self.root / PROJECT_FILE).exists():
+                raise ProjectError(f"no {PROJECT_FILE} in {self.root} yet: call the init_project tool (or run "
+                                   "`improver init` there), then ingest_traces")
+            self._workspace = Workspace(self.root)
+        return self._workspace
+
+    @property
+    def project(self) -> Project:
+        return self.load().project
 
     async def call(self, work: Callable[[], T], ctx: Context | None = None) -> T:
         """Run ``work`` in a thread with progress sent to the client; typed errors become tool errors."""
@@ -63,13 +88,19 @@ class ImproverTools:
                 anyio.from_thread.run(ctx.report_progress, done, total, label, token=token)
 
         async with self._lock:
-            self.workspace.progress = progress
+            try:
+                workspace = self.load()
+            except ProjectError:  # no project yet: the tool's own use of it says how to make one
+                workspace = None
+            if workspace is not None:
+                workspace.progress = progress
             try:
                 return await anyio.to_thread.run_sync(work)
             except ImproverError as error:
                 raise ToolError(str(error)) from error
             finally:
-                self.workspace.progress = None
+                if workspace is not None:
+                    workspace.progress = None
 
     # helpers used inside worker threads
     def experiment(self, experiment_id: str | None) -> Experiment:
@@ -111,26 +142,27 @@ class ImproverTools:
                        for p in manifest.proposals])
 
 
-def tool(server: MCPServer, annotations: ToolAnnotations):
+def tool(server: MCPServer, annotations: ToolAnnotations, title: str | None = None):
     """Register a tool whose description is its docstring on one line."""
     def register(fn):
-        return server.tool(annotations=annotations, description=" ".join(fn.__doc__.split()))(fn)
+        return server.tool(annotations=annotations, title=title, description=" ".join(fn.__doc__.split()))(fn)
     return register
 
 
 def build_server(project: Project | str | Path = ".") -> MCPServer:
     """An MCP server whose tools work on the project folder ``project``."""
-    from improver.mcp import resources, tools_experiments, tools_graph, tools_ingest, tools_mining, tools_queue
+    from improver.mcp import resources, tools_experiments, tools_graph, tools_ingest, tools_init, tools_mining
+    from improver.mcp import tools_queue
 
     tools = ImproverTools(project)
     server = MCPServer("improver", instructions=INSTRUCTIONS, version="0.1.0", log_level="WARNING")
-    for module in (tools_ingest, tools_graph, tools_mining, tools_experiments, tools_queue, resources):
+    for module in (tools_init, tools_ingest, tools_graph, tools_mining, tools_experiments, tools_queue, resources):
         module.register(server, tools)
     return server
 
 
 # The server's tools, for the skills' tests and the mining agent's allow-list.
-TOOL_NAMES = ("ingest_traces", "graph_summary", "get_session", "list_disagreements", "cluster_precedents",
+TOOL_NAMES = ("init_project", "ingest_traces", "graph_summary", "get_session", "list_disagreements", "cluster_precedents",
               "explain_precedent", "propose_experiment", "run_experiment", "score_experiment", "compare_experiments",
               "list_experiments", "review_queue", "predicted_overrides", "precedents_over_time")
 
