@@ -1,0 +1,76 @@
+"""A new user's first run: `improver init` (with --traces), --json on the loop commands, and the
+notices that explain an agent raising on cases or ignoring the learned rules."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from improver.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+TRACES = ROOT / "examples" / "support_triage" / "traces.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def fresh_agent_module():
+    """Each test's project has its own my_agent.py; forget the one imported before."""
+    sys.modules.pop("my_agent", None)
+    yield
+    sys.modules.pop("my_agent", None)
+
+
+def cli(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def test_init_proposes_fields_bands_and_labels_from_the_traces(tmp_path):
+    result = cli("init", str(tmp_path), "--traces", str(TRACES), "--json")
+    config = yaml.safe_load((tmp_path / "improver.yaml").read_text())
+    assert config["entity_fields"] == ["product", "plan"]  # not the free-text field, not the ticket id
+    assert list(config["bands"]) == ["waited_minutes"] and len(config["bands"]["waited_minutes"]) == 2
+    assert set(config["decisions"]) == {"escalate", "resolve"}
+    assert config["target"] == {"callable": "my_agent:decide", "python_path": ".", "config": "config"}
+    assert (tmp_path / ".gitignore").read_text().splitlines() == [".improver/"]
+    assert json.loads(result.output)["from_traces"]["sessions"] == 120
+
+
+def test_init_keeps_existing_files_and_never_replaces_improver_yaml(tmp_path):
+    (tmp_path / ".gitignore").write_text("dist/\n")
+    (tmp_path / "my_agent.py").write_text("# mine\n")
+    cli("init", str(tmp_path), "--decisions", "approve,reject", "--entity-fields", "vendor", "--band", "amount=5000,50000")
+    assert (tmp_path / "my_agent.py").read_text() == "# mine\n"
+    assert (tmp_path / ".gitignore").read_text() == "dist/\n.improver/\n"
+    assert yaml.safe_load((tmp_path / "improver.yaml").read_text())["bands"] == {"amount": [5000.0, 50000.0]}
+    again = CliRunner().invoke(app, ["init", str(tmp_path)])
+    assert again.exit_code != 0 and "exists already" in str(again.exception)
+
+
+def test_the_stub_agent_reads_the_learned_rules_so_a_first_cycle_gains(tmp_path):
+    cli("init", str(tmp_path), "--traces", str(TRACES))
+    cli("ingest", str(TRACES), "--project", str(tmp_path), "--json")
+    history = json.loads(cli("cycle", "--project", str(tmp_path), "--json", "--max-cycles", "1").output)["history"]
+    assert history[-1]["heldout"] > history[0]["heldout"]
+
+
+def test_an_agent_that_ignores_the_rules_and_raises_is_explained(tmp_path):
+    cli("init", str(tmp_path), "--traces", str(TRACES))
+    (tmp_path / "my_agent.py").write_text(
+        "def decide(case, config_dir):\n"
+        "    if case['product'] == 'billing':\n"
+        "        raise ValueError('no billing data')\n"
+        "    return {'decision': 'resolve'}\n")
+    cli("ingest", str(TRACES), "--project", str(tmp_path))
+    result = json.loads(cli("cycle", "--project", str(tmp_path), "--json").output)
+    raised = [n for n in result["notices"] if " cases raised: ValueError: no billing data" in n]
+    assert raised and raised[0].split(" of ")[1].startswith("120 cases")
+    assert any(n.startswith("no decision changed from 0001-baseline: does your agent read the learned rules?")
+               for n in result["notices"]), result["notices"]
+    run = json.loads(cli("run", "0001-baseline", "--project", str(tmp_path), "--json").output)
+    assert run["errors"] == int(raised[0].split(" of ")[0]) and run["error_examples"] == ["ValueError: no billing data"]
