@@ -172,9 +172,10 @@ def write_otlp_json(path: str | Path, spans: list, pretty: bool = False, per_req
 # --------------------------------------------------------------------------- live Phoenix
 
 def trace_to_phoenix(endpoint: str, project: str, n: int = 30, seed: int = 7, first: int = 0, last: int | None = None,
-                     timeout: float = 120.0) -> list[str]:
+                     timeout: float = 120.0, reviewed: bool = True) -> list[str]:
     """Run the instrumented agent on the n requests (``first`` to ``last`` of them) into Phoenix and
-    annotate their reviews; returns the session ids.
+    annotate their reviews (with ``reviewed=False`` only the agent's spans: live traffic nobody
+    reviewed yet); returns the session ids.
 
     ``endpoint`` is the server's base URL (``http://127.0.0.1:6006``); spans go by OTLP/HTTP
     to ``{endpoint}/v1/traces``. Annotations are written once Phoenix has stored their spans.
@@ -194,16 +195,19 @@ def trace_to_phoenix(endpoint: str, project: str, n: int = 30, seed: int = 7, fi
     instrumentor = LangChainInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
     tracer = provider.get_tracer("procurement")
-    annotations = []
+    annotations, sessions = [], []
     try:
         for decision, review in reviewed_sessions(n, seed)[first:last]:
             session, case = decision["session_id"], decision["case"]
+            sessions.append(session)
             with tracer.start_as_current_span("process.run", attributes={
                     "openinference.span.kind": "CHAIN", "session.id": session,
                     "input.value": json.dumps({"case": case}), "input.mime_type": "application/json"}) as span:
                 result = decide(case)
                 span.set_attribute("output.value", json.dumps(result))
                 span.set_attribute("output.mime_type", "application/json")
+            if not reviewed:
+                continue
             with tracer.start_as_current_span("override.run", attributes={
                     "openinference.span.kind": "CHAIN", "session.id": session, "user.id": review["reviewer"],
                     "input.value": json.dumps({"agent": result["decision"]}),
@@ -222,7 +226,7 @@ def trace_to_phoenix(endpoint: str, project: str, n: int = 30, seed: int = 7, fi
             _post_when_stored(client, "/v1/span_annotations", {"data": [annotation]}, timeout)
             note = {"span_id": span_id, "note": review_note(review), "identifier": f"review-{session}"}
             _post_when_stored(client, "/v1/span_notes", {"data": note}, timeout)
-    return [session for session, _, _ in annotations]
+    return sessions
 
 
 def _post_when_stored(client, path: str, body: dict, timeout: float) -> None:

@@ -20,6 +20,8 @@ def queue_command(project: Path = ProjectOption, n: int = typer.Option(50, "-n",
                   seed: int = typer.Option(0, help="Seed of the random share."),
                   since: Optional[str] = typer.Option(None, help="Only decisions at or after this timestamp."),
                   out: Optional[Path] = typer.Option(None, "--out", help="Write the picks as .jsonl or .csv for a labelling tool."),
+                  to: Optional[str] = typer.Option(None, "--to", help="Annotate the picks on their spans in Phoenix: "
+                                                   "phoenix+http://HOST:PORT/PROJECT."),
                   dry_run: bool = typer.Option(False, "--dry-run", help="Show the picks without recording them."),
                   as_json: bool = typer.Option(False, "--json")):
     """Pick the unreviewed decisions whose human review would teach the loop the most, and say why."""
@@ -34,8 +36,13 @@ def queue_command(project: Path = ProjectOption, n: int = typer.Option(50, "-n",
                 record(store.db, queue)
     if out:
         write_picks(out, queue.picks)
+    sent = None
+    if to:
+        from improver.queue_phoenix import send_to_phoenix
+
+        sent = send_to_phoenix(ws, queue, to)
     if as_json:
-        console.print_json(json.dumps(queue.as_dict()))
+        console.print_json(json.dumps(dict(queue.as_dict(), phoenix=sent)))
         return
     if not queue.picks:
         err.print("Nothing to queue: every stored agent decision has a human review (ingest new traffic first).")
@@ -49,6 +56,10 @@ def queue_command(project: Path = ProjectOption, n: int = typer.Option(50, "-n",
     console.print(table)
     console.print(("Not recorded (--dry-run)." if dry_run else f"Recorded as batch {queue.batch}: reviews of these "
                    "sessions count with their pick probability in the honest estimates.") + (f" Wrote {out}." if out else ""))
+    if sent:
+        console.print(f"Annotated {sent['annotated']} spans in Phoenix project {sent['project']} at {sent['url']} "
+                      f"(annotation 'improver review queue')" + (f"; no span found for {', '.join(sent['not_found'])}"
+                                                                 if sent["not_found"] else "."))
 
 
 def write_picks(path: Path, picks) -> None:
