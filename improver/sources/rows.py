@@ -60,7 +60,13 @@ def peek(path: Path, n: int = 20) -> list[dict]:
     """The first n rows that parse, for sniffing a file's layout."""
     if path.is_dir():
         return []
-    return [row for _, row in islice(read_rows(path), n * 5) if isinstance(row, dict)][:n]
+    rows = []
+    for _, row in islice(read_rows(path), n * 5):
+        if isinstance(row, dict):
+            rows.append(row)
+            if len(rows) == n:
+                break
+    return rows
 
 
 def _is_document(path: Path) -> bool:
