@@ -8,24 +8,40 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from improver.errors import ImproverError
-from improver.scoring import confusion_table
-from improver.workspace import Workspace
 
 app = typer.Typer(help="Make AI agents agree with the humans who review them.", no_args_is_help=True,
+                  rich_markup_mode=None,  # plain help: rendering it with rich imports ~0.3 s of modules
                   pretty_exceptions_enable=False)
-console = Console(width=None if sys.stdout.isatty() else 120)  # piped output keeps whole tables
-err = Console(stderr=True)
+
+
+class LazyConsole:
+    """A rich Console made on first use, so `improver --help` does not import rich."""
+
+    def __init__(self, **options):
+        self._options, self._console = options, None
+
+    def __getattr__(self, name: str):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+console = LazyConsole(width=None if sys.stdout.isatty() else 120)  # piped output keeps whole tables
+err = LazyConsole(stderr=True)
 ProjectOption = typer.Option(Path("."), "--project", "-p", help="Project folder holding improver.yaml.")
 
 
 @contextmanager
 def workspace(project: Path, quiet: bool = False):
     """A Workspace with a progress bar for reruns."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from improver.workspace import Workspace
+
     if quiet or not sys.stderr.isatty():
         yield Workspace(project)
         return
@@ -48,7 +64,9 @@ def signed(value) -> str:
     return "" if value is None else f"{value * 100:+.1f} pts"
 
 
-def history_table(history: list[dict]) -> Table:
+def history_table(history: list[dict]) -> "Table":
+    from rich.table import Table
+
     table = Table(title="Agreement with the human reviewers, cycle by cycle")
     for column in ("cycle", "experiment", "train", "held-out", "change (held-out)", "proposals kept", "regressions"):
         table.add_column(column, justify="right" if column != "experiment" else "left")
@@ -59,7 +77,11 @@ def history_table(history: list[dict]) -> Table:
     return table
 
 
-def confusion(results: dict) -> Table:
+def confusion(results: dict) -> "Table":
+    from rich.table import Table
+
+    from improver.scoring import confusion_table
+
     table = Table(title=f"{results['experiment']}: agent decision × human decision (all reviewed sessions)")
     for column in ("agent", "human", "status", "now", "parent"):
         table.add_column(column)

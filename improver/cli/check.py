@@ -6,7 +6,6 @@ from typing import Optional
 
 import typer
 
-from improver.check import junit_xml, markdown, verdict
 from improver.cli.app import app, ProjectOption, console, workspace
 
 
@@ -20,6 +19,8 @@ def check_command(project: Path = ProjectOption,
                   summary: Optional[Path] = typer.Option(None, help="Write a Markdown summary here "
                                                                     "(e.g. \"$GITHUB_STEP_SUMMARY\").")):
     """Rerun the target's current config; exit 1 when agreement falls below the accepted experiment's by more than --margin."""
+    from improver.check import junit_xml, markdown, verdict
+
     with workspace(project) as ws:
         outcome = ws.check(margin=margin, split=split, against=against)
     if junit:

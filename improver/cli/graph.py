@@ -10,12 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
-
 from improver.cli.app import app, console
-from improver.graphs import GROUPINGS
-from improver.project import Project
-from improver.workspace import Workspace
 
 graph_app = typer.Typer(help="The context graph: summary and export.", no_args_is_help=True)
 StoreOption = typer.Option(None, "--store", help="Graph store URL (networkx, bolt://…, neo4j://…); default: improver.yaml.")
@@ -23,6 +18,9 @@ StoreOption = typer.Option(None, "--store", help="Graph store URL (networkx, bol
 
 def loaded_graph(project_folder: Path, store: str | None):
     """The project's graph store (or the one named by ``store``), holding every reviewed session."""
+    from improver.project import Project
+    from improver.workspace import Workspace
+
     project = Project.load(project_folder)
     if store:
         project = Project(project.root, project.config.model_copy(update={"graph_store": store}))
@@ -33,6 +31,9 @@ def loaded_graph(project_folder: Path, store: str | None):
 def summary(project: Path = typer.Option(Path("."), "--project", "-p", help="Project folder holding improver.yaml."),
             store: Optional[str] = StoreOption, top: int = typer.Option(5, min=0, help="Groups shown per grouping.")):
     """Node and edge counts, and where the reviewers disagree most (by entity, band, precedent)."""
+    from rich.table import Table
+
+    from improver.graphs import GROUPINGS
 
     graph = loaded_graph(project, store)
     try:

@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
-
 from improver.cli.app import (ProjectOption, app, confusion, console, err, history_table, pct, print_notices, signed,
                               workspace)
 from improver.errors import ImproverError
@@ -75,6 +73,8 @@ def mine(project: Path = ProjectOption, parent: Optional[str] = typer.Option(Non
     if as_json:
         console.print_json(result.model_dump_json())
         return
+    from rich.table import Table
+
     table = Table(title=f"Precedents in {result.sessions} training sessions ({result.disagreements} disagreements)")
     for column in ("precedent", "source", "decision", "condition", "support", "precision", "gain"):
         table.add_column(column)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from improver.cli.app import ProjectOption, app, console, err, workspace
 from improver.errors import ImproverError
@@ -47,6 +46,7 @@ def queue_command(project: Path = ProjectOption, n: int = typer.Option(50, "-n",
     if not queue.picks:
         err.print("Nothing to queue: every stored agent decision has a human review (ingest new traffic first).")
         return
+    from rich.table import Table  # imported here: `improver --help` stays fast
     table = Table(title=f"Review next: {len(queue.picks)} of {queue.pending} unreviewed decisions "
                         f"(batch {queue.batch}; rules from {queue.reference or 'the baseline mining'})")
     for column in ("session", "agent", "picked by", "why"):
@@ -92,6 +92,7 @@ def flag_command(project: Path = ProjectOption, since: Optional[str] = typer.Opt
     elif not flags:
         console.print(f"No predicted overrides: {reference}'s rules agree with every unreviewed decision.")
     else:
+        from rich.table import Table  # imported here: `improver --help` stays fast
         table = Table(title=f"{len(flags)} predicted overrides (rules of {reference})")
         for column in ("session", "agent", "humans likely", "rule", "precision", "evidence"):
             table.add_column(column)
@@ -113,6 +114,7 @@ def precedents_command(project: Path = ProjectOption, as_json: bool = typer.Opti
     if as_json:
         console.print_json(json.dumps(registry))
         return
+    from rich.table import Table  # imported here: `improver --help` stays fast
     table = Table(title=f"Precedents ({len(registry['precedents'])}), observed {registry['observations'][-1]['week']}")
     for column in ("id", "precedent", "decision", "status", "overrides", "per week", "condition"):
         table.add_column(column)

@@ -7,10 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich import box
-from rich.table import Table
 
-from improver import review as reviewing
 from improver.cli.app import app, ProjectOption, confusion, console, err, pct, print_notices, signed, workspace
 
 
@@ -32,6 +29,8 @@ def pr(experiment_id: str, project: Path = ProjectOption,
        push: Optional[bool] = typer.Option(None, "--push/--no-push",
                                            help="Push the branch (default: push and open the PR when gh is logged in).")):
     """Open an experiment as a branch and pull request whose description carries the evidence."""
+    from improver import review as reviewing
+
     with workspace(project) as ws:
         made = reviewing.create_pr(ws, experiment_id, remote=remote, branch=branch, base=base, push=push)
     console.print(f"Committed {made.experiment} as {made.commit[:10]} on branch [bold]{made.branch}[/] "
@@ -68,6 +67,8 @@ def review_command(experiment_id: str, project: Path = ProjectOption,
             for quote in p.quotes[:2]:
                 console.print(f'  reviewer: "{quote}"')
             (accepted if typer.confirm("Accept?", default=True) else rejected).append(p.id)
+        from improver import review as reviewing
+
         outcome = reviewing.review(ws, experiment_id, accepted, rejected)
     if as_json:
         console.print_json(json.dumps({"experiment": outcome.experiment, "accepted": outcome.accepted,
@@ -91,6 +92,11 @@ def review_command(experiment_id: str, project: Path = ProjectOption,
 @app.command("log")
 def log_command(project: Path = ProjectOption, as_json: bool = typer.Option(False, "--json")):
     """The experiment tree with each experiment's scores and status."""
+    from rich import box
+    from rich.table import Table
+
+    from improver import review as reviewing
+
     with workspace(project, quiet=True) as ws:
         rows = reviewing.log(ws)
     if as_json:
@@ -114,6 +120,10 @@ def log_command(project: Path = ProjectOption, as_json: bool = typer.Option(Fals
 @app.command("diff")
 def diff_command(a: str, b: str, project: Path = ProjectOption, as_json: bool = typer.Option(False, "--json")):
     """What changed between two experiments: their configs and, session by session, the decisions."""
+    from rich.table import Table
+
+    from improver import review as reviewing
+
     with workspace(project) as ws:
         changes = reviewing.diff(ws, a, b)
     if as_json:

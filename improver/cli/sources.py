@@ -4,11 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from improver.cli.app import ProjectOption, app, console
-from improver.project import Project
-from improver.sources.explain import explain
 
 sources_app = typer.Typer(help="Trace sources: see how a file is read before ingesting it.", no_args_is_help=True)
 
@@ -17,6 +14,11 @@ sources_app = typer.Typer(help="Trace sources: see how a file is read before ing
 def show(path: Path = typer.Argument(..., help="A trace file or folder."), project: Path = ProjectOption,
          as_json: bool = typer.Option(False, "--json")):
     """Print the layout sniffed and, for the first decision and review, the path each field was read from."""
+    from rich.table import Table
+
+    from improver.project import Project
+    from improver.sources.explain import explain
+
     loaded = Project.load(project) if (project / "improver.yaml").exists() else None
     result = explain(str(path), loaded)
     if as_json:
