@@ -22,6 +22,22 @@ class TargetError(ImproverError):
     """The target agent cannot be loaded or run."""
 
 
+class RunFailedError(TargetError):
+    """Too many cases of a run errored: the run is not recorded, so a later run retries it."""
+
+    def __init__(self, errors: int, total: int, share: float, first: list[tuple[int, str]],
+                 names: list[str] | None = None):
+        self.errors, self.total, self.share, self.first = errors, total, share, first
+        shown = "; ".join(f"{names[i] if names else f'case {i + 1}'}: {why}" for i, why in first)
+        super().__init__(f"the target failed on {errors} of {total} cases, more than target.max_error_share "
+                         f"({share:.0%}); nothing was recorded. First errors: {shown}. Fix the agent (or raise "
+                         "target.max_error_share / target.timeout in improver.yaml) and run again")
+
+    def named(self, names: list[str]) -> "RunFailedError":
+        """The same error with cases named (e.g. by session id) instead of by position."""
+        return RunFailedError(self.errors, self.total, self.share, self.first, names)
+
+
 class ExperimentError(ImproverError):
     """An experiment id, folder or manifest is invalid."""
 

@@ -28,9 +28,10 @@ class TargetSpec(BaseModel):
                                                      "async: an `async def decide`; ray: tasks on a Ray cluster")
     concurrency: int = Field(8, ge=1, description="async: cases in flight at once")
     rate_limit: float | None = Field(None, gt=0, description="async: at most this many cases started per second")
-    timeout: float = Field(60, gt=0, description="async: seconds one case may take")
+    timeout: float = Field(60, gt=0, description="seconds one case may take (a decide_batch call: its chunk)")
     ray_address: str | None = Field(None, description="ray: the cluster (ray://host:10001, auto); unset: local")
     cache: bool = Field(True, description="answer cases already decided with the same config from .improver/decisions.sqlite")
+    max_error_share: float = Field(0.2, ge=0, le=1, description="a run with a larger share of errored cases fails")
     version: str | None = Field(None, description="the agent's version; when unset, a hash of its code is used")
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from improver.errors import ExperimentError, ImproverError
+from improver.errors import ExperimentError, ImproverError, RunFailedError
 from improver.experiments import Experiment, ExperimentStore, Manifest, Proposal, now, read_tree, tree_hash
 from improver.features import Columns
 from improver.mining import MiningResult, mine
@@ -25,7 +25,7 @@ from improver.project import Project
 from improver.propose import build_proposals, guidance_from, render_config, report
 from improver.queue import recorded_picks, sampled_agreement
 from improver.redact import Redactor
-from improver.runners import ERROR, runner_for
+from improver.runners import ERROR, ErrorBudget, runner_for
 from improver.runtime import load_overlay
 from improver.scoring import score, split_of
 from improver.sources import open_source
@@ -219,7 +219,13 @@ class Workspace:
         return runner_for(self.project)
 
     def decide(self, config_dir: Path, sessions: list[ReviewedSession], label: str) -> list[dict]:
-        return self.runner.run([s.case for s in sessions], config_dir, self._report(label, len(sessions)))
+        """The target's answers on these sessions; ``RunFailedError`` (sessions named) past the error share."""
+        try:
+            answers = self.runner.run([s.case for s in sessions], config_dir, self._report(label, len(sessions)))
+            ErrorBudget.check(answers, self.project.config.target.max_error_share)
+        except RunFailedError as error:
+            raise error.named([s.session_id for s in sessions]) from None
+        return answers
 
     def run(self, experiment: Experiment) -> dict[str, dict]:
         """The experiment's decision on every reviewed session (rerun once and kept, or read once)."""

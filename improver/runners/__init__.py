@@ -15,26 +15,71 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Protocol
 
+from improver.errors import RunFailedError
 from improver.project import Project
 
 ERROR = "error"
+FIRST_ERRORS = 3  # errors shown when a run fails
 Progress = Callable[[int], None]
 
 
 class TargetRunner(Protocol):
+    """Decides cases with a config folder: one answer per case, in order (``normalise``d, or an
+    ``error`` decision with its reason). ``progress`` is called with the number of cases just
+    answered. Past ``target.max_error_share`` errors a runner may stop early with ``RunFailedError``."""
+
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]: ...
 
 
 def _error(message: str) -> dict:
-    return {"decision": ERROR, "confidence": None, "reasoning": "", "cited": [], "error": message[:500]}
+    return {"decision": ERROR, "confidence": None, "reasoning": "", "cited": [], "error": _text(message)[:500]}
+
+
+def _text(value: object) -> str:
+    """``value`` as text that can be written as UTF-8 (lone surrogates become escapes)."""
+    text = value if isinstance(value, str) else str(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def normalise(result: object) -> dict:
-    """A decision dict with the contract's keys, or an error decision saying what was wrong."""
-    if not isinstance(result, dict) or not isinstance(result.get("decision"), str) or not result["decision"]:
+    """A decision dict with the contract's keys as plain JSON values, or an error decision saying what was wrong."""
+    if not isinstance(result, dict) or not isinstance(result.get("decision"), str) or not result["decision"].strip():
+        if isinstance(result, dict) and result.get("error"):
+            return _error(f"target reported an error: {_text(result['error'])}")
         return _error(f"target returned {type(result).__name__} without a 'decision' string")
-    return {"decision": result["decision"], "confidence": result.get("confidence"),
-            "reasoning": str(result.get("reasoning") or ""), "cited": list(result.get("cited") or [])}
+    confidence = result.get("confidence")
+    if confidence is not None and not isinstance(confidence, (str, int, float)) or isinstance(confidence, bool):
+        confidence = _text(confidence)
+    cited = result.get("cited") or []
+    cited = [cited] if isinstance(cited, (str, bytes)) else cited
+    try:
+        cited = [_text(c) for c in cited]
+    except TypeError:
+        cited = [_text(cited)]
+    return {"decision": _text(result["decision"]), "confidence": _text(confidence) if isinstance(confidence, str) else confidence,
+            "reasoning": _text(result.get("reasoning") or ""), "cited": cited}
+
+
+class ErrorBudget:
+    """Counts a run's errors; raises ``RunFailedError`` once they pass ``share`` of ``total`` cases."""
+
+    def __init__(self, total: int, share: float):
+        self.total, self.share, self.errors, self.first = total, share, 0, []
+
+    def add(self, index: int, answer: dict) -> None:
+        if answer["decision"] != ERROR:
+            return
+        self.errors += 1
+        if len(self.first) < FIRST_ERRORS:
+            self.first.append((index, answer.get("error", "")))
+        if self.errors > self.share * self.total:
+            raise RunFailedError(self.errors, self.total, self.share, self.first)
+
+    @classmethod
+    def check(cls, answers: list[dict], share: float) -> None:
+        budget = cls(len(answers), share)
+        for index, answer in enumerate(answers):
+            budget.add(index, answer)
 
 
 def runner_for(project: Project) -> TargetRunner:

@@ -1,27 +1,53 @@
-"""The local backend: a Python callable target, in process or over a process pool for large runs."""
+"""The local backend: a Python callable target, run in supervised worker processes.
+
+The target runs isolated from improver's own LangGraph runtime: each worker is a fresh
+interpreter (``python -m improver.runners.local``, never forked from inside a cycle's
+node, so no inherited checkpointer, connections, locks or context; the caller's main
+module is not re-imported), and every call runs in a fresh ``contextvars.Context``. The parent hands each worker a chunk at a time and enforces
+the execution contract:
+
+- ``decide`` runs case by case and reports each answer, so every case has its own
+  deadline (``target.timeout``); a ``decide_batch`` call has the same deadline for its
+  whole chunk, and a chunk whose batch call fails, hangs or kills the worker is
+  retried case by case to find the case that did it;
+- a case that raises, calls ``sys.exit``, hangs (the worker is killed) or kills its
+  worker (``os._exit``, a segfault) gets an ``error`` decision naming what happened,
+  and a new worker takes over the rest;
+- past ``target.max_error_share`` errors the run stops with ``RunFailedError``;
+- workers exit when the parent dies (parent-death signal on Linux, and a watchdog).
+"""
 from __future__ import annotations
 
+import contextvars
 import importlib
+import os
+import signal
+import subprocess
 import sys
-from concurrent.futures import ProcessPoolExecutor
+import threading
+import time
+import weakref
+from collections import deque
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from improver.errors import TargetError
 from improver.project import TargetSpec
-from improver.runners import Progress, _error, normalise
+from improver.runners import ErrorBudget, Progress, _error, normalise
 
 CHUNK = 1000
-PARALLEL_FROM = 2000
+PARALLEL_FROM = 2000  # fewer cases than this run on one worker
+STARTUP = 300  # seconds a new worker may take to import the target, before its first deadline
 
 
 def load_callable(spec: TargetSpec, root: Path):
-    """The target function (and its batch form, if any) named by ``module:function``."""
-    if spec.python_path:
-        path = str((root / spec.python_path).resolve())
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    """The target function (and its batch form, if any) named by ``module:function``; the
+    project folder and ``target.python_path`` go first on ``sys.path``."""
+    for folder in [root] + ([root / spec.python_path] if spec.python_path else []):
+        path = str(folder.resolve())
+        if path in sys.path:
+            sys.path.remove(path)
+        sys.path.insert(0, path)
     module_name, function_name = spec.callable.split(":", 1)
     try:
         module = importlib.import_module(module_name)
@@ -34,46 +60,227 @@ def load_callable(spec: TargetSpec, root: Path):
     return function, getattr(module, f"{function_name}_batch", None)
 
 
-def _decide_chunk(spec: TargetSpec, root: Path, cases: list[dict], config_dir: Path) -> list[dict]:
-    decide, decide_batch = load_callable(spec, root)
-    if decide_batch is not None:
+# --------------------------------------------------------------------------- in the worker
+
+def _call(function, *args) -> tuple[bool, object]:
+    """(True, value) or (False, why): one call of the target in a fresh context."""
+    try:
+        return True, contextvars.Context().run(function, *args)
+    except SystemExit as error:
+        return False, f"the target called sys.exit({error.code!r})"
+    except Exception as error:
+        return False, f"{type(error).__name__}: {error}"
+
+
+def _die_with_parent(parent: int) -> None:
+    """Exit when the parent goes away, even while the target is busy (no PR_SET_PDEATHSIG: it
+    fires when the parent's *thread* that started the worker ends, which is not the parent dying)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(70)
+    threading.Thread(target=watch, daemon=True, name="improver-parent-watch").start()
+
+
+def _serve() -> None:
+    """A worker's loop: chunks in; answers out, one message per case or one per batch call.
+
+    Runs as ``python -m improver.runners.local``: the protocol uses the original stdin and
+    stdout; the target's own prints go to stderr."""
+    inbox, outbox = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(2, 1)
+    _die_with_parent(os.getppid())
+    spec, root, path = inbox.recv()
+    sys.path += [entry for entry in path if entry not in sys.path]
+    try:
+        decide, decide_batch = load_callable(TargetSpec.model_validate(spec), Path(root))
+    except TargetError as error:
+        outbox.send(("load_error", str(error)))
+        return
+    outbox.send(("ready", decide_batch is not None))
+    while True:
         try:
-            results = decide_batch(cases, config_dir)
-            if isinstance(results, list) and len(results) == len(cases):
-                return [normalise(r) for r in results]
-        except Exception:  # fall back to one case at a time to isolate the failing cases
-            pass
-    out = []
-    for case in cases:
+            cases, config_dir, batch = inbox.recv()
+        except (EOFError, OSError):
+            return
+        if batch and decide_batch is not None:
+            ok, results = _call(decide_batch, cases, config_dir)
+            if ok and isinstance(results, list) and len(results) == len(cases):
+                outbox.send(("batch", [normalise(r) for r in results]))
+                continue
+        for case in cases:  # one at a time: isolates the failing cases
+            ok, result = _call(decide, case, config_dir)
+            outbox.send(("case", normalise(result) if ok else _error(result)))
+        outbox.send(("done", None))
+
+
+# --------------------------------------------------------------------------- in the parent
+
+def _death(worker) -> str:
+    try:
+        exitcode = worker.process.wait(5)
+    except subprocess.TimeoutExpired:
+        exitcode = None
+    if exitcode is not None and exitcode < 0:
         try:
-            out.append(normalise(decide(case, config_dir)))
-        except Exception as error:
-            out.append(_error(f"{type(error).__name__}: {error}"))
-    return out
+            how = f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"was killed by signal {-exitcode}"
+    else:
+        how = f"exited with code {exitcode} (os._exit or a crash in the target)"
+    return f"the target's worker process {how} on this case"
+
+
+class _Task:
+    """A slice of the run's cases: ``start`` is its first case's index; ``done`` counts answers."""
+
+    def __init__(self, start: int, cases: list[dict], batch: bool):
+        self.start, self.cases, self.batch, self.done = start, cases, batch, 0
+
+
+class _Worker:
+    """One worker process and the task it is on."""
+
+    def __init__(self, spec: TargetSpec, root: Path):
+        self.process = subprocess.Popen([sys.executable, "-m", "improver.runners.local"], cwd=root,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.conn = Connection(os.dup(self.process.stdout.fileno()), writable=False)
+        self._send = Connection(os.dup(self.process.stdin.fileno()), readable=False)
+        self.process.stdout.close()
+        self.process.stdin.close()
+        self._send.send((spec.model_dump(), str(root), sys.path))
+        self.ready = False  # the target is imported
+        self.has_batch = False
+        self.task: _Task | None = None
+        self.deadline = 0.0
+
+    def give(self, task: _Task, config_dir: Path, timeout: float) -> None:
+        task.batch = task.batch and (self.has_batch or not self.ready)
+        self.task = task
+        self.deadline = time.monotonic() + timeout + (0 if self.ready else STARTUP)
+        self._send.send((task.cases, str(config_dir), task.batch))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.conn.close()
+        self._send.close()
+
+
+def _stop_all(workers: list[_Worker]) -> None:
+    for worker in workers:
+        worker.stop()
+    workers.clear()
 
 
 class CallableRunner:
+    """Runs a ``module:function`` target in supervised worker processes (reused across runs)."""
+
     def __init__(self, spec: TargetSpec, root: Path):
         self.spec, self.root = spec, root
-        self._pool: ProcessPoolExecutor | None = None  # started on the first large run, then reused
-        load_callable(spec, root)  # fail early with a clear error
+        self._workers: list[_Worker] = []
+        self._finalizer = weakref.finalize(self, _stop_all, self._workers)
+
+    def close(self) -> None:
+        """Stop the worker processes (they also stop with this runner or with the parent)."""
+        self._finalizer()
 
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
-        chunks = [cases[i:i + CHUNK] for i in range(0, len(cases), CHUNK)]
-        results: list[dict] = []
-        if self.spec.workers > 1 and len(cases) >= PARALLEL_FROM:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(max_workers=self.spec.workers)
-            futures = [self._pool.submit(_decide_chunk, self.spec, self.root, chunk, config_dir) for chunk in chunks]
-            for future in futures:
-                part = future.result()
-                results += part
-                if progress:
-                    progress(len(part))
-        else:
-            for chunk in chunks:
-                part = _decide_chunk(self.spec, self.root, chunk, config_dir)
-                results += part
-                if progress:
-                    progress(len(part))
-        return results
+        queue = deque(_Task(i, cases[i:i + CHUNK], batch=True) for i in range(0, len(cases), CHUNK))
+        wanted = self.spec.workers if len(cases) >= PARALLEL_FROM else 1
+        results: list[dict | None] = [None] * len(cases)
+        budget = ErrorBudget(len(cases), self.spec.max_error_share)
+        try:
+            while queue or any(w.task for w in self._workers):
+                for worker in [w for w in self._workers if w.task is None]:
+                    if worker.process.poll() is not None:  # died while idle
+                        self._retire(worker)
+                while queue and (len(self._workers) < wanted or any(w.task is None for w in self._workers)):
+                    idle = [w for w in self._workers if w.task is None]
+                    worker = idle[0] if idle else self._start()
+                    task = queue.popleft()
+                    try:
+                        worker.give(task, config_dir, self.spec.timeout)
+                    except OSError:  # died while idle
+                        self._retire(worker)
+                        queue.appendleft(task)
+                busy = [w for w in self._workers if w.task]
+                wait([w.conn for w in busy], timeout=max(0.0, min(w.deadline for w in busy) - time.monotonic()))
+                for worker in busy:
+                    failure = None
+                    try:
+                        while worker.task and worker.conn.poll():
+                            self._take(worker, worker.conn.recv(), results, budget, progress)
+                    except (EOFError, OSError):
+                        failure = _death(worker)
+                        if not worker.ready:
+                            raise TargetError(failure.replace("on this case", "while importing the target")
+                                              + "; check target.callable in improver.yaml") from None
+                    if worker.task and failure is None and time.monotonic() >= worker.deadline:
+                        failure = f"timed out after {self.spec.timeout:g} s (target.timeout in improver.yaml)"
+                    if failure:
+                        task = worker.task
+                        self._retire(worker)
+                        self._fail(task, failure, queue, results, budget, progress)
+        except BaseException:
+            _stop_all(self._workers)  # tasks half done: start clean next time
+            raise
+        return results  # type: ignore[return-value]
+
+    def _start(self) -> _Worker:
+        self._workers.append(_Worker(self.spec, self.root))
+        return self._workers[-1]
+
+    def _retire(self, worker: _Worker) -> None:
+        worker.stop()
+        self._workers.remove(worker)
+
+    def _take(self, worker: _Worker, message: tuple, results: list, budget: ErrorBudget, progress) -> None:
+        """Record one message from a worker."""
+        kind, value = message
+        task = worker.task
+        if kind == "load_error":
+            raise TargetError(value)
+        if kind == "ready":
+            worker.ready, worker.has_batch = True, value
+            task.batch = task.batch and value
+        elif kind == "batch":
+            for offset, answer in enumerate(value):
+                results[task.start + offset] = answer
+                budget.add(task.start + offset, answer)
+            if progress:
+                progress(len(value))
+            worker.task = None
+            return
+        elif kind == "case":
+            results[task.start + task.done] = value
+            budget.add(task.start + task.done, value)
+            task.done += 1
+            task.batch = False  # answered case by case from here on
+            if progress:
+                progress(1)
+        elif kind == "done":
+            worker.task = None
+            return
+        worker.deadline = time.monotonic() + self.spec.timeout
+
+    def _fail(self, task: _Task, why: str, queue: deque, results: list, budget: ErrorBudget, progress) -> None:
+        """A worker died or hung on ``task``: a batch is retried case by case; case by case,
+        the case in flight gets the error and the rest of the slice goes back in the queue."""
+        if task.batch and len(task.cases) > 1:
+            queue.appendleft(_Task(task.start, task.cases, batch=False))
+            return
+        index = task.start + task.done
+        results[index] = _error(why)
+        budget.add(index, results[index])
+        if progress:
+            progress(1)
+        rest = task.cases[task.done + 1:]
+        if rest:
+            queue.appendleft(_Task(index + 1, rest, batch=False))
+
+
+if __name__ == "__main__":
+    _serve()
