@@ -50,7 +50,7 @@ def test_the_cache_reruns_what_a_new_config_or_agent_version_may_decide_differen
 
 
 def test_error_answers_are_not_kept(tiny_project):
-    ws = Workspace(tiny_project)
+    ws = Workspace(with_target(tiny_project, max_error_share=1))
     answers = ws.runner.run([{"boom": True, "minutes": 1}, {"minutes": 50}], tiny_project / "config")
     assert [a["decision"] for a in answers] == ["error", "escalate"]
     ws.runner.run([{"boom": True, "minutes": 1}, {"minutes": 50}], tiny_project / "config")

@@ -104,15 +104,30 @@ def _serve() -> None:
             cases, config_dir, batch = inbox.recv()
         except (EOFError, OSError):
             return
-        if batch and decide_batch is not None:
-            ok, results = _call(decide_batch, cases, config_dir)
-            if ok and isinstance(results, list) and len(results) == len(cases):
-                outbox.send(("batch", [normalise(r) for r in results]))
-                continue
-        for case in cases:  # one at a time: isolates the failing cases
-            ok, result = _call(decide, case, config_dir)
-            outbox.send(("case", normalise(result) if ok else _error(result)))
-        outbox.send(("done", None))
+        for message in _answers(decide, decide_batch if batch else None, cases, config_dir):
+            outbox.send(message)
+
+
+def _answers(decide, decide_batch, cases: list[dict], config_dir):
+    """``("batch", answers)`` from one batch call, or ``("case", answer)`` per case then ``("done", None)``."""
+    if decide_batch is not None:
+        ok, results = _call(decide_batch, cases, config_dir)
+        if ok and isinstance(results, list) and len(results) == len(cases):
+            yield "batch", [normalise(r) for r in results]
+            return
+    for case in cases:  # one at a time: isolates the failing cases
+        ok, result = _call(decide, case, config_dir)
+        yield "case", normalise(result) if ok else _error(result)
+    yield "done", None
+
+
+def _decide_chunk(spec: TargetSpec, root: Path, cases: list[dict], config_dir: Path) -> list[dict]:
+    """A chunk decided in this process, each call in a fresh context (what Ray's tasks run)."""
+    decide, decide_batch = load_callable(spec, root)
+    answers: list[dict] = []
+    for kind, value in _answers(decide, decide_batch, cases, config_dir):
+        answers += value if kind == "batch" else [value] if kind == "case" else []
+    return answers
 
 
 # --------------------------------------------------------------------------- in the parent
