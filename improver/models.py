@@ -2,9 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
 
 # Ids travel into file names, markdown, git messages and terminals: no control characters.
 ID_TEXT = r"^[^\x00-\x1f\x7f]+$"
@@ -15,9 +24,9 @@ class DecisionEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     type: Literal["decision"] = "decision"
-    session_id: str = Field(min_length=1, pattern=ID_TEXT)
+    session_id: NonBlank = Field(pattern=ID_TEXT)
     case: dict[str, Any]
-    decision: str = Field(min_length=1)
+    decision: NonBlank
     confidence: str | None = None
     reasoning: str = ""
     cited: list[str] = Field(default_factory=list)
@@ -30,9 +39,9 @@ class ReviewEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     type: Literal["review"] = "review"
-    session_id: str = Field(min_length=1, pattern=ID_TEXT)
+    session_id: NonBlank = Field(pattern=ID_TEXT)
     reviewer: str = "unknown"
-    decision: str = Field(min_length=1)
+    decision: NonBlank
     reasoning: str = ""
     precedent: str | None = None
     conditions: list[str] = Field(default_factory=list)

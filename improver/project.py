@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from improver.errors import ProjectError
+from improver.sources import IngestLimits
 
 PROJECT_FILE = "improver.yaml"
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -62,6 +63,7 @@ class ProjectConfig(BaseModel):
     sources: dict[str, Any] = Field(default_factory=dict, description="per-source field mappings (spans:) and the "
                                     "remote sources the project names (remote: [URL, ...])")
     redaction: dict[str, Any] = Field(default_factory=dict)
+    ingest: IngestLimits = Field(default_factory=IngestLimits, description="limits on one line of trace input")
 
 
 class Project:

@@ -3,7 +3,10 @@
 Writes are idempotent (a decision is keyed by session, a review by its content
 fingerprint), so ingesting the same traces twice stores them once and an interrupted
 ingest can simply be run again. A session may be reviewed more than once: the latest
-review is current and the earlier ones stay in its history.
+review is current and the earlier ones stay in its history. Likewise a session may get
+conflicting decisions (different decision records for one session id): the loop uses the
+one with the latest ``ts`` (on equal or missing ``ts``, the one stored first stays), every
+version is kept in ``decision_history``, and the ingest report counts and names them.
 """
 from __future__ import annotations
 
@@ -22,6 +25,10 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     session_id TEXT PRIMARY KEY, case_json TEXT NOT NULL, decision TEXT NOT NULL,
     confidence TEXT, reasoning TEXT, cited_json TEXT, config_version TEXT, ts TEXT);
+CREATE TABLE IF NOT EXISTS decision_history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, case_json TEXT NOT NULL, decision TEXT NOT NULL,
+    confidence TEXT, reasoning TEXT, cited_json TEXT, config_version TEXT, ts TEXT, fingerprint TEXT NOT NULL UNIQUE);
+CREATE INDEX IF NOT EXISTS decision_history_by_session ON decision_history (session_id);
 CREATE TABLE IF NOT EXISTS reviews (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, reviewer TEXT,
     decision TEXT NOT NULL, reasoning TEXT, precedent TEXT, conditions_json TEXT, ts TEXT,
@@ -46,11 +53,13 @@ CREATE VIEW current_reviews AS
 """
 LOOKUP = 500  # ids per IN (...) query
 BATCH = 5000
+DECISION_COLUMNS = "session_id, case_json, decision, confidence, reasoning, cited_json, config_version, ts"
+SHOWN = 20  # conflicting sessions named in a report
 
 
 @dataclass
 class IngestReport:
-    """What one ingest did, by count."""
+    """What one ingest did, by count; every row read and every event is accounted for."""
 
     source: str
     events: int = 0
@@ -70,11 +79,23 @@ class IngestReport:
     waiting_joined: int = 0  # annotations stored by an earlier ingest that met their span in this one
     waiting_total: int = 0  # annotations in the store still waiting for their span, after this ingest
     waiting_for: list = field(default_factory=list)  # a sample of the spans (or sessions) they wait for
+    conflicting_decisions: int = 0  # events = decisions_new + conflicting_decisions + reviews_new + duplicates
+    conflicting_sessions: list[str] = field(default_factory=list)  # the first SHOWN of them
+
+    @property
+    def stored(self) -> int:
+        return self.decisions_new + self.conflicting_decisions + self.reviews_new
+
+    @property
+    def unaccounted(self) -> int:
+        """Events neither stored nor known as duplicates (0 unless there is a bug)."""
+        return self.events - self.stored - self.duplicates
 
     def as_dict(self) -> dict:
         data = dict(self.__dict__)
         for key in ("quarantine_reasons", "redacted", "cleaned", "rows_ignored"):
             data[key] = dict(data[key])
+        data["stored"], data["unaccounted"] = self.stored, self.unaccounted
         return data
 
     def accounted(self) -> bool:
@@ -84,6 +105,11 @@ class IngestReport:
 
 def _fingerprint(event: ReviewEvent) -> str:
     return hashlib.sha1(json.dumps(event.model_dump(), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _with_fingerprint(row: tuple) -> tuple:
+    """A decision row (DECISION_COLUMNS) and the fingerprint of its content."""
+    return (*row, hashlib.sha1(json.dumps(row).encode()).hexdigest())
 
 
 class TraceStore:
@@ -121,6 +147,7 @@ class TraceStore:
                 self._write(batch, report)
                 batch = []
         self._write(batch, report)
+        report.conflicting_sessions = sorted(report.conflicting_sessions)
         report.orphan_reviews = self.count_orphan_reviews()
         report.re_reviewed_sessions = self.db.execute(
             "SELECT COUNT(*) FROM (SELECT session_id FROM reviews GROUP BY session_id HAVING COUNT(*) > 1)"
@@ -142,7 +169,7 @@ class TraceStore:
         report.events += len(decisions) + len(reviews)
         report.quarantined += len(quarantined)
         with self.db:
-            before = self.db.total_changes
+            self._classify(decisions, report)
             self.db.executemany(
                 """INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (session_id) DO UPDATE SET case_json=excluded.case_json,
@@ -151,7 +178,6 @@ class TraceStore:
                    WHERE COALESCE(excluded.ts, '') > COALESCE(decisions.ts, '')""",
                 decisions,
             )
-            changed_decisions = self.db.total_changes - before
             before = self.db.total_changes
             self.db.executemany(
                 "INSERT OR IGNORE INTO reviews (session_id, reviewer, decision, reasoning, precedent,"
@@ -161,9 +187,41 @@ class TraceStore:
             new_reviews = self.db.total_changes - before
             self.db.executemany("INSERT OR IGNORE INTO quarantine (source, line, reason, raw) VALUES (?, ?, ?, ?)",
                                 quarantined)
-        report.decisions_new += changed_decisions
         report.reviews_new += new_reviews
-        report.duplicates += len(decisions) - changed_decisions + len(reviews) - new_reviews
+        report.duplicates += len(reviews) - new_reviews
+
+    def _classify(self, decisions: list[tuple], report: IngestReport) -> None:
+        """Count decision rows as new, duplicate or conflicting (a different one is stored for the
+        session); a conflict puts both versions into decision_history. Which one is current is the
+        upsert's rule in ``_write``: the latest ``ts``, on a tie the one stored first."""
+        ids = json.dumps(sorted({row[0] for row in decisions}))
+        current = {row[0]: row for row in self.db.execute(
+            f"SELECT {DECISION_COLUMNS} FROM decisions WHERE session_id IN (SELECT value FROM json_each(?))", (ids,))}
+        known = {row[0] for row in self.db.execute(
+            "SELECT fingerprint FROM decision_history WHERE session_id IN (SELECT value FROM json_each(?))", (ids,))}
+        history = []
+        for row in decisions:
+            stored = current.get(row[0])
+            if stored is None:
+                report.decisions_new += 1
+                current[row[0]] = row
+                continue
+            version = _with_fingerprint(row)
+            if stored == row or version[-1] in known:
+                report.duplicates += 1
+                continue
+            for new in (_with_fingerprint(stored), version):
+                if new[-1] not in known:
+                    known.add(new[-1])
+                    history.append(new)
+            report.conflicting_decisions += 1
+            if row[0] not in report.conflicting_sessions and len(report.conflicting_sessions) < SHOWN:
+                report.conflicting_sessions.append(row[0])
+            if (row[7] or "") > (stored[7] or ""):
+                current[row[0]] = row
+        self.db.executemany(
+            f"INSERT OR IGNORE INTO decision_history ({DECISION_COLUMNS}, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            history)
 
     def set_cursor(self, source: str, position: str) -> None:
         with self.db:
@@ -253,6 +311,15 @@ class TraceStore:
             " WHERE session_id = ? ORDER BY COALESCE(ts, ''), seq", (session_id,))
         keys = ("reviewer", "decision", "reasoning", "precedent", "conditions", "ts")
         return [dict(zip(keys, (*row[:4], json.loads(row[4] or "[]"), row[5]))) for row in rows]
+
+    def decision_history(self, session_id: str) -> list[dict]:
+        """Every decision stored for a session, in the order stored (the current one is in ``decisions``)."""
+        rows = self.db.execute(f"SELECT {DECISION_COLUMNS} FROM decision_history WHERE session_id = ? ORDER BY seq",
+                               (session_id,)).fetchall() or self.db.execute(
+            f"SELECT {DECISION_COLUMNS} FROM decisions WHERE session_id = ?", (session_id,)).fetchall()
+        keys = ("session_id", "case", "decision", "confidence", "reasoning", "cited", "config_version", "ts")
+        return [dict(zip(keys, (row[0], json.loads(row[1]), *row[2:5], json.loads(row[5] or "[]"), *row[6:])))
+                for row in rows]
 
     def quarantine(self, limit: int = 100) -> list[dict]:
         rows = self.db.execute("SELECT source, line, reason, raw FROM quarantine ORDER BY id LIMIT ?", (limit,))

@@ -35,8 +35,11 @@ def ingest(sources: Optional[list[str]] = typer.Argument(None, help="Trace files
 
 def print_ingest(report) -> None:
     console.print(f"[bold]{report.source}[/]: {report.events} events, {report.decisions_new} new decisions, "
-                  f"{report.reviews_new} new reviews, {report.duplicates} already stored, "
-                  f"{report.quarantined} quarantined")
+                  f"{report.reviews_new} new reviews, {report.conflicting_decisions} conflicting decisions, "
+                  f"{report.duplicates} already stored, {report.quarantined} quarantined")
+    if report.unaccounted:
+        console.print(f"  [red]{report.unaccounted} events were neither stored nor counted as duplicates (a bug: "
+                      "please report it)[/]")
     console.print(f"  rows: {report.rows_read} read = {report.rows_joined} joined + {sum(report.rows_ignored.values())} "
                   f"ignored + {report.rows_waiting} waiting + {report.quarantined} quarantined")
     for reason, n in report.rows_ignored.items():
@@ -57,6 +60,10 @@ def print_ingest(report) -> None:
         console.print(f"  {report.orphan_reviews} sessions have reviews but no agent decision yet")
     if report.re_reviewed_sessions:
         console.print(f"  {report.re_reviewed_sessions} sessions were reviewed more than once: latest review wins")
+    if report.conflicting_decisions:
+        more = ", …" if report.conflicting_decisions > len(report.conflicting_sessions) else ""
+        console.print(f"  {report.conflicting_decisions} decisions differ from one already stored for their session "
+                      f"({', '.join(report.conflicting_sessions)}{more}): all are kept, the one with the latest ts is used")
 
 
 @app.command()

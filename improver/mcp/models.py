@@ -10,9 +10,15 @@ from improver.mining import MiningResult, Precedent
 
 class IngestResult(BaseModel):
     source: str
-    events: int
+    rows_read: int = Field(description="rows read; rows_read = rows_joined + rows_ignored + rows_waiting + quarantined")
+    rows_joined: int = Field(description="rows joined into events")
+    events: int = Field(description="events; events = decisions_new + conflicting_decisions + reviews_new + duplicates")
     decisions_new: int
     reviews_new: int
+    conflicting_decisions: int = Field(description="decisions that differ from one stored for their session; all "
+                                       "are kept and the one with the latest ts is used")
+    conflicting_sessions: list[str] = Field(description="the first 20 sessions with conflicting decisions")
+    stored: int = Field(description="events stored by this ingest")
     duplicates: int
     quarantined: int
     quarantine_reasons: dict[str, int]

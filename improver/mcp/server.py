@@ -13,6 +13,7 @@ tools_mining, tools_experiments), the experiment resources in resources.py; each
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -33,6 +34,7 @@ from improver.project import PROJECT_FILE, Project
 from improver.workspace import Workspace
 
 T = TypeVar("T")
+log = logging.getLogger("improver.mcp")
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 # Writes new files in the project (experiments, caches) but never changes or deletes existing ones.
 ADDITIVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -98,6 +100,12 @@ class ImproverTools:
                 return await anyio.to_thread.run_sync(work)
             except ImproverError as error:
                 raise ToolError(str(error)) from error
+            except ToolError:
+                raise
+            except Exception as error:  # a bug: name it (the traceback goes to the server log), never a bare failure
+                log.exception("tool failed")
+                raise ToolError(f"unexpected {type(error).__name__} (a bug in improver; the server log has the "
+                                "traceback)") from error
             finally:
                 if workspace is not None:
                     workspace.progress = None

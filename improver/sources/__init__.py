@@ -7,10 +7,13 @@ read at all.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import IO, Iterator, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from improver.errors import TraceError
 from improver.models import Event, Quarantined
@@ -27,25 +30,106 @@ class TraceSource(Protocol):
     def events(self) -> Iterator[Event | Quarantined]: ...
 
 
-def jsonl_rows(path: Path, source: str) -> Iterator[tuple[int, dict | Quarantined, str]]:
-    """(line number, JSON object, line) for each non-empty line; a line that is not a JSON
-    object comes as Quarantined. Raises TraceError only when the file cannot be opened."""
+class IngestLimits(BaseModel):
+    """Limits on one line of JSON(L) trace input (``ingest:`` in improver.yaml); a line past one is
+    quarantined with the reason and ingest goes on."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_line_bytes: int = Field(64 * 2**20, ge=1, description="longest line read, in bytes")
+    max_depth: int = Field(100, ge=1, le=500, description="deepest nesting of JSON objects and arrays in a line")
+
+
+DEFAULT_LIMITS = IngestLimits()
+BOM = b"\xef\xbb\xbf"
+STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+BRACKET = re.compile(r"[\[\]{}]")
+
+
+def too_deep(text: str, limit: int) -> bool:
+    """Whether the JSON in ``text`` nests objects and arrays deeper than ``limit`` (brackets inside
+    strings do not count; a line with fewer brackets than ``limit`` is not scanned)."""
+    if text.count("{") + text.count("[") <= limit:
+        return False
+    depth = 0
+    for bracket in BRACKET.findall(STRING.sub("", text)):
+        depth += 1 if bracket in "{[" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def loads(text: str, limits: IngestLimits = DEFAULT_LIMITS) -> object:
+    """``json.loads`` that refuses JSON nested deeper than ``limits.max_depth``; ValueError says why."""
+    if too_deep(text, limits.max_depth):
+        raise ValueError(f"nested deeper than ingest.max_depth ({limits.max_depth})")
     try:
-        handle = path.open("r", encoding="utf-8", errors="replace")
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"invalid JSON: {error.msg}") from None
+    except RecursionError:
+        raise ValueError(f"nested too deep to parse (lower ingest.max_depth, now {limits.max_depth})") from None
+
+
+def open_bytes(path: Path) -> IO[bytes]:
+    """The file's bytes, through gzip when it is gzipped; TraceError when it cannot be opened."""
+    try:
+        with path.open("rb") as probe:
+            gzipped = probe.read(2) == b"\x1f\x8b"
+        return gzip.open(path, "rb") if gzipped else path.open("rb")
     except OSError as error:
         raise TraceError(f"cannot read {path}: {error}") from error
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+
+
+def jsonl_rows(path: Path, source: str, limits: IngestLimits | None = None) -> Iterator[tuple[int, dict | Quarantined, str]]:
+    """(line number, JSON object, line) for each non-empty line; a line that is not a JSON object
+    comes as Quarantined with the reason: invalid JSON, not UTF-8, too long, nested too deep. A UTF-8
+    byte order mark is skipped. Raises TraceError only when the file cannot be opened."""
+    limits = limits or DEFAULT_LIMITS
+    with open_bytes(path) as handle:
+        number = 0
+        while raw := handle.readline(limits.max_line_bytes + 1):
+            number += 1
+            if number == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]
+            if len(raw) > limits.max_line_bytes and not raw.endswith(b"\n"):
+                size = len(raw) + _skip_line(handle)
+                reason = f"line too long: {size} bytes, over ingest.max_line_bytes ({limits.max_line_bytes})"
+                yield number, Quarantined(source=source, line=number, reason=reason, raw=as_text(raw[:10000])), ""
+                continue
+            if not raw.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield number, Quarantined(source=source, line=number, reason=f"invalid JSON: {error.msg}", raw=line), line
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                reason = f"not UTF-8: byte 0x{raw[error.start]:02x} at offset {error.start}; {REENCODE}"
+                yield number, Quarantined(source=source, line=number, reason=reason, raw=as_text(raw)), ""
+                continue
+            try:
+                row = loads(line, limits)
+            except ValueError as error:
+                yield number, Quarantined(source=source, line=number, reason=str(error), raw=line), line
                 continue
             if not isinstance(row, dict):
                 row = Quarantined(source=source, line=number, reason="not a JSON object", raw=line)
             yield number, row, line
+
+
+REENCODE = "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+
+
+def _skip_line(handle) -> int:
+    """Read past the rest of an over-long line; how many bytes that was."""
+    skipped = 0
+    while chunk := handle.readline(1 << 20):
+        skipped += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return skipped
+
+
+def as_text(raw: bytes) -> str:
+    """Bytes as text for the quarantine, every byte that is not UTF-8 kept as a ``\\xNN`` escape."""
+    return raw.decode("utf-8", errors="backslashreplace")
 
 
 LAYOUTS = ("native", "otlp", "arize", "langsmith", "langfuse", "openinference")  # adapter modules, in the order they are tried
@@ -60,22 +144,49 @@ def _layouts():
 def sniff(path: Path, mapping=None) -> str:
     """The layout of a trace file, from its first rows: the adapter that recognises most of them.
 
-    A file of no parseable rows is 'native' (its lines are quarantined with their reasons); a file
-    whose rows match no layout raises TraceError naming the layouts tried, the closest one and the
-    improver.yaml lines that map it."""
+    A binary file, or one whose first rows none parse, raises TraceError saying what was expected
+    and found (an empty file is 'native'); a file whose rows match no layout raises TraceError
+    naming the layouts tried, the closest one and the improver.yaml lines that map it."""
     from improver.sources.mapping import SpanMapping
     from improver.sources.rows import peek
 
     mapping = mapping or SpanMapping()
+    refuse_binary(path)
     rows = peek(path)
     if not rows:
-        return "native"
+        from improver.sources.rows import read_rows
+
+        first = next((row for _, row in read_rows(path)), None)
+        if first is None:
+            return "native"  # nothing in it: nothing to store
+        raise TraceError(f"{path} is not a trace file: expected {EXPECTED}; found no row that parses in its first "
+                         f"lines (line {first.line}: {first.reason}; it starts {first.raw[:60]!r})")
     layouts = _layouts()
     scores = {name: module.sniff(rows, mapping) for name, module in layouts.items()}
     best = max(scores, key=lambda name: scores[name])  # ties go to the first layout tried
     if scores[best] > 0:
         return best
     raise TraceError(unknown_layout(path, rows[0], layouts))
+
+
+EXPECTED = ("trace rows: JSON lines, a JSON document or CSV (gzipped or not) or parquet, of native events or "
+            "spans (OTLP, OpenInference, Arize, LangSmith, Langfuse)")
+
+
+def refuse_binary(path: Path) -> None:
+    """TraceError when a file that should hold text (not parquet) has a NUL byte in its first 64 KiB."""
+    from improver.sources.rows import base_suffix
+
+    if base_suffix(path) == ".parquet":
+        return
+    with open_bytes(path) as handle:
+        try:
+            head = handle.read(65536)
+        except (OSError, EOFError) as error:  # a corrupt gzip stream
+            raise TraceError(f"cannot read {path}: {error}") from error
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        raise TraceError(f"{path} is not a trace file: expected {EXPECTED}; found binary data (a NUL byte at offset {nul})")
 
 
 def flat_keys(row: dict, prefix: str = "") -> list[str]:
@@ -110,15 +221,15 @@ def unknown_layout(path: Path, row: dict, layouts: dict) -> str:
             f"map them in improver.yaml, then check with `improver sources show {path}`:\n{yaml_lines}")
 
 
-def file_source(path: Path, mapping=None, numeric=()) -> TraceSource:
+def file_source(path: Path, mapping=None, numeric=(), limits: IngestLimits | None = None) -> TraceSource:
     """The adapter for one trace file, by sniffing its layout."""
     from improver.sources.native import NativeJsonlSource
 
     kind = sniff(path, mapping)
     if kind == "native":
-        return NativeJsonlSource(path)
+        return NativeJsonlSource(path, limits)
     module = _layouts()[kind]
-    return module.SOURCE(path, mapping, numeric)
+    return module.SOURCE(path, mapping, numeric, limits)
 
 
 def open_source(spec: str, project=None) -> TraceSource:
@@ -134,6 +245,7 @@ def open_source(spec: str, project=None) -> TraceSource:
 
     mapping = SpanMapping.from_project(project) if project is not None else SpanMapping()
     numeric = list(project.config.bands) if project is not None else []
+    limits = project.config.ingest if project is not None else DEFAULT_LIMITS
     if spec.split("://", 1)[0] in ("phoenix+http", "phoenix+https"):
         from improver.sources.phoenix import PhoenixSource, api_key_for
 
@@ -146,5 +258,5 @@ def open_source(spec: str, project=None) -> TraceSource:
     if path.is_dir():
         from improver.sources.folder import FolderSource
 
-        return FolderSource(path, mapping, numeric)
-    return file_source(path, mapping, numeric)
+        return FolderSource(path, mapping, numeric, limits)
+    return file_source(path, mapping, numeric, limits)

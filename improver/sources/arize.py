@@ -121,7 +121,7 @@ def annotation_record(row: dict, mapping: SpanMapping) -> dict:
 class ArizeSource(SpanFileSource):
     def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
         assembler.source = self.name
-        for number, row in read_rows(self.path, self.name):
+        for number, row in read_rows(self.path, self.name, self.limits):
             if isinstance(row, Quarantined):
                 assembler.read()
                 yield row

@@ -27,7 +27,7 @@ class FolderSource(SpanFileSource):
         from improver.sources import file_source
 
         for path in self.files():
-            source = file_source(path, self.mapping, self.numeric_fields)
+            source = file_source(path, self.mapping, self.numeric_fields, self.limits)
             if isinstance(source, SpanFileSource):
                 source.cleaned = self.cleaned
                 yield from source.feed(assembler)

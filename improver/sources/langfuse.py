@@ -73,7 +73,7 @@ def annotation_record(score: dict, mapping: SpanMapping) -> dict | str:
 class LangfuseSource(SpanFileSource):
     def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
         assembler.source = self.name
-        for number, row in read_rows(self.path, self.name):
+        for number, row in read_rows(self.path, self.name, self.limits):
             assembler.read()
             if isinstance(row, Quarantined):
                 yield row

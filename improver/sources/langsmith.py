@@ -87,7 +87,7 @@ def annotation_record(feedback: dict, mapping: SpanMapping) -> dict | str:
 class LangSmithSource(SpanFileSource):
     def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
         assembler.source = self.name
-        for number, row in read_rows(self.path, self.name):
+        for number, row in read_rows(self.path, self.name, self.limits):
             assembler.read()
             if isinstance(row, Quarantined):
                 yield row

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from improver.errors import ProjectError
 from improver.models import DecisionEvent, Event, Quarantined, ReviewEvent
+from improver.sources import DEFAULT_LIMITS, loads
 
 MISSING = object()
 
@@ -86,7 +87,8 @@ class SpanMapping(BaseModel):
 
 
 def json_text(text: str, fixes: set | None = None) -> Any:
-    """The JSON value inside a string (also when wrapped in prose or a code fence), else MISSING."""
+    """The JSON value inside a string (also when wrapped in prose or a code fence), else MISSING
+    (also when nested deeper than the default ``ingest.max_depth``)."""
     stripped = text.strip()
     if not stripped or stripped[0] not in "{[":
         start, end = stripped.find("{"), stripped.rfind("}")
@@ -96,7 +98,7 @@ def json_text(text: str, fixes: set | None = None) -> Any:
     else:
         wrapped = False
     try:
-        value = json.loads(stripped)
+        value = loads(stripped, DEFAULT_LIMITS)
     except ValueError:
         return MISSING
     if wrapped and fixes is not None:
@@ -400,8 +402,9 @@ class SpanFileSource:
     """What the span file sources share: a path, a mapping, counts of what was cleaned and the
     accounting of rows; ``feed`` pushes the file's rows into an assembler (shared by a folder's files)."""
 
-    def __init__(self, path: Path, mapping: SpanMapping | None = None, numeric_fields=()):
+    def __init__(self, path: Path, mapping: SpanMapping | None = None, numeric_fields=(), limits=None):
         self.path = Path(path)
+        self.limits = limits  # IngestLimits for each JSON line
         self.name = str(self.path)
         self.mapping = mapping or SpanMapping()
         self.numeric_fields = numeric_fields

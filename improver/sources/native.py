@@ -7,7 +7,7 @@ from typing import Iterator
 from pydantic import ValidationError
 
 from improver.models import DecisionEvent, Event, Quarantined, ReviewEvent
-from improver.sources import jsonl_rows
+from improver.sources import IngestLimits, jsonl_rows
 
 EVENT_TYPES = {"decision": DecisionEvent, "review": ReviewEvent}
 LAYOUT = "native"
@@ -34,12 +34,13 @@ def parse_event(data: object) -> Event:
 
 
 class NativeJsonlSource:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, limits: IngestLimits | None = None):
         self.path = Path(path)
         self.name = str(self.path)
+        self.limits = limits
 
     def events(self) -> Iterator[Event | Quarantined]:
-        for number, row, line in jsonl_rows(self.path, self.name):
+        for number, row, line in jsonl_rows(self.path, self.name, self.limits):
             if isinstance(row, Quarantined):
                 yield row
                 continue

@@ -37,7 +37,7 @@ def sniff(rows: list[dict], mapping: SpanMapping) -> float:
 class OpenInferenceSource(SpanFileSource):
     def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
         assembler.source = self.name
-        for number, row in read_rows(self.path, self.name):
+        for number, row in read_rows(self.path, self.name, self.limits):
             assembler.read()
             if isinstance(row, Quarantined):
                 yield row

@@ -83,7 +83,7 @@ def flat_span(span: dict) -> dict:
 class OtlpJsonSource(SpanFileSource):
     def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
         assembler.source = self.name
-        for number, row in read_rows(self.path, self.name):
+        for number, row in read_rows(self.path, self.name, self.limits):
             if isinstance(row, Quarantined):
                 assembler.read()
                 yield row

@@ -12,13 +12,16 @@ import csv
 import gzip
 import io
 import json
+import re
 from itertools import islice
 from pathlib import Path
 from typing import IO, Iterator
 
 from improver.errors import TraceError, require
 from improver.models import Quarantined
+from improver.sources import REENCODE, as_text, jsonl_rows
 
+SURROGATE = re.compile("[\udc80-\udcff]")  # a byte that was not UTF-8, read with surrogateescape
 MAX_DOCUMENT = 512 * 1024 * 1024  # a pretty-printed document is read whole; larger ones must be JSONL
 
 
@@ -30,30 +33,32 @@ def base_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def open_text(path: Path) -> IO[str]:
-    """The file as text (UTF-8, bad bytes replaced), through gzip when it is gzipped."""
+def open_text(path: Path, errors: str = "replace") -> IO[str]:
+    """The file as text (UTF-8, a byte order mark skipped, bad bytes replaced), through gzip when it is gzipped."""
     try:
         with path.open("rb") as probe:
             gzipped = probe.read(2) == b"\x1f\x8b"
         if gzipped:
-            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-        return path.open("r", encoding="utf-8", errors="replace")
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors=errors)
+        return path.open("r", encoding="utf-8-sig", errors=errors)
     except OSError as error:
         raise TraceError(f"cannot read {path}: {error}") from error
 
 
-def read_rows(path: Path, source: str | None = None) -> Iterator[tuple[int, dict | Quarantined]]:
-    """(row number, row) for every row of the file; unparseable rows as Quarantined."""
+def read_rows(path: Path, source: str | None = None, limits=None) -> Iterator[tuple[int, dict | Quarantined]]:
+    """(row number, row) for every row of the file; unparseable rows (also rows that are not UTF-8, or
+    JSON lines past the ``IngestLimits``) as Quarantined."""
     source = source or str(path)
     kind = base_suffix(path)
     if kind == ".parquet":
         yield from _parquet_rows(path)
     elif kind == ".csv":
-        yield from _csv_rows(path)
+        yield from _csv_rows(path, source)
     elif _is_document(path):
         yield from _document_rows(path, source)
     else:
-        yield from _jsonl_rows(path, source)
+        for number, row, _line in jsonl_rows(path, source, limits):
+            yield number, row
 
 
 def peek(path: Path, n: int = 20) -> list[dict]:
@@ -84,24 +89,10 @@ def _is_document(path: Path) -> bool:
     return False
 
 
-def _jsonl_rows(path: Path, source: str) -> Iterator[tuple[int, dict | Quarantined]]:
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield number, Quarantined(source=source, line=number, reason=f"invalid JSON: {error.msg}", raw=line)
-                continue
-            if not isinstance(row, dict):
-                row = Quarantined(source=source, line=number, reason="not a JSON object", raw=line)
-            yield number, row
-
-
 def _document_rows(path: Path, source: str) -> Iterator[tuple[int, dict | Quarantined]]:
-    with open_text(path) as handle:
+    with open_text(path, errors="surrogateescape") as handle:
         text = handle.read(MAX_DOCUMENT + 1)
+    undecodable = SURROGATE.search(text) is not None
     if len(text) > MAX_DOCUMENT:
         raise TraceError(f"{path} is one JSON document over {MAX_DOCUMENT >> 20} MB; write it as JSONL (one object a line)")
     decoder, position, number = json.JSONDecoder(), 0, 0
@@ -112,21 +103,36 @@ def _document_rows(path: Path, source: str) -> Iterator[tuple[int, dict | Quaran
             return
         try:
             value, end = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, RecursionError) as error:
             line = text.count("\n", 0, position) + 1
-            yield line, Quarantined(source=source, line=line, reason=f"invalid JSON: {error.msg}", raw=text[position:position + 10000])
+            reason = f"invalid JSON: {error.msg}" if isinstance(error, ValueError) else "nested too deep to parse"
+            yield line, Quarantined(source=source, line=line, reason=reason, raw=_raw(text[position:position + 10000]))
             return
         for item in value if isinstance(value, list) else [value]:
             number += 1
+            if undecodable and SURROGATE.search(json.dumps(item, ensure_ascii=False)):
+                yield number, Quarantined(source=source, line=number, reason=f"not UTF-8; {REENCODE}",
+                                          raw=_raw(json.dumps(item, ensure_ascii=False)[:10000]))
+                continue
             yield number, item if isinstance(item, dict) else Quarantined(
                 source=source, line=number, reason="not a JSON object", raw=json.dumps(item)[:10000])
         position = end
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    with open_text(path) as handle:
+def _csv_rows(path: Path, source: str) -> Iterator[tuple[int, dict | Quarantined]]:
+    with open_text(path, errors="surrogateescape") as handle:
         for number, row in enumerate(csv.DictReader(handle), start=2):
-            yield number, {k: v for k, v in row.items() if k and v not in (None, "")}
+            row = {k: v for k, v in row.items() if k and v not in (None, "")}
+            text = json.dumps(row, ensure_ascii=False)
+            if SURROGATE.search(text):
+                yield number, Quarantined(source=source, line=number, reason=f"not UTF-8; {REENCODE}", raw=_raw(text))
+                continue
+            yield number, row
+
+
+def _raw(text: str) -> str:
+    """Text read with surrogateescape, for the quarantine: each byte that is not UTF-8 as ``\\xNN``."""
+    return as_text(text.encode("utf-8", errors="surrogateescape"))
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
