@@ -46,7 +46,7 @@ class MissingExtraError(ImproverError, ImportError):
     """An optional backend is used without its extra installed."""
 
     def __init__(self, feature: str, extra: str):
-        super().__init__(f"{feature} needs the '{extra}' extra: pip install 'improver[{extra}]'")
+        super().__init__(f"{feature} needs the '{extra}' extra: pip install 'agent-improver[{extra}]'")
 
 
 def require(module: str, feature: str, extra: str):

@@ -10,7 +10,7 @@ Phoenix shows it on the span and its trace, and its spans view filters on it (e.
 open exactly the queued sessions and annotate them as they already do. improver's
 Phoenix ingest reads only the review annotation names of the mapping, so a queue
 annotation is never mistaken for a review. Uses Phoenix's own client library
-(``pip install 'improver[phoenix]'``); ``PHOENIX_API_KEY`` goes only to a server the
+(``pip install 'agent-improver[phoenix]'``); ``PHOENIX_API_KEY`` goes only to a server the
 project names in improver.yaml (``sources: {remote: [...]}``).
 """
 from __future__ import annotations

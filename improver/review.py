@@ -202,7 +202,7 @@ def pr_report(ws: Workspace, experiment: Experiment, repo: Path) -> tuple[str, s
 def report_link(description: str, path: str, attached: bool, repo: Path, remote: str, branch: str) -> str:
     """The description with a line that links the HTML report on the branch."""
     if not attached:
-        line = ("The HTML report is not attached: install the report extra (`pip install 'improver[report]'`) "
+        line = ("The HTML report is not attached: install the report extra (`pip install 'agent-improver[report]'`) "
                 "and run `improver pr` again, or make it with `improver report`.")
     else:
         url = git(repo, "remote", "get-url", "--end-of-options", remote, check=False).stdout.strip()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -37,8 +38,11 @@ def decide(case, config_dir):
 def installed(tmp_path_factory):
     """A venv holding only the built wheel (its dependencies are this environment's)."""
     base = tmp_path_factory.mktemp("wheel")
+    source = base / "source"  # a clean copy: an in-tree build/ folder would carry stale files into the wheel
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__",
+                                                                "experiments", "improver-demo", "node_modules"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                            "-w", str(base / "dist"), str(ROOT)], capture_output=True, text=True, cwd=base)
+                            "-w", str(base / "dist"), str(source)], capture_output=True, text=True, cwd=base)
     assert build.returncode == 0, build.stderr
     assert "License classifiers" not in build.stderr and "project.license" not in build.stderr
     [wheel] = (base / "dist").glob("agent_improver-*.whl")
