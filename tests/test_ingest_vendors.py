@@ -2,6 +2,7 @@
 exports of the example's reviewed sessions reach, through ingest and a cycle, what native JSONL reaches."""
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -53,6 +54,9 @@ def arize_span_export(folder: Path) -> list[Path]:
 def layout_files(layout: str, folder: Path) -> list[Path]:
     if layout == "native":
         return [folder / "p" / "traces.jsonl"]
+    if layout == "native gzip":
+        (folder / "traces.jsonl.gz").write_bytes(gzip.compress((folder / "p" / "traces.jsonl").read_bytes()))
+        return [folder / "traces.jsonl.gz"]
     if layout == "openinference":
         write_span_export(folder / "spans.jsonl", n=N, filler_spans=1)
         return [folder / "spans.jsonl"]
@@ -73,7 +77,7 @@ def layout_files(layout: str, folder: Path) -> list[Path]:
     raise AssertionError(layout)
 
 
-@pytest.mark.parametrize("layout", ["native", "openinference", "otlp+arize", "arize spans", "langsmith", "langfuse",
+@pytest.mark.parametrize("layout", ["native", "native gzip", "openinference", "otlp+arize", "arize spans", "langsmith", "langfuse",
                                     "folder"])
 def test_every_layout_joins_all_its_sessions_and_accounts_for_every_row(layout, native, tmp_path):
     project = make_demo_project(tmp_path / "p", n=N)

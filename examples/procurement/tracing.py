@@ -248,8 +248,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phoenix", help="Phoenix base URL, e.g. http://127.0.0.1:6006 (default: write a file)")
     parser.add_argument("--project", default="procurement", help="Phoenix project name")
     parser.add_argument("--out", default="spans.jsonl", help="span export file to write without --phoenix")
+    parser.add_argument("--otlp", help="run the instrumented agent and write its spans here as OTLP JSON (pretty-printed)")
+    parser.add_argument("--arize", help="with --otlp: write the reviews here as the Arize SDK's annotations DataFrame "
+                                        "(.parquet, .csv or .jsonl)")
     args = parser.parse_args(argv)
-    if args.phoenix:
+    if args.otlp:
+        spans, annotations = trace_to_otlp(args.n, args.seed)
+        write_otlp_json(args.otlp, spans, pretty=True)
+        print(f"wrote {len(spans)} spans to {args.otlp}")
+        if args.arize:
+            import pandas as pd
+
+            frame, path = pd.DataFrame(annotations, columns=list(ARIZE_COLUMNS)), Path(args.arize)
+            if path.suffix == ".parquet":
+                frame.to_parquet(path)
+            elif path.suffix == ".csv":
+                frame.to_csv(path, index=False)
+            else:
+                frame.to_json(path, orient="records", lines=True)
+            print(f"wrote {len(frame)} annotation rows to {path}")
+    elif args.phoenix:
         sessions = trace_to_phoenix(args.phoenix.rstrip("/"), args.project, args.n, args.seed)
         print(f"traced {len(sessions)} sessions into {args.phoenix} project {args.project}")
     else:
