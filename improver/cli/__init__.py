@@ -11,6 +11,7 @@ from improver.cli import review  # noqa: F401
 from improver.cli import check  # noqa: F401
 from improver.cli import queue  # noqa: F401
 from improver.cli import report  # noqa: F401
+from improver.cli import push  # noqa: F401
 from improver.cli import claude  # noqa: F401
 from improver.cli import graph  # noqa: F401
 from improver.cli import sources  # noqa: F401
