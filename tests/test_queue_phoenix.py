@@ -11,7 +11,6 @@ from improver.queue import build_queue
 from improver.queue_phoenix import QUEUE_ANNOTATION, send_to_phoenix
 from improver.workspace import Workspace
 from procurement.tracing import trace_to_phoenix
-from test_ingest_phoenix import phoenix  # noqa: F401  (the live Phoenix fixture)
 
 PROJECT = "queue"
 
