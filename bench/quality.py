@@ -82,15 +82,15 @@ def main() -> None:
                 run = one_run(Path(scratch) / f"s{seed}-{noise}", args.requests, seed, noise, args.max_cycles, args.tag_share)
                 h = run["history"]
                 # a cycle that is not kept leaves the previous experiment in place
-                kept = [h[0]["heldout"]]
+                kept = [h[0]["cv"]]
                 for row in h[1:]:
-                    kept.append(row["heldout"] if row["kept"] else kept[-1])
+                    kept.append(row["cv"] if row["kept"] else kept[-1])
                 after[1].append(kept[min(1, len(kept) - 1)])
                 after[2].append(kept[min(2, len(kept) - 1)])
-                cycles = " ".join(f"{r['heldout']:.1%}{'' if r['kept'] else '(x)'}" for r in h[1:])
+                cycles = " ".join(f"{r['cv']:.1%}{'' if r['kept'] else '(x)'}" for r in h[1:])
                 every, reachable = run["ceilings"]
                 learnable.append(reachable)
-                print(f"{noise:>5} {seed:>4} {h[0]['train']:>10.1%} {h[0]['heldout']:>9.1%}  {cycles:<40} "
+                print(f"{noise:>5} {seed:>4} {h[0]['train']:>10.1%} {h[0]['cv']:>9.1%}  {cycles:<40} "
                       f"{every:>23.1%} / {reachable:>5.1%}   {run['seconds']:.1f}s")
             print(f"{noise:>5} mean held-out: cycle 1 {statistics.mean(after[1]):.1%}, cycle 2 {statistics.mean(after[2]):.1%}; "
                   f"learnable ceiling {statistics.mean(learnable):.1%}")

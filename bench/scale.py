@@ -63,9 +63,9 @@ def one_size(n: int, bolt: str | None, full_cycle: bool, stores: list[str]) -> l
                 bolt_stages(stages, ws, store, bolt)
         baseline = stages.time("baseline rerun", ws.run, stages_baseline(ws))
         stages.time("baseline score", ws.score, stages_baseline(ws))
-        result = stages.time("mine", ws.mine, stages_baseline(ws))
+        cv = stages.time("mine (cross-validated)", ws.cross_validate, stages_baseline(ws))
         if full_cycle:
-            child = stages.time("propose", ws.propose, stages_baseline(ws), result, 1)
+            child = stages.time("propose", ws.propose, stages_baseline(ws), cv.result, 1, cv=cv)
             if child is not None:
                 stages.time("rerun", ws.run, child)
                 stages.time("score", ws.score, child)

@@ -3,9 +3,11 @@
 baseline -> mine_and_propose -> evaluate -> gate -> (mine_and_propose | end). The state
 holds only experiment ids; experiments on disk are the real state, and every stage
 finds its own earlier output, so an interrupted cycle resumes where it stopped
-(``improver cycle --resume``). The gate keeps the proposals that help: each must gain
-on training sessions and not lose on held-out ones (leave-one-out); the cycle stops
-when held-out agreement stops rising or after ``max_cycles``.
+(``improver cycle --resume``). Proposals are cross-validated (``improver.crossval``):
+only precedents most folds find, with no out-of-fold loss, are proposed. The
+gate keeps a cycle when its out-of-fold agreement rises over its parent's; the cycle
+stops when it stops rising or after ``max_cycles``. A locked test split (``holdout:``)
+is scored and reported, never gated on.
 """
 from __future__ import annotations
 
@@ -32,8 +34,10 @@ class CycleState(TypedDict, total=False):
 
 def _row(workspace: Workspace, experiment_id: str, cycle: int, kept: int, proposed: int) -> dict:
     results = workspace.experiments.get(experiment_id).results
+    cv = results.get("cv") or {}
     return {"cycle": cycle, "experiment": experiment_id, "train": results["train"]["agreement"],
             "heldout": results["heldout"]["agreement"], "change": (results.get("change") or {}).get("heldout"),
+            "cv": cv.get("agreement"), "cv_low": cv.get("low"), "cv_high": cv.get("high"), "cv_change": cv.get("change"),
             "kept": kept, "proposed": proposed, "regressions": len(results.get("regressions", [])),
             "errors": results["errors"]["count"]}
 
@@ -46,9 +50,13 @@ def build_graph(workspace: Workspace, checkpointer=None):
     def mine_and_propose(state: CycleState) -> CycleState:
         cycle = state["cycle"] + 1
         parent = workspace.experiments.get(state["parent"])
-        experiment = workspace.propose(parent, workspace.mine(parent), cycle, run_id=state["run_id"])
+        experiment = workspace.find(parent=parent.id, kind="cycle", cycle=cycle, run=state["run_id"])
         if experiment is None:
-            return {"cycle": cycle, "candidate": None, "stop_reason": "no precedent with enough evidence left to propose"}
+            cv = workspace.cross_validate(parent)
+            experiment = workspace.propose(parent, cv.result, cycle, run_id=state["run_id"], cv=cv)
+        if experiment is None:
+            return {"cycle": cycle, "candidate": None,
+                    "stop_reason": "no precedent with enough evidence, found by most folds, left to propose"}
         return {"cycle": cycle, "candidate": experiment.id}
 
     def evaluate(state: CycleState) -> CycleState:
@@ -57,25 +65,17 @@ def build_graph(workspace: Workspace, checkpointer=None):
 
     def gate(state: CycleState) -> CycleState:
         candidate = workspace.experiments.get(state["candidate"])
-        effects = candidate.results.get("per_proposal", {})
         proposals = candidate.manifest.proposals
-        keep = [p.id for p in proposals if effects.get(p.id, {}).get("train", 0) > 0
-                and effects.get(p.id, {}).get("heldout", 0) >= 0]
-        chosen = candidate
-        if keep and len(keep) < len(proposals):
-            chosen = workspace.find(parent=candidate.manifest.parent, kind="gated", cycle=state["cycle"], run=state["run_id"]) \
-                or workspace.subset(candidate, keep, "gated", run_id=state["run_id"])
-            workspace.score(chosen)
-        row = _row(workspace, chosen.id, state["cycle"], len(keep), len(proposals))
+        dropped = len(candidate.manifest.mining.get("cv", {}).get("dropped", {}))
+        row = _row(workspace, candidate.id, state["cycle"], len(proposals), len(proposals) + dropped)
         history = state["history"] + [row]
-        parent_heldout = state["history"][-1]["heldout"]
-        gain = (row["heldout"] or 0) - (parent_heldout or 0)
-        if not keep or gain <= 0:
+        gain = (row["cv"] or 0) - (state["history"][-1]["cv"] or 0)
+        if gain <= 0:
             row["kept"] = 0
-            return {"history": history, "stop_reason": "held-out agreement stopped rising; proposals not kept"}
-        update: CycleState = {"history": history, "parent": chosen.id}
+            return {"history": history, "stop_reason": "out-of-fold agreement stopped rising; proposals not kept"}
+        update: CycleState = {"history": history, "parent": candidate.id}
         if gain < state["min_gain"]:
-            update["stop_reason"] = f"held-out agreement flattened (+{gain:.1%})"
+            update["stop_reason"] = f"out-of-fold agreement flattened (+{gain:.1%})"
         elif state["cycle"] >= state["max_cycles"]:
             update["stop_reason"] = f"reached --max-cycles {state['max_cycles']}"
         return update

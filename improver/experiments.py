@@ -47,6 +47,7 @@ class Proposal(BaseModel):
     quotes: list[str] = Field(default_factory=list)
     entity_notes: dict[str, dict[str, str]] = Field(default_factory=dict)
     expected_effect: dict[str, float] = Field(default_factory=dict)
+    cv: dict[str, Any] = Field(default_factory=dict, description="per-fold evidence: folds found in, out-of-fold effects")
 
 
 class Manifest(BaseModel):

@@ -294,21 +294,24 @@ def _replay(accepted, agent, human, rows):
 
 
 def _marginal_gains(ordered, agent, human, rows) -> list[int]:
+    return marginal_gains(np.stack([_matched(r, rows) for _, r in ordered]), [p.decision for p, _ in ordered], agent, human)
+
+
+def marginal_gains(matched: np.ndarray, decisions: Sequence[str], agent: np.ndarray, human: np.ndarray) -> list[int]:
     """For each rule of a first-match list, agreement with it minus agreement without it.
 
-    Removing a rule only changes the rows it matches first; they fall through to the
-    next matching rule, or to the agent when none matches."""
-    matched = np.stack([_matched(r, rows) for _, r in ordered])
-    decisions = np.array([p.decision for p, _ in ordered] + [None], dtype=object)
-    none = len(ordered)
+    ``matched`` is rules × rows. Removing a rule only changes the rows it matches first;
+    they fall through to the next matching rule, or to ``agent`` when none matches."""
+    decided = np.array(list(decisions) + [None], dtype=object)
+    none = len(decisions)
     first = np.where(matched.any(axis=0), matched.argmax(axis=0), none)
     rest = matched.copy()
     rest[first[first < none], np.flatnonzero(first < none)] = False
     second = np.where(rest.any(axis=0), rest.argmax(axis=0), none)
-    now = np.where(first < none, decisions[first], agent)
-    fallback = np.where(second < none, decisions[second], agent)
+    now = np.where(first < none, decided[first], agent)
+    fallback = np.where(second < none, decided[second], agent)
     change = (now == human).astype(int) - (fallback == human).astype(int)
-    return [int(change[first == i].sum()) for i in range(len(ordered))]
+    return [int(change[first == i].sum()) for i in range(none)]
 
 
 def _findings(sessions, current, agent, human, noisy) -> list[Finding]:

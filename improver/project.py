@@ -56,7 +56,10 @@ class ProjectConfig(BaseModel):
     entity_fields: list[str] = Field(default_factory=list)
     bands: dict[str, list[float]] = Field(default_factory=dict)
     decisions: list[str] = Field(default_factory=list)
-    holdout: float = Field(0.3, gt=0, lt=1)
+    holdout: float = Field(0.0, ge=0, lt=1, description="locked test split: never mined, never gated on, reported apart")
+    folds: int = Field(5, ge=1, description="cross-validation folds for mining and gating (1: one validation split)")
+    cv_max_sessions: int = Field(5000, ge=0, description="from this many sessions on, one validation split instead of folds")
+    validation: float = Field(0.2, gt=0, lt=1, description="share of the single validation split")
     min_evidence: int = Field(3, ge=1)
     experiments: str = "experiments"
     graph_store: str = "networkx"

@@ -406,6 +406,9 @@ def log(ws: Workspace) -> list[dict]:
                 "kappa": (results.get("heldout") or {}).get("kappa"),
                 "all": (results.get("all") or {}).get("agreement"),
                 "change_heldout": (results.get("change") or {}).get("heldout"),
+                "cv": (results.get("cv") or {}).get("agreement"),
+                "cv_low": (results.get("cv") or {}).get("low"), "cv_high": (results.get("cv") or {}).get("high"),
+                "cv_change": (results.get("cv") or {}).get("change"),
                 "regressions": len(results["regressions"]) if "regressions" in results else None,
                 "scored": bool(results)})
             visit(e.id, depth + 1)

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import yaml
 
+from improver import crossval
+from improver.crossval import CrossValidation, FoldRun
 from improver.errors import ExperimentError, ImproverError, RunFailedError
 from improver.experiments import Experiment, ExperimentStore, Manifest, Proposal, now, read_tree, tree_hash
 from improver.features import Columns
@@ -26,7 +29,7 @@ from improver.propose import build_proposals, guidance_from, render_config, repo
 from improver.queue import recorded_picks, sampled_agreement
 from improver.redact import Redactor
 from improver.runners import ERROR, ErrorBudget, runner_for
-from improver.runtime import load_overlay
+from improver.runtime import RULES_FILE, load_overlay, parse_rules
 from improver.scoring import score, split_of
 from improver.sources import open_source
 from improver.store import IngestReport, TraceStore
@@ -41,6 +44,7 @@ class Workspace:
         self.progress = progress
         self._decisions: dict[Path, dict[str, dict]] = {}  # decisions files are written once, so read once
         self._graph = None
+        self._fold_decisions: dict[tuple[Path, int], dict[str, dict]] = {}
 
     # --- traces --------------------------------------------------------------------
     def store(self) -> TraceStore:
@@ -72,9 +76,10 @@ class Workspace:
                 store.set_cursor(source.name, source.position)
         report.redacted.update(redactor.counts if redactor else {})
         report.cleaned.update(getattr(source, "cleaned", {}))
-        for cached in ("sessions", "columns", "reviewed_fingerprint"):
+        for cached in ("sessions", "columns", "reviewed_fingerprint", "fold_plan"):
             self.__dict__.pop(cached, None)
         self._decisions.clear()
+        self._fold_decisions.clear()
         return report
 
     @cached_property
@@ -146,20 +151,117 @@ class Workspace:
 
     def mine(self, parent: Experiment) -> MiningResult:
         """Precedents in the training sessions, against the parent experiment's decisions."""
-        decisions = self.run(parent)
-        sessions = self.train_sessions()
-        current = [decisions[s.session_id] for s in sessions]
-        config = self.project.config
-        return mine(sessions, current, bands=config.bands, min_evidence=config.min_evidence,
-                    entity_fields=config.entity_fields)
+        return self._mine(self.train_sessions(), self.run(parent))
 
-    def propose(self, parent: Experiment, result: MiningResult, cycle: int, run_id: str = "") -> Experiment | None:
-        """A new experiment holding the parent's config plus one proposal per precedent (None if none)."""
+    def _mine(self, sessions: list[ReviewedSession], decisions: dict[str, dict], min_evidence: int | None = None) -> MiningResult:
+        config = self.project.config
+        return mine(sessions, [decisions[s.session_id] for s in sessions], bands=config.bands,
+                    min_evidence=min_evidence or config.min_evidence, entity_fields=config.entity_fields)
+
+    # --- cross-validation (improver.crossval) ----------------------------------------
+    @cached_property
+    def fold_plan(self) -> tuple[str, list[np.ndarray]]:
+        """("cv", k folds) or ("validation", [the validation split]): indices into ``sessions``, test split excluded."""
+        config = self.project.config
+        train = [i for i, s in enumerate(self.require_sessions()) if self.split(s.session_id) == "train"]
+        if config.folds >= 2 and len(train) < config.cv_max_sessions:
+            folds = [crossval.fold_of(self.sessions[i].session_id, config.folds) for i in train]
+            return "cv", [np.array([i for i, f in zip(train, folds) if f == k], dtype=int) for k in range(config.folds)]
+        scored = [i for i in train if crossval.in_validation(self.sessions[i].session_id, config.validation)]
+        return "validation", [np.array(scored, dtype=int)]
+
+    def _fold_chain(self, experiment: Experiment) -> dict | None:
+        """The experiment's own fold runs when they match today's plan (else its config stands for every fold)."""
+        mode, groups = self.fold_plan
+        cv = experiment.manifest.mining.get("cv")
+        if experiment.manifest.parent is None or not cv or cv.get("mode") != "cv" or mode != "cv" \
+                or len(cv.get("fold_runs", [])) != len(groups):
+            return None
+        return cv
+
+    def fold_config(self, experiment: Experiment, fold: int) -> dict[str, str]:
+        """The config fold ``fold`` reached by the experiment's cycles, mined without that fold's sessions."""
+        cv = self._fold_chain(experiment)
+        if cv is None:
+            return read_tree(experiment.config_dir)
+        manifest = experiment.manifest
+        kept = {p.id for p in manifest.proposals}
+        run = cv["fold_runs"][fold]
+        proposals = [Proposal.model_validate({"source": "fold", "support": 0, "covered": 0, "precision": 0.0,
+                                              "evidence_sessions": [], **{k: v for k, v in r.items() if k != "matches"}})
+                     for r in run["proposals"] if r["matches"] in kept]
+        parent = self.experiments.get(manifest.parent)
+        return render_config(self.fold_config(parent, fold), proposals, run["guidance"] if proposals else [], manifest.cycle)
+
+    def fold_decisions(self, experiment: Experiment, fold: int) -> dict[str, dict]:
+        """Decisions of the experiment's fold config on every session (its own decisions when it has no fold chain)."""
+        if self._fold_chain(experiment) is None:
+            return self.run(experiment)
+        key = (experiment.path, fold)
+        if key not in self._fold_decisions:
+            sessions = self.require_sessions()
+            with tempfile.TemporaryDirectory(prefix="improver-fold-") as folder:
+                _write_tree(Path(folder), self.fold_config(experiment, fold))
+                results = self.decide(Path(folder), sessions, f"fold {fold + 1} of {experiment.id}")
+            self._fold_decisions[key] = {s.session_id: r for s, r in zip(sessions, results)}
+        return self._fold_decisions[key]
+
+    def cross_validate(self, parent: Experiment) -> CrossValidation:
+        """Mine each fold on the others (against its own chain), then the refit; per refit precedent, its fold evidence."""
+        config = self.project.config
+        mode, groups = self.fold_plan
+        sessions = self.require_sessions()
+        train = np.array([i for i, s in enumerate(sessions) if self.split(s.session_id) == "train"], dtype=int)
+        human = np.array([s.human_decision for s in sessions], dtype=object)
+        cycle = parent.manifest.cycle + 1
+        runs = []
+        for fold, scored in enumerate(groups):
+            chain = self.fold_decisions(parent, fold)
+            mined = np.setdiff1d(train, scored)
+            # a fold sees part of the sessions, so a precedent's evidence in it scales down with them
+            evidence = max(1, round(config.min_evidence * len(mined) / max(len(train), 1))) if mode == "cv" else None
+            result = self._mine([sessions[i] for i in mined], chain, evidence)
+            taken = {rule.id for rule in parse_rules(yaml.safe_load(self.fold_config(parent, fold).get(RULES_FILE) or "null"),
+                                                     RULES_FILE)}
+            proposals = build_proposals(result, config.entity_fields, taken, cycle, evidence or config.min_evidence)
+            masks = np.stack([self.columns.mask(p.when)[scored] for p in proposals]) if proposals else None
+            fallback = np.array([chain[sessions[i].session_id]["decision"] for i in scored], dtype=object)
+            effects = crossval.replay_effects(proposals, masks, fallback, human[scored])
+            runs.append(FoldRun(fold, scored, result, proposals, effects, guidance_from(result)))
+        refit = self.mine(parent) if mode == "cv" else runs[0].result
+        taken = {rule.id for rule in load_overlay(parent.config_dir).rules}
+        proposals = build_proposals(refit, config.entity_fields, taken, cycle, config.min_evidence)
+        return CrossValidation(mode, len(runs), refit, runs, crossval.select(proposals, runs, len(runs)))
+
+    def out_of_fold(self, experiment: Experiment) -> dict:
+        """Agreement on every session scored by the fold config mined without it, with a 95% interval."""
+        mode, groups = self.fold_plan
+        agree = total = 0
+        for fold, scored in enumerate(groups):
+            decisions = self.fold_decisions(experiment, fold)
+            for i in scored:
+                s = self.sessions[i]
+                total += 1
+                agree += decisions[s.session_id]["decision"] == s.human_decision
+        low, high = crossval.wilson_interval(agree, total)
+        if mode == "cv" and experiment.manifest.parent and self._fold_chain(experiment) is None:
+            mode = "in-sample"  # made without cross-validation (e.g. by hand or over MCP): no fold chain to score
+        return {"mode": mode, "folds": len(groups), "sessions": total, "agree": agree,
+                "agreement": round(agree / total, 4) if total else None, "low": low, "high": high}
+
+    def propose(self, parent: Experiment, result: MiningResult, cycle: int, run_id: str = "",
+                cv: CrossValidation | None = None) -> Experiment | None:
+        """A new experiment holding the parent's config plus one proposal per precedent (None if none).
+
+        With ``cv`` (``cross_validate``), only the precedents stable across folds are proposed,
+        each with its per-fold evidence, and the manifest keeps every fold's matching rules."""
         existing = self.find(parent=parent.id, kind="cycle", cycle=cycle, run=run_id) if run_id else None
         if existing:
             return existing
         taken = {rule.id for rule in load_overlay(parent.config_dir).rules}
         proposals = build_proposals(result, self.project.config.entity_fields, taken, cycle, self.project.config.min_evidence)
+        if cv is not None:
+            proposals = [p.model_copy(update={"cv": cv.evidence[p.precedent]}) for p in proposals if cv.stable(p.precedent)]
         if not proposals:
             return None
         guidance = guidance_from(result)
@@ -168,6 +270,8 @@ class Workspace:
                   "precedents": [p.model_dump(include={"name", "source", "decision", "description", "support",
                                                        "precision", "weak", "group_size"}) for p in result.precedents],
                   "findings": [f.model_dump() for f in result.findings]}
+        if cv is not None:
+            mining["cv"] = cv.manifest(proposals)
         return self._child(parent, proposals, guidance, "cycle", cycle, mining,
                            report(result, proposals, f"Mining report: cycle {cycle} from {parent.id}"))
 
@@ -270,6 +374,11 @@ class Workspace:
                                                 if v["decision"] == ERROR})[:5]
         if leave_one_out and parent and experiment.manifest.proposals:
             results["per_proposal"] = self.proposal_effects(experiment, parent, decisions)
+        results["cv"] = self.out_of_fold(experiment)
+        if parent:
+            before = (parent.results or {}).get("cv") or self.out_of_fold(parent)
+            if before["agreement"] is not None and results["cv"]["agreement"] is not None:
+                results["cv"]["change"] = round(results["cv"]["agreement"] - before["agreement"], 4)
         results["notices"] = notices(results, len(experiment.manifest.proposals))
         try:
             experiment.write_results(results)
@@ -290,9 +399,7 @@ class Workspace:
             others = [p for p in manifest.proposals if p.id != proposal.id]
             config = render_config(parent_config, others, manifest.guidance if others else [], manifest.cycle)
             with tempfile.TemporaryDirectory(prefix="improver-loo-") as folder:
-                for name, content in config.items():
-                    (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
-                    (Path(folder) / name).write_text(content, encoding="utf-8")
+                _write_tree(Path(folder), config)
                 without = self.decide(Path(folder), matched, f"leave out {proposal.id}") if matched else []
             effect = {"train": 0, "heldout": 0, "sessions_matched": len(matched)}
             for s, result in zip(matched, without):
@@ -300,3 +407,9 @@ class Workspace:
                 effect[self.split(s.session_id)] += gain
             effects[proposal.id] = effect
         return effects
+
+
+def _write_tree(folder: Path, files: dict[str, str]) -> None:
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(content, encoding="utf-8")

@@ -105,7 +105,7 @@ def test_run_score_and_compare_report_progress_and_scores(project, mode):
     assert ok(run)["decisions"] == 60
     assert any(message == f"run {new}" and done == total == 60 for done, total, message in progress)
     score = ok(score)
-    assert score["heldout"]["sessions"] > 0 and score["change"] is not None and score["per_proposal"]
+    assert score["train"]["sessions"] > 0 and score["change"] is not None and score["per_proposal"]
     compared = ok(compared)
     assert compared["agreement"]["heldout"]["b"] == score["heldout"]["agreement"]
     assert compared["changed_sessions"] and compared["proposals_only_in_b"]

@@ -64,15 +64,26 @@ def signed(value) -> str:
     return "" if value is None else f"{value * 100:+.1f} pts"
 
 
+def interval(row: dict) -> str:
+    """An out-of-fold agreement with its 95% interval: ``81.5% (73.9–87.4)``."""
+    if row.get("cv") is None:
+        return "–"
+    return f"{row['cv']:.1%} ({row['cv_low'] * 100:.1f}–{row['cv_high'] * 100:.1f})"
+
+
 def history_table(history: list[dict]) -> "Table":
     from rich.table import Table
 
-    table = Table(title="Agreement with the human reviewers, cycle by cycle")
-    for column in ("cycle", "experiment", "train", "held-out", "change (held-out)", "proposals kept", "regressions"):
+    table = Table(title="Agreement with the human reviewers, cycle by cycle", caption=(
+        "in-sample: sessions the rules were mined from (comparable to the seed demo's figure); "
+        "out-of-fold: each session scored by rules mined without it; test split: locked, never mined (holdout:)"))
+    for column in ("cycle", "experiment", "in-sample", "out-of-fold (95% CI)", "change (out-of-fold)", "test split",
+                   "proposals kept", "regressions"):
         table.add_column(column, justify="right" if column != "experiment" else "left")
     for row in history:
         table.add_row("baseline" if row["cycle"] == 0 else str(row["cycle"]), row["experiment"], pct(row["train"]),
-                      pct(row["heldout"]), signed(row["change"]), f"{row['kept']}/{row['proposed']}" if row["cycle"] else "",
+                      interval(row), signed(row.get("cv_change")), pct(row["heldout"]),
+                      f"{row['kept']}/{row['proposed']}" if row["cycle"] else "",
                       str(row["regressions"]) if row["cycle"] else "")
     return table
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from improver.cli.app import (ProjectOption, app, confusion, console, err, history_table, pct, print_notices, signed,
-                              workspace)
+from improver.cli.app import (ProjectOption, app, confusion, console, err, history_table, interval, pct, print_notices,
+                              signed, workspace)
 from improver.errors import ImproverError
 
 
@@ -100,7 +100,8 @@ def propose(project: Path = ProjectOption, parent: Optional[str] = typer.Option(
     """Mine and write the proposals into a new experiment folder."""
     with workspace(project) as ws:
         base = ws.experiments.get(parent) if parent else ws.baseline()
-        experiment = ws.propose(base, ws.mine(base), base.manifest.cycle + 1)
+        cv = ws.cross_validate(base)
+        experiment = ws.propose(base, cv.result, base.manifest.cycle + 1, cv=cv)
     if as_json:
         console.print_json(json.dumps({"parent": base.id, "experiment": experiment and experiment.id,
                                        "path": experiment and str(experiment.path),
@@ -108,7 +109,7 @@ def propose(project: Path = ProjectOption, parent: Optional[str] = typer.Option(
                                        if experiment else []}))
         return
     if experiment is None:
-        console.print("No precedent has enough evidence to propose.")
+        console.print("No precedent with enough evidence is found by most folds.")
         raise typer.Exit(0)
     console.print(f"Wrote {experiment.path} with {len(experiment.manifest.proposals)} proposals.")
 
@@ -141,8 +142,9 @@ def score(experiment_id: str, project: Path = ProjectOption, as_json: bool = typ
     if as_json:
         console.print_json(json.dumps(results))
         return
-    console.print(f"train {pct(results['train']['agreement'])}  held-out {pct(results['heldout']['agreement'])}  "
-                  f"all {pct(results['all']['agreement'])}")
+    cv = results.get("cv") or {}
+    console.print(f"in-sample {pct(results['train']['agreement'])}  out-of-fold {interval(cv | {'cv': cv.get('agreement'), 'cv_low': cv.get('low'), 'cv_high': cv.get('high')})}  "
+                  f"test split {pct(results['heldout']['agreement'])}  all {pct(results['all']['agreement'])}")
     if results.get("change"):
         console.print(f"change against {results['parent']}: train {signed(results['change']['train'])}, "
                       f"held-out {signed(results['change']['heldout'])}; {results['fixed']} fixed, "
@@ -196,8 +198,9 @@ def demo(folder: Path = typer.Option(Path("improver-demo"), "--dir", help="Where
     path = make_demo_project(folder, n=requests, seed=seed, tag_share=tag_share, inconsistency=inconsistency)
     with workspace(path) as ws:
         report = ws.ingest(str(path / "traces.jsonl"))
-        console.print(f"Ingested {report.events} events ({len(ws.sessions)} reviewed sessions; "
-                      f"held-out share {ws.project.config.holdout:.0%}, never mined).")
+        config = ws.project.config
+        console.print(f"Ingested {report.events} events ({len(ws.sessions)} reviewed sessions; {config.folds}-fold "
+                      f"cross-validated mining" + (f", locked test split {config.holdout:.0%}" if config.holdout else "") + ").")
         state = run_cycles(ws, max_cycles=max_cycles)
         final = ws.experiments.get(state["parent"]).results
     console.print(history_table(state["history"]))

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from improver.cli.app import app, ProjectOption, confusion, console, err, pct, print_notices, signed, workspace
+from improver.cli.app import interval, app, ProjectOption, confusion, console, err, pct, print_notices, signed, workspace
 
 
 def split_ids(values: list[str] | None) -> list[str]:
@@ -106,16 +106,20 @@ def log_command(project: Path = ProjectOption, as_json: bool = typer.Option(Fals
         err.print("No experiments yet: run `improver cycle` or `improver propose`.")
         return
     table = Table(title=f"Experiments in {ws.experiments.folder}", box=box.SIMPLE_HEAD)
-    for column in ("experiment", "status", "rules", "train", "held-out", "κ held-out", "Δ pts", "regr."):
+    for column in ("experiment", "status", "rules", "in-sample", "out-of-fold (95% CI)", "Δ pts", "test split",
+                   "κ test split", "regr."):
         table.add_column(column, justify="left" if column in ("experiment", "status") else "right",
                          no_wrap=column == "experiment")
     for row in rows:
         name = ("   " * (row["depth"] - 1) + "└─ " if row["depth"] else "") + row["experiment"]
-        change = row["change_heldout"]
-        table.add_row(name, row["status"], str(len(row["proposals"])), pct(row["train"]), pct(row["heldout"]),
+        change = row.get("cv_change")
+        table.add_row(name, row["status"], str(len(row["proposals"])), pct(row["train"]), interval(row),
+                      "" if change is None else f"{change * 100:+.1f}", pct(row["heldout"]),
                       "–" if row.get("kappa") is None else f"{row['kappa']:.2f}",
-                      "" if change is None else f"{change * 100:+.1f}", "" if row["regressions"] is None else str(row["regressions"]))
+                      "" if row["regressions"] is None else str(row["regressions"]))
     console.print(table)
+    console.print("in-sample: the sessions the shipped rules were mined from (the figure comparable to the seed's); "
+                  "out-of-fold: each session scored by rules mined without it.")
 
 @app.command("diff")
 def diff_command(a: str, b: str, project: Path = ProjectOption, as_json: bool = typer.Option(False, "--json")):

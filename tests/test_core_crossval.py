@@ -1,0 +1,89 @@
+"""Cross-validated mining: stable folds, out-of-fold scores, stable proposals, a locked test split."""
+import numpy as np
+
+from improver import crossval
+from improver.crossval import FoldRun
+from improver.cycle import run_cycles
+from improver.experiments import Proposal
+from improver.workspace import Workspace
+
+
+def ingested(project):
+    ws = Workspace(project)
+    ws.ingest(str(project / "traces.jsonl"))
+    return ws
+
+
+def proposal(name, when, decision="escalate"):
+    return Proposal(id=name, precedent=name, source="tag", decision=decision, when=when, condition=str(when),
+                    reason="", support=3, covered=3, precision=1.0, evidence_sessions=[])
+
+
+def test_folds_are_stable_by_session_id_and_balanced():
+    ids = [f"S{i:04d}" for i in range(1000)]
+    folds = [crossval.fold_of(i, 5) for i in ids]
+    assert folds == [crossval.fold_of(i, 5) for i in ids]
+    assert all(150 < folds.count(k) < 250 for k in range(5))
+
+
+def test_a_precedent_most_folds_find_without_losing_out_of_fold_is_stable():
+    refit = [proposal("login", {"product": {"eq": "login"}}), proposal("rare", {"product": {"eq": "api"}}),
+             proposal("harmful", {"product": {"eq": "search"}})]
+    runs = []
+    for fold in range(5):
+        found = [proposal("login", {"product": {"eq": "login"}}), proposal(f"renamed-{fold}", {"product": {"eq": "search"}})]
+        if fold < 2:
+            found.append(proposal("rare", {"product": {"eq": "api"}}))
+        effects = {"login": 2, f"renamed-{fold}": -1, "rare": 5}
+        runs.append(FoldRun(fold, np.arange(3), None, found, effects))
+    evidence = crossval.select(refit, runs, 5)
+    assert evidence["login"]["stable"] and evidence["login"]["found"] == 5 and evidence["login"]["oof_effect"] == 10
+    assert not evidence["rare"]["stable"]  # found by 2 of 5 folds, however large its effect there
+    assert evidence["harmful"]["found"] == 5  # matched by condition across renamed clusters
+    assert not evidence["harmful"]["stable"] and evidence["harmful"]["oof_effect"] == -5
+
+
+def test_every_session_is_scored_by_rules_mined_without_it(tiny_project):
+    ws = ingested(tiny_project)
+    state = run_cycles(ws, max_cycles=2)
+    best = ws.experiments.get(state["parent"])
+    cv = best.results["cv"]
+    train = [s for s in ws.sessions if ws.split(s.session_id) == "train"]
+    assert cv["mode"] == "cv" and cv["sessions"] == len(train) and cv["folds"] == 5
+    assert cv["low"] <= cv["agreement"] <= cv["high"] and cv["agreement"] == 1.0
+    runs = best.manifest.mining["cv"]["fold_runs"]
+    assert sum(r["scored_sessions"] for r in runs) == len(train)
+    assert all(r["mined_sessions"] + r["scored_sessions"] == len(train) for r in runs)
+    (login,) = best.manifest.proposals
+    assert login.cv["found"] == 5 and login.cv["oof_effect"] > 0 and len(login.cv["per_fold"]) == 5
+    assert all(r["proposals"][0]["matches"] == login.id for r in runs)
+
+
+def test_the_locked_test_split_is_never_mined_and_is_reported_apart(tiny_project):
+    ws = ingested(tiny_project)
+    state = run_cycles(ws, max_cycles=2)
+    best = ws.experiments.get(state["parent"])
+    test = {s.session_id for s in ws.sessions if ws.split(s.session_id) == "heldout"}
+    assert test and best.results["heldout"]["sessions"] == len(test)
+    assert best.results["cv"]["sessions"] + len(test) == len(ws.sessions)
+    assert not test & set(best.manifest.proposals[0].evidence_sessions)
+
+
+def test_only_stable_precedents_are_proposed_with_their_fold_evidence(tiny_project):
+    ws = ingested(tiny_project)
+    cv = ws.cross_validate(ws.baseline())
+    assert cv.stable("login-outage")
+    experiment = ws.propose(ws.baseline(), cv.result, 1, cv=cv)
+    assert experiment.manifest.proposals[0].cv == cv.evidence["login-outage"]
+    cv.evidence["login-outage"]["stable"] = False  # as if most folds had not found it
+    assert ws.propose(ws.baseline(), cv.result, 2, cv=cv) is None
+
+
+def test_large_projects_switch_to_one_validation_split(tiny_project):
+    (tiny_project / "improver.yaml").write_text((tiny_project / "improver.yaml").read_text() + "cv_max_sessions: 50\n")
+    ws = ingested(tiny_project)
+    state = run_cycles(ws, max_cycles=2)
+    cv = ws.experiments.get(state["parent"]).results["cv"]
+    validation = [s for s in ws.sessions if ws.split(s.session_id) == "train"
+                  and crossval.in_validation(s.session_id, ws.project.config.validation)]
+    assert cv["mode"] == "validation" and cv["folds"] == 1 and cv["sessions"] == len(validation) > 0
