@@ -374,6 +374,9 @@ class Workspace:
                                                 if v["decision"] == ERROR})[:5]
         if leave_one_out and parent and experiment.manifest.proposals:
             results["per_proposal"] = self.proposal_effects(experiment, parent, decisions)
+            for p in experiment.manifest.proposals:
+                if p.cv:  # the out-of-fold effects it was proposed on, summed and per fold
+                    results["per_proposal"][p.id].update(cv=p.cv["oof_effect"], folds=[f["effect"] for f in p.cv["per_fold"]])
         results["cv"] = self.out_of_fold(experiment)
         if parent:
             before = (parent.results or {}).get("cv") or self.out_of_fold(parent)
