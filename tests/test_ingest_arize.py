@@ -170,15 +170,23 @@ def test_otlp_hex_and_base64_ids_name_the_same_span(traced):
     assert hex_id(format(span_id, "016x"), 8) == hex_id(base64.b64encode(span_id.to_bytes(8, "big")).decode(), 8)
 
 
-def test_a_file_of_no_known_layout_fails_naming_the_layouts_the_closest_and_the_mapping(tmp_path):
+def test_a_file_of_no_known_layout_fails_naming_the_layouts_the_closest_and_the_mapping_that_reads_it(tmp_path):
+    import yaml
+
     path = tmp_path / "mystery.jsonl"
     path.write_text(json.dumps({"event": "agent_step", "conversation": "c-1", "step_id": "s-9",
                                 "request": {"amount": 3}, "answer": "approve"}) + "\n")
+    project = make_demo_project(tmp_path / "p", n=10)
     with pytest.raises(TraceError) as error:
-        open_source(str(path))
+        Workspace(project).ingest(str(path))
     message = str(error.value)
-    assert "Tried: native" in message and "arize" in message and "Closest:" in message
-    assert "sources:\n  spans:\n" in message and 'session: ["conversation"]' in message and 'span_id: ["step_id"]' in message
+    assert "Tried: native" in message and "arize" in message and "langfuse" in message and "Closest:" in message
+    assert 'session: ["conversation"]' in message and 'span_id: ["step_id"]' in message
+    suggested = yaml.safe_load(message[message.index("sources:\n"):])  # the lines to paste, as they are
+    data = yaml.safe_load((project / "improver.yaml").read_text())
+    (project / "improver.yaml").write_text(yaml.safe_dump(dict(data, **suggested)))
+    report = Workspace(project).ingest(str(path))
+    assert (report.decisions_new, report.rows_read, report.rows_joined) == (1, 1, 1)
 
 
 def test_a_store_from_before_the_join_opens_with_its_reviews_and_an_annotation_then_wins(tmp_path):

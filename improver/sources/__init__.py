@@ -211,10 +211,12 @@ def unknown_layout(path: Path, row: dict, layouts: dict) -> str:
     for field, pattern in GUESSES.items():
         hit = next((k for k in keys if re.search(pattern, k.rsplit(".", 1)[-1], re.IGNORECASE)), None)
         guessed[field] = hit or f"<the key holding the {field.replace('_', ' ')}>"
-    name = next((str(row[k]) for k in ("name", "type", "kind", "event") if isinstance(row.get(k), str)), "<span name>")
+    name_key = next((k for k in ("name", "type", "kind", "event", "step") if isinstance(row.get(k), str)), None)
+    name = str(row[name_key]) if name_key else "<span name>"
     tried = "; ".join(f"{name_} ({module.EXPECTS})" for name_, module in layouts.items())
     yaml_lines = "\n".join([
-        "sources:", "  spans:", f"    decision_spans: [{json.dumps(name)}]", "    review_spans: []",
+        "sources:", "  spans:", f"    span_name: [{json.dumps(name_key or '<the key holding the span name>')}]",
+        f"    decision_spans: [{json.dumps(name)}]", "    review_spans: []",
         *(f"    {field}: [{json.dumps(key)}]" for field, key in guessed.items())])
     return (f"{path}: no row of its first ones matches a trace layout I know (keys: {', '.join(keys[:12])}).\n"
             f"Tried: {tried}.\nClosest: {closest} (shares {overlap[closest]} keys). To read these rows as spans, "

@@ -49,6 +49,7 @@ class SpanMapping(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision_spans: list[str] = Field(default_factory=lambda: ["process.run"])
     review_spans: list[str] = Field(default_factory=lambda: ["override.run"])
+    span_name: list[str] = Field(default_factory=lambda: ["name"])
     review_annotations: list[str] = Field(default_factory=lambda: ["Reviewer Decision"])
     reviewer_annotations: list[str] = Field(default_factory=lambda: ["Reviewer Name", "Reviewer"])
     note_annotations: list[str] = Field(default_factory=lambda: ["note"])
@@ -218,7 +219,7 @@ class SpanAssembler:
     def add_span(self, record: dict, line: int, aliases=()) -> Iterator[Event | Quarantined]:
         """A span; ``aliases`` are other ids that annotations may use for it (a trace's id for its root)."""
         self.count_fixes()
-        name = record.get("name")
+        name = record.get("name") if self.mapping.span_name == ["name"] else self.text(record, self.mapping.span_name)
         is_decision, is_review = name in self.mapping.decision_spans, name in self.mapping.review_spans
         if not (is_decision or is_review):
             self.ignore("spans that are neither decision_spans nor review_spans")

@@ -26,7 +26,8 @@ def is_annotation(row: dict) -> bool:
 
 
 def is_span(row: dict, mapping: SpanMapping) -> bool:
-    return "name" in row and any(lookup(row, path) is not MISSING for path in mapping.span_id)
+    return (any(lookup(row, path) is not MISSING for path in mapping.span_name)
+            and any(lookup(row, path) is not MISSING for path in mapping.span_id))
 
 
 def sniff(rows: list[dict], mapping: SpanMapping) -> float:
