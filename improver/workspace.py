@@ -264,6 +264,13 @@ class Workspace:
             proposals = [p.model_copy(update={"cv": cv.evidence[p.precedent]}) for p in proposals if cv.stable(p.precedent)]
         if not proposals:
             return None
+        if not run_id:  # the same proposals from the same parent again: the experiment that holds them
+            same = [(p.id, p.decision, p.when) for p in proposals]
+            for experiment in reversed(self.experiments.all()):
+                manifest = experiment.manifest
+                if (manifest.parent, manifest.kind, manifest.cycle, manifest.mining.get("run")) == (parent.id, "cycle", cycle, "") \
+                        and [(p.id, p.decision, p.when) for p in manifest.proposals] == same:
+                    return experiment
         guidance = guidance_from(result)
         mining = {"run": run_id, "train_sessions": result.sessions, "disagreements": result.disagreements,
                   "agreement": result.agreement, "ceiling": round(result.ceiling, 4),

@@ -89,7 +89,7 @@ def test_the_whole_loop_runs_through_the_tools(project, mode):
     assert all(e["reasoning"] for e in explained["evidence"])
 
     proposed = ok(proposed)
-    assert proposed["created"] and proposed["experiment"]["proposals"]
+    assert proposed["created"] == (mode == MODES[0]) and proposed["experiment"]["proposals"]  # then it exists
     assert proposed["experiment"]["patch"].startswith("diff --git")
     assert (project / proposed["experiment"]["path"] / "manifest.yaml").exists()
     assert proposed["experiment"]["id"] in {e["id"] for e in ok(listed)["experiments"]}
@@ -97,13 +97,14 @@ def test_the_whole_loop_runs_through_the_tools(project, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_run_score_and_compare_report_progress_and_scores(project, mode):
-    (proposed,), _ = call(project, mode, ("propose_experiment", {}))
+    (proposed, before), _ = call(project, mode, ("propose_experiment", {}), ("list_experiments", {}))
     new = ok(proposed)["experiment"]["id"]
+    fresh = next(e for e in ok(before)["experiments"] if e["id"] == new)["train"] is None  # not run and scored yet
     (run, score, compared, listed), progress = call(
         project, mode, ("run_experiment", {"experiment_id": new}), ("score_experiment", {"experiment_id": new}),
         ("compare_experiments", {"a": ok(proposed)["experiment"]["parent"], "b": new}), ("list_experiments", {}))
     assert ok(run)["decisions"] == 60
-    assert any(message == f"run {new}" and done == total == 60 for done, total, message in progress)
+    assert not fresh or any(message == f"run {new}" and done == total == 60 for done, total, message in progress)
     score = ok(score)
     assert score["train"]["sessions"] > 0 and score["change"] is not None and score["per_proposal"]
     compared = ok(compared)
@@ -111,6 +112,14 @@ def test_run_score_and_compare_report_progress_and_scores(project, mode):
     assert compared["changed_sessions"] and compared["proposals_only_in_b"]
     row = next(e for e in ok(listed)["experiments"] if e["id"] == new)
     assert row["heldout"] == score["heldout"]["agreement"]
+
+
+def test_proposing_again_from_the_same_parent_returns_the_same_experiment(project):
+    (first, second, listed), _ = call(project, "auto", ("propose_experiment", {}), ("propose_experiment", {}),
+                                      ("list_experiments", {}))
+    assert ok(second)["created"] is False and ok(second)["experiment"]["id"] == ok(first)["experiment"]["id"]
+    parents = [e["parent"] for e in ok(listed)["experiments"] if e["kind"] == "cycle"]
+    assert len(parents) == len(set(parents))  # one cycle experiment per parent, however often it was asked
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import logging
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Annotated, Callable, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -24,6 +24,7 @@ import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
+from pydantic import Field
 
 from improver.errors import ImproverError, ProjectError
 from improver.experiments import Experiment, check_id
@@ -39,6 +40,18 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempot
 # Writes new files in the project (experiments, caches) but never changes or deletes existing ones.
 ADDITIVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 CREATES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+# Parameters several tools share, each with the description clients show.
+ExperimentId = Annotated[str, Field(description="an experiment id such as '0002-cycle-1' (list_experiments shows them)")]
+Parent = Annotated[str | None, Field(description="the experiment whose decisions are mined; default: the baseline "
+                                                 "(the target's own config, made and scored once)")]
+TITLES = {"ingest_traces": "Ingest traces", "graph_summary": "Summarise the context graph",
+          "get_session": "One reviewed session in context", "list_disagreements": "List human overrides",
+          "cluster_precedents": "Mine precedents", "explain_precedent": "Explain a precedent",
+          "propose_experiment": "Propose an experiment", "run_experiment": "Rerun the agent",
+          "score_experiment": "Score an experiment", "compare_experiments": "Compare two experiments",
+          "list_experiments": "List experiments", "run_cycle": "Run improvement cycles",
+          "review_proposal": "Accept or reject proposals", "review_queue": "Pick sessions to review",
+          "predicted_overrides": "Predict overrides", "precedents_over_time": "Precedents over time"}
 INSTRUCTIONS = """improver mines human reviewers' overrides of an AI agent into tested config changes.
 Typical order: graph_summary, list_disagreements, cluster_precedents, explain_precedent, propose_experiment,
 run_experiment, score_experiment, compare_experiments. Rules: cite evidence from at least 3 sessions for any
@@ -153,7 +166,8 @@ class ImproverTools:
 def tool(server: MCPServer, annotations: ToolAnnotations, title: str | None = None):
     """Register a tool whose description is its docstring on one line."""
     def register(fn):
-        return server.tool(annotations=annotations, title=title, description=" ".join(fn.__doc__.split()))(fn)
+        return server.tool(annotations=annotations, title=title or TITLES.get(fn.__name__),
+                           description=" ".join(fn.__doc__.split()))(fn)
     return register
 
 

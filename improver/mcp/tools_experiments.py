@@ -3,17 +3,20 @@ from __future__ import annotations
 
 from collections import Counter
 
+from typing import Annotated
+
 from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field
 
 from improver.mcp.models import Comparison, ExperimentList, ExperimentRow, RunResult, Scores
-from improver.mcp.server import ADDITIVE, READ_ONLY, ImproverTools, tool
+from improver.mcp.server import ADDITIVE, READ_ONLY, ExperimentId, ImproverTools, tool
 
 
 def register(server: MCPServer, tools: ImproverTools) -> None:
     ws = tools.workspace
 
     @tool(server, ADDITIVE)
-    async def run_experiment(experiment_id: str, ctx: Context) -> RunResult:
+    async def run_experiment(experiment_id: ExperimentId, ctx: Context) -> RunResult:
         """Rerun the target agent on every reviewed session with the experiment's config (once; later calls read
         the stored decisions back). Reports progress."""
         def work() -> RunResult:
@@ -25,7 +28,7 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
         return await tools.call(work, ctx)
 
     @tool(server, ADDITIVE)
-    async def score_experiment(experiment_id: str, ctx: Context) -> Scores:
+    async def score_experiment(experiment_id: ExperimentId, ctx: Context) -> Scores:
         """Score an experiment's decisions against the humans: agreement on train and held-out sessions, the
         confusion table, change against its parent, sessions fixed, regressions, and each proposal's
         leave-one-out effect. Runs the experiment first if needed (with progress)."""
@@ -35,7 +38,8 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
         return await tools.call(work, ctx)
 
     @tool(server, ADDITIVE)
-    async def compare_experiments(a: str, b: str, ctx: Context) -> Comparison:
+    async def compare_experiments(a: Annotated[str, Field(description="the experiment compared from, e.g. the parent")],
+                                  b: Annotated[str, Field(description="the experiment compared to")], ctx: Context) -> Comparison:
         """Compare two experiments (scored if needed): agreement per split for each and the change from a to b,
         the sessions they decide differently, and the proposals only one of them has."""
         def work() -> Comparison:

@@ -36,7 +36,8 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
         return await tools.call(work)
 
     @tool(server, READ_ONLY)
-    async def get_session(session_id: str) -> SessionContext:
+    async def get_session(session_id: Annotated[str, Field(description="a reviewed session's id "
+                                                                         "(list_disagreements shows them)")]) -> SessionContext:
         """The context subgraph of one reviewed session: the case, the agent's decision with its reasoning and
         citations, the human review with reasoning, precedent and conditions, its entities, numeric bands and
         precedent, plus the raw graph nodes and edges."""
@@ -55,10 +56,16 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
         return await tools.call(work)
 
     @tool(server, READ_ONLY)
-    async def list_disagreements(entity: str | None = None, precedent: str | None = None,
-                                 decision_pair: str | None = None, confidence: str | None = None,
-                                 split: Literal["train", "heldout", "all"] = "train", limit: Annotated[int, Field(ge=1, le=500)] = 50
-                                 ) -> Disagreements:
+    async def list_disagreements(
+            entity: Annotated[str | None, Field(description="an entity value ('DataStream Analytics') or "
+                                                            "field=value ('vendor=DataStream Analytics')")] = None,
+            precedent: Annotated[str | None, Field(description="a reviewer's precedent tag")] = None,
+            decision_pair: Annotated[str | None, Field(description="agent -> human decisions, e.g. 'approve->reject'")] = None,
+            confidence: Annotated[str | None, Field(description="the agent's stated confidence, e.g. 'high'")] = None,
+            split: Annotated[Literal["train", "heldout", "all"], Field(
+                description="which sessions: 'train' (mined), 'heldout' (kept for scoring) or 'all'")] = "train",
+            limit: Annotated[int, Field(ge=1, le=500, description="most rows returned (total counts them all)")] = 50
+            ) -> Disagreements:
         """Sessions where the human reviewer overrode the agent (as traced), filtered by `entity` (a value such as
         'DataStream Analytics', or 'vendor=DataStream Analytics'), `precedent` tag, `decision_pair`
         ('approve->reject'), the agent's `confidence` ('high'), and `split` (default 'train': mine only training

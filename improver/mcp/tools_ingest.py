@@ -1,7 +1,10 @@
 """MCP tool for the ingest stage: trace files into the project's store."""
 from __future__ import annotations
 
+from typing import Annotated
+
 from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field
 
 from improver.mcp.models import IngestResult
 from improver.mcp.server import ADDITIVE, ImproverTools, tool
@@ -11,7 +14,9 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
     ws = tools.workspace
 
     @tool(server, ADDITIVE)
-    async def ingest_traces(source: str, ctx: Context) -> IngestResult:
+    async def ingest_traces(source: Annotated[str, Field(description="a trace file inside the project folder, or a remote "
+                                                                     "source named in improver.yaml (sources.remote)")],
+                            ctx: Context) -> IngestResult:
         """Read agent decisions and human reviews from a trace file (native JSONL) into the project's store.
         `source` is a path inside the project folder, or a remote source named in improver.yaml
         (sources.remote). Ingest is idempotent:

@@ -1,18 +1,21 @@
 """MCP tools for the mining stage: precedents from the disagreements, and proposals written as experiments."""
 from __future__ import annotations
 
+from typing import Annotated
+
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
 
 from improver.mcp.models import EvidenceSession, PrecedentClusters, PrecedentExplanation, ProposeResult
-from improver.mcp.server import ADDITIVE, CREATES, ImproverTools, tool
+from improver.mcp.server import ADDITIVE, CREATES, ImproverTools, Parent, tool
 
 
 def register(server: MCPServer, tools: ImproverTools) -> None:
     ws = tools.workspace
 
     @tool(server, ADDITIVE)
-    async def cluster_precedents(ctx: Context, parent: str | None = None) -> PrecedentClusters:
+    async def cluster_precedents(ctx: Context, parent: Parent = None) -> PrecedentClusters:
         """Mine the training sessions' disagreements with experiment `parent`'s decisions (default: the baseline,
         made and scored once) into precedents: by reviewer tag, else by clustering the reviewers' reasoning.
         Each precedent has a compact condition, support, precision over all training sessions, conflicts and
@@ -24,7 +27,8 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
         return await tools.call(work, ctx)
 
     @tool(server, ADDITIVE)
-    async def explain_precedent(name: str, ctx: Context, parent: str | None = None) -> PrecedentExplanation:
+    async def explain_precedent(name: Annotated[str, Field(description="a precedent name from cluster_precedents")],
+                                ctx: Context, parent: Parent = None) -> PrecedentExplanation:
         """One precedent from cluster_precedents in detail: its condition, stats (support, coverage, precision,
         conflicts, expected gain) and its evidence sessions with the reviewers' own words."""
         def work() -> PrecedentExplanation:
@@ -44,17 +48,23 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
         return await tools.call(work, ctx)
 
     @tool(server, CREATES)
-    async def propose_experiment(ctx: Context, parent: str | None = None) -> ProposeResult:
+    async def propose_experiment(ctx: Context, parent: Parent = None) -> ProposeResult:
         """Mine against experiment `parent` (default: the baseline) and write a NEW experiment folder with one
         proposal per precedent that has enough evidence: learned rules, entity notes and prompt lines, as a
-        unified diff against the target's config. Nothing existing is changed; humans decide what ships."""
+        unified diff against the target's config. Nothing existing is changed; humans decide what ships. Asked
+        again with the same parent and data, it returns the experiment already written (created: false)."""
         def work() -> ProposeResult:
             base = tools.experiment(parent)
+            known = {e.id for e in ws.experiments.all()}
             experiment = ws.propose(base, tools.mined(base), base.manifest.cycle + 1)
             if experiment is None:
                 return ProposeResult(created=False, experiment=None, message=(
                     f"no precedent mined from {base.id} has enough evidence (at least "
                     f"{tools.project.config.min_evidence} sessions and a condition that gains agreement) to propose"))
+            if experiment.id in known:
+                return ProposeResult(created=False, experiment=tools.summary(experiment), message=(
+                    f"{experiment.id} already holds these proposals from {base.id}; nothing new was written. "
+                    f"next: run_experiment and score_experiment {experiment.id}"))
             return ProposeResult(created=True, experiment=tools.summary(experiment), message=(
                 f"wrote {experiment.id} with {len(experiment.manifest.proposals)} proposals; "
                 f"next: run_experiment and score_experiment {experiment.id}"))
