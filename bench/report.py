@@ -2,6 +2,7 @@
 
     python bench/report.py                   # 100k reviewed sessions (the target: < 5 MB, opens < 2 s)
     python bench/report.py --sessions 10000
+    python bench/report.py --keep /tmp/big      # keep the project there; run again to reuse it
 
 Makes the procurement example with that many reviewed sessions, runs improvement cycles,
 writes the report of the best experiment with `improver.report.write_report`, then
@@ -31,13 +32,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--max-cycles", type=int, default=4)
+    parser.add_argument("--keep", type=Path, help="Make the project in this folder and keep it (reused when it exists).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="improver-bench-report-") as folder:
         started = time.perf_counter()
-        project = make_demo_project(Path(folder) / "p", n=args.sessions)
+        project = args.keep.resolve() / "p" if args.keep else Path(folder) / "p"
+        if not (project / "experiments").exists():
+            make_demo_project(project, n=args.sessions)
+            Workspace(project).ingest(str(project / "traces.jsonl"))
         ws = Workspace(project)
-        ws.ingest(str(project / "traces.jsonl"))
-        state = run_cycles(ws, max_cycles=args.max_cycles)
+        state = run_cycles(ws, max_cycles=args.max_cycles)  # finds its earlier experiments when reused
         print(f"{len(ws.sessions)} reviewed sessions, {len(state['history']) - 1} cycles, best {state['parent']}: "
               f"{time.perf_counter() - started:.1f} s")
 

@@ -57,7 +57,8 @@ def test_demo_report_opens_from_disk_with_curve_cards_and_graph_pictures(demo, t
     assert facts["curves"] == 1
     assert facts["cards"] >= manifest_proposals > 0 and facts["graphs"] == facts["cards"]
     assert facts["quotes"] >= facts["cards"] and facts["confusion"] >= 9
-    assert best in facts["text"] and "held-out" in facts["text"] and "leave-one-out effect" in facts["text"]
+    assert best in facts["text"] and "cross-validated agreement" in facts["text"]
+    assert "measured effect" in facts["text"] and "out-of-fold" in facts["text"] and "leave-one-out in-sample" in facts["text"]
     assert page.exceptions == [] and [m for m in page.console if m["level"] in ("error", "warning")] == []
     assert page.requests == [(tmp_path / "report.html").resolve().as_uri()]  # the file itself, nothing else
     assert page.screenshot[:8] == b"\x89PNG\r\n\x1a\n" and len(page.screenshot) > 50_000

@@ -30,8 +30,6 @@ MAX_EVIDENCE_LISTED = 30
 MAX_QUOTES = 4
 MAX_GRAPH_SESSIONS = 5
 MAX_REGRESSIONS_LISTED = 200
-EFFECT_LABELS = {"cv": "cross-validated", "heldout": "held-out", "test": "test", "train": "in-sample",
-                 "sessions_matched": "sessions matched"}  # known keys, in the order shown
 
 
 def release(text: str, destination: str) -> str:
@@ -64,6 +62,11 @@ def splits_of(results: dict) -> list[str]:
     """The splits a results.json scores, known ones first: keys whose value holds an ``agreement``."""
     present = [k for k, v in results.items() if isinstance(v, dict) and isinstance(v.get("agreement"), (int, float))]
     return [k for k in KNOWN_SPLITS if k in present] + sorted(k for k in present if k not in KNOWN_SPLITS)
+
+
+def has_test_split(results: dict) -> bool:
+    """True when the results score a locked test split (``heldout`` with sessions)."""
+    return bool((results.get("heldout") or {}).get("sessions")) if isinstance(results.get("heldout"), dict) else False
 
 
 def headline(results: dict) -> tuple[str, float | None]:
@@ -112,7 +115,8 @@ def curve_section(chain: list[Experiment]) -> str:
     head = "".join(f"<th>{e(split_name(s))}</th>" for s in splits)
     return (f'<section id=curve><h2>Agreement, cycle by cycle</h2><figure class=chart data-chart=curve>'
             f'{agreement_curve(points, splits)}<figcaption>Agreement with the human reviewers along the lineage of '
-            f'<code>{e(chain[-1].id)}</code>. Held-out and cross-validated sessions were never mined.</figcaption>'
+            f'<code>{e(chain[-1].id)}</code>. Cross-validated: each fold scored by rules mined without it; held-out: '
+            f'the locked test split, never mined.</figcaption>'
             f'</figure><table><tr><th>experiment</th><th>kind</th>{head}<th>regressions</th></tr>{rows}</table></section>')
 
 
@@ -136,20 +140,28 @@ def confusion_section(results: dict) -> str:
     return "".join(out)
 
 
-def effect_text(effect: dict | None) -> str:
+def effect_text(effect: dict | None, test_split: bool) -> str:
+    """The measured effect of a proposal in agreements: out-of-fold (per fold) and leave-one-out."""
     if not effect:
         return "not measured"
+    number = (int, float)
     parts = []
-    order = [k for k in EFFECT_LABELS if k in effect] + sorted(k for k in effect if k not in EFFECT_LABELS)
-    for key, value in ((k, effect[k]) for k in order):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        label = EFFECT_LABELS.get(key, key.replace("_", " "))
-        parts.append(f"{e(label)} {value}" if key == "sessions_matched" else f"{e(label)} {value:+g}")
-    folds = effect.get("folds")
-    if isinstance(folds, list) and folds:
-        parts.append("per fold " + ", ".join(f"{f:+g}" if isinstance(f, (int, float)) else e(f) for f in folds))
-    return "; ".join(parts) or "not measured"
+    if isinstance(effect.get("cv"), number):
+        folds = effect.get("folds")
+        per_fold = (" (per fold " + ", ".join(f"{f:+g}" if isinstance(f, number) else e(f) for f in folds) + ")"
+                    if isinstance(folds, list) and folds else "")
+        parts.append(f"out-of-fold {effect['cv']:+g}{per_fold}")
+    if isinstance(effect.get("train"), number):
+        parts.append(f"leave-one-out in-sample {effect['train']:+g}")
+    if test_split and isinstance(effect.get("heldout"), number):
+        parts.append(f"leave-one-out on the test split {effect['heldout']:+g}")
+    known = {"cv", "folds", "train", "heldout", "sessions_matched"}
+    parts += [f"{e(k.replace('_', ' '))} {v:+g}" for k, v in effect.items()
+              if k not in known and isinstance(v, number) and not isinstance(v, bool)]
+    text = "; ".join(parts) or "not measured"
+    if isinstance(effect.get("sessions_matched"), number):
+        text += f" agreements; {effect['sessions_matched']} sessions match"
+    return text
 
 
 def graph_picture(proposal: Proposal, sessions: dict[str, ReviewedSession], ws: Workspace) -> str:
@@ -214,7 +226,7 @@ def card(proposal: Proposal, experiment: Experiment, sessions: dict[str, Reviewe
             f'<dt>precedent</dt><dd><code>{e(proposal.precedent)}</code> from {e(proposal.source)}</dd>'
             f'<dt>evidence</dt><dd>{proposal.support} sessions, precision {proposal.precision:.0%} over all reviewed '
             f'matches; conflicts: {conflicts}</dd><dt>evidence sessions</dt><dd>{listed or "none"}</dd>'
-            f'<dt>leave-one-out effect</dt><dd>{effect_text(effect)} agreements</dd>'
+            f'<dt>measured effect</dt><dd>{effect_text(effect, has_test_split(results))}</dd>'
             f'<dt>regressions</dt><dd>{regressed}</dd></dl><h4>Reviewers\' own words</h4>{"".join(quotes)}</div>'
             f'<div>{graph_picture(proposal, sessions, ws)}</div></div></article>')
 
@@ -252,8 +264,12 @@ def render(ws: Workspace, experiment_id: str | None = None) -> str:
             matched = set(ids[ws.columns.mask(proposal.when)]) if index else set()
             cards.append(card(proposal, ancestor, sessions, matched, ws))
     split, value = headline(results)
-    change = (results.get("change") or {}).get(split)
-    summary = (f"{pct(value)} {e(split_name(split))} agreement"
+    scored = results.get(split) if isinstance(results.get(split), dict) else {}
+    change = scored.get("change") if "change" in scored else (results.get("change") or {}).get(split)
+    interval = (f" (95% interval {pct(scored['low'])}–{pct(scored['high'])})"
+                if isinstance(scored.get("low"), float) and isinstance(scored.get("high"), float) else "")
+    label = "in-sample" if scored.get("mode") == "in-sample" else split_name(split)
+    summary = (f"{pct(value)} {e(label)} agreement{interval}"
                + (f" ({change * 100:+.1f} pts against <code>{e(results.get('parent'))}</code>)" if change is not None else "")
                + f" over {(results.get('all') or {}).get('sessions', len(sessions))} reviewed sessions; "
                f"{len(results.get('regressions', []))} regressions, {results.get('errors', {}).get('count', 0)} errors.")
