@@ -197,3 +197,32 @@ class InitResult(BaseModel):
     config: dict[str, Any] = Field(description="the improver.yaml written")
     from_traces: dict[str, Any] | None = Field(description="what the trace file suggested (sessions, entity fields, bands, decisions)")
     next: str = Field(description="what to do next")
+
+
+class CycleRow(BaseModel):
+    cycle: int = Field(description="0 is the baseline")
+    experiment: str
+    train: float | None
+    heldout: float | None
+    change: float | None = Field(description="held-out agreement change against the parent")
+    kept: int = Field(description="proposals kept by the gate")
+    proposed: int
+    regressions: int
+
+
+class CycleResult(BaseModel):
+    best: str = Field(description="the experiment the cycles ended on (the one to review)")
+    stop_reason: str | None
+    history: list[CycleRow]
+    notices: list[str] = Field(description="what to know: cases the agent raised on, proposals that changed nothing")
+
+
+class ReviewResult(BaseModel):
+    experiment: str
+    accepted: list[str]
+    rejected: list[str]
+    shipped: str | None = Field(description="the experiment holding exactly the accepted proposals (None: nothing ships)")
+    train: float | None
+    heldout: float | None
+    regressions: int | None
+    message: str

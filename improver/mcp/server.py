@@ -174,11 +174,12 @@ def tool(server: MCPServer, annotations: ToolAnnotations, title: str | None = No
 def build_server(project: Project | str | Path = ".") -> MCPServer:
     """An MCP server whose tools work on the project folder ``project``."""
     from improver.mcp import resources, tools_experiments, tools_graph, tools_ingest, tools_init, tools_mining
-    from improver.mcp import tools_queue
+    from improver.mcp import prompts, tools_cycle, tools_queue
 
     tools = ImproverTools(project)
     server = MCPServer("improver", instructions=INSTRUCTIONS, version="0.1.0", log_level="WARNING")
-    for module in (tools_init, tools_ingest, tools_graph, tools_mining, tools_experiments, tools_queue, resources):
+    for module in (tools_init, tools_ingest, tools_graph, tools_mining, tools_experiments, tools_cycle, tools_queue,
+                   resources, prompts):
         module.register(server, tools)
     return server
 
@@ -186,7 +187,7 @@ def build_server(project: Project | str | Path = ".") -> MCPServer:
 # The server's tools, for the skills' tests and the mining agent's allow-list.
 TOOL_NAMES = ("init_project", "ingest_traces", "graph_summary", "get_session", "list_disagreements", "cluster_precedents",
               "explain_precedent", "propose_experiment", "run_experiment", "score_experiment", "compare_experiments",
-              "list_experiments", "review_queue", "predicted_overrides", "precedents_over_time")
+              "list_experiments", "run_cycle", "review_proposal", "review_queue", "predicted_overrides", "precedents_over_time")
 
 
 def parse_address(address: str) -> tuple[str, int]:
