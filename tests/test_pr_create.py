@@ -85,6 +85,14 @@ def test_pr_puts_the_html_report_on_the_branch_and_links_it_from_the_description
     assert not (repo / "reports").exists()  # on the branch only; the working tree is untouched
 
 
+def test_pr_without_the_report_extra_opens_without_the_report_and_says_how_to_add_it(repo, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were not installed
+    monkeypatch.delitem(sys.modules, "improver.report.charts", raising=False)
+    pr = create_pr(Workspace(repo), CYCLE)
+    assert "HTML report is not attached: install the report extra" in pr.description
+    assert git(repo, "ls-tree", "-r", "--name-only", pr.branch, "--", "reports") == ""
+
+
 def test_pr_report_link_points_at_the_branch_on_github(repo):
     git(repo, "remote", "set-url", "origin", "git@github.com:acme/procurement-agent.git")
     linked = report_link("## Summary\n\nok\n\n## Proposals\n", "reports/x.html", True, repo, "origin", "improver/x")

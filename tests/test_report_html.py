@@ -5,8 +5,10 @@ when no Chromium is installed.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +16,7 @@ from typer.testing import CliRunner
 from chromium import chromium, open_page
 from improver.cli import app
 from improver.cycle import run_cycles
+from improver.errors import MissingExtraError
 from improver.demo import make_demo_project
 from improver.report import render, splits_of
 from improver.workspace import Workspace
@@ -79,3 +82,10 @@ def test_report_shows_every_split_results_carry_including_cross_validated(demo, 
     assert splits_of(results) == ["cv", "train", "all"]
     page = render(ws, best)
     assert "77.8% cross-validated agreement" in page and "per fold +1, +0, +2" in page
+
+
+def test_report_without_the_report_extra_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were not installed
+    monkeypatch.delitem(sys.modules, "improver.report.charts", raising=False)
+    with pytest.raises(MissingExtraError, match=r"pip install 'agent-improver\[report\]'"):
+        importlib.import_module("improver.report.charts")
