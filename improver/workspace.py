@@ -61,17 +61,7 @@ class Workspace:
                 source.join(store)
             events = redactor.events(source.events()) if redactor else source.events()
             report = store.ingest(events, source.name)
-            assembler = getattr(source, "assembler", None)
-            if assembler is not None:  # spans for later annotations, annotations still waiting for a span
-                waiting = [(s, src, line, redactor.value(r) if redactor else r) for s, src, line, r in assembler.waiting]
-                store.add_spans(assembler.seen, waiting)
-                report.rows_read, report.rows_joined = assembler.tally["read"], assembler.tally["joined"]
-                report.rows_waiting, report.waiting_joined = assembler.tally["waiting"], assembler.tally["joined_waiting"]
-                report.rows_ignored.update(assembler.ignored)
-            else:
-                report.rows_read = report.rows_joined = report.events
-                report.rows_read += report.quarantined
-            report.waiting_total, report.waiting_for = store.waiting_summary()
+            self._account(source, store, report, redactor)
             if getattr(source, "position", None):
                 store.set_cursor(source.name, source.position)
         report.redacted.update(redactor.counts if redactor else {})
@@ -81,6 +71,21 @@ class Workspace:
         self._decisions.clear()
         self._fold_decisions.clear()
         return report
+
+    @staticmethod
+    def _account(source, store: TraceStore, report: IngestReport, redactor) -> None:
+        """Keep the spans a later annotation may need and the annotations still waiting for a span (PII
+        masked), and account for every row the source read."""
+        assembler = getattr(source, "assembler", None)
+        if assembler is not None:
+            waiting = [(s, src, line, redactor.value(r) if redactor else r) for s, src, line, r in assembler.waiting]
+            store.add_spans(assembler.seen, waiting)
+            report.rows_read, report.rows_joined = assembler.tally["read"], assembler.tally["joined"]
+            report.rows_waiting, report.waiting_joined = assembler.tally["waiting"], assembler.tally["joined_waiting"]
+            report.rows_ignored.update(assembler.ignored)
+        else:  # native events: one a row
+            report.rows_read, report.rows_joined = getattr(source, "rows_read", 0), report.events
+        report.waiting_total, report.waiting_for = store.waiting_summary()
 
     @cached_property
     def sessions(self) -> list[ReviewedSession]:

@@ -38,9 +38,11 @@ class NativeJsonlSource:
         self.path = Path(path)
         self.name = str(self.path)
         self.limits = limits
+        self.rows_read = 0
 
     def events(self) -> Iterator[Event | Quarantined]:
         for number, row, line in jsonl_rows(self.path, self.name, self.limits):
+            self.rows_read += 1
             if isinstance(row, Quarantined):
                 yield row
                 continue
