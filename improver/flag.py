@@ -4,8 +4,8 @@
 the best scored one) over the agent decisions that no human has reviewed yet, first
 matching rule wins as in the target, and lists each decision a rule would change: what
 the humans would probably override today, with the rule, its evidence sessions and the
-rule's measured precision (out-of-fold when the experiment has it, else on training
-sessions).
+rule's measured precision: out-of-fold when the experiment was cross-validated (each
+fold's own version of the rule on the fold's sessions), else on training sessions.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from improver.errors import ImproverError
 from improver.features import Columns
-from improver.queue import first_rule, pending_decisions, proposals_by_rule, reference_experiment
+from improver.queue import first_rule, pending_decisions, proposal_sources, reference_experiment
 from improver.runtime import load_overlay
 
 if TYPE_CHECKING:
@@ -38,12 +38,32 @@ class Flag:
     evidence_sessions: list[str]
 
 
-def rule_precision(experiment: "Experiment", rule_id: str, proposal) -> tuple[float | None, str]:
-    """The rule's out-of-fold precision from the experiment's results when scored with folds, else its mining one."""
-    folds = ((experiment.results or {}).get("per_proposal") or {}).get(rule_id, {})
-    if isinstance(folds, dict) and folds.get("oof_precision") is not None:
-        return folds["oof_precision"], "out-of-fold"
-    return (proposal.precision, "training") if proposal is not None else (None, "unknown")
+def out_of_fold_precision(ws: "Workspace", proposer: "Experiment", proposal) -> float | None:
+    """Precision of the proposal's rule on sessions it was not mined from: each fold's own version of the
+    rule (``manifest.yaml`` ``mining.cv.fold_runs``) replayed on that fold's sessions; None without folds."""
+    cv = proposer.manifest.mining.get("cv") or {}
+    mode, groups = ws.fold_plan
+    runs = {run["fold"]: run for run in cv.get("fold_runs", [])}
+    if cv.get("mode") != "cv" or mode != "cv" or len(runs) != len(groups):
+        return None
+    covered = agreed = 0
+    for entry in (proposal.cv or {}).get("per_fold", []):
+        rule = next((p for p in runs.get(entry.get("fold"), {}).get("proposals", []) if p["id"] == entry.get("rule")), None)
+        if not entry.get("found") or rule is None:
+            continue
+        fold = [ws.sessions[i] for i in groups[entry["fold"]]]
+        hits = np.flatnonzero(Columns([s.case for s in fold]).mask(rule["when"]))
+        covered += len(hits)
+        agreed += sum(fold[i].human_decision == rule["decision"] for i in hits)
+    return round(agreed / covered, 4) if covered else None
+
+
+def rule_precision(ws: "Workspace", proposer: "Experiment | None", proposal) -> tuple[float | None, str]:
+    """The rule's out-of-fold precision when its experiment was cross-validated, else its training precision."""
+    if proposal is None:
+        return None, "unknown"
+    precision = out_of_fold_precision(ws, proposer, proposal) if ws.sessions else None
+    return (precision, "out-of-fold") if precision is not None else (proposal.precision, "training")
 
 
 def flag(ws: "Workspace", since: str | None = None, experiment_id: str | None = None) -> tuple[str, list[Flag]]:
@@ -57,15 +77,16 @@ def flag(ws: "Workspace", since: str | None = None, experiment_id: str | None = 
     rules = load_overlay(reference.config_dir).rules
     if not pending or not rules:
         return reference.id, []
-    proposals = proposals_by_rule(reference, ws)
+    sources = proposal_sources(reference, ws)
+    precisions = {rule: rule_precision(ws, proposer, proposal) for rule, (proposal, proposer) in sources.items()}
     chosen = first_rule(Columns([p.case for p in pending]), rules)
     flags = []
     for row in np.flatnonzero(chosen >= 0):
         rule, item = rules[chosen[row]], pending[row]
         if rule.decision == item.decision:
             continue
-        proposal = proposals.get(rule.id)
-        precision, kind = rule_precision(reference, rule.id, proposal)
+        proposal, _ = sources.get(rule.id, (None, None))
+        precision, kind = precisions.get(rule.id, (None, "unknown"))
         flags.append(Flag(item.session_id, item.ts, item.decision, rule.decision, rule.id,
                           proposal.precedent if proposal else "", proposal.condition if proposal else "",
                           precision, kind, list(proposal.evidence_sessions[:10]) if proposal else []))

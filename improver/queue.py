@@ -44,7 +44,8 @@ DECAY = 0.6  # each further pick for the same rule or entity in one batch counts
 PICKS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_picks (
     session_id TEXT PRIMARY KEY, batch TEXT NOT NULL, picked_by TEXT NOT NULL, reason TEXT,
-    probability REAL NOT NULL, priority REAL, picked_at TEXT);
+    probability REAL NOT NULL, priority REAL, picked_at TEXT,
+    pool INTEGER NOT NULL);  -- unreviewed, unpicked decisions the batch was picked from
 """
 
 
@@ -100,18 +101,18 @@ def pending_decisions(db: sqlite3.Connection, since: str | None = None) -> list[
 
 
 def recorded_picks(db: sqlite3.Connection) -> dict[str, dict]:
-    """Every recorded pick by session id: batch, picked_by, reason, probability."""
+    """Every recorded pick by session id: batch, picked_by, reason, probability, and its batch's pool size."""
     db.executescript(PICKS_SCHEMA)
-    rows = db.execute("SELECT session_id, batch, picked_by, reason, probability FROM queue_picks")
-    return {r[0]: {"batch": r[1], "picked_by": r[2], "reason": r[3], "probability": r[4]} for r in rows}
+    rows = db.execute("SELECT session_id, batch, picked_by, reason, probability, pool FROM queue_picks")
+    return {r[0]: {"batch": r[1], "picked_by": r[2], "reason": r[3], "probability": r[4], "pool": r[5]} for r in rows}
 
 
 def record(db: sqlite3.Connection, queue: Queue) -> None:
     db.executescript(PICKS_SCHEMA)
     at = now()
     with db:
-        db.executemany("INSERT OR IGNORE INTO queue_picks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       [(p.session_id, queue.batch, p.picked_by, p.reason, p.probability, p.priority, at)
+        db.executemany("INSERT OR IGNORE INTO queue_picks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(p.session_id, queue.batch, p.picked_by, p.reason, p.probability, p.priority, at, queue.pending)
                         for p in queue.picks])
 
 
@@ -127,17 +128,30 @@ def reference_experiment(ws: "Workspace") -> Experiment | None:
     accepted = [e for e in experiments if e.status in ("accepted", "merged")]
     if accepted:
         return accepted[-1]
-    scored = [(e.results["heldout"]["agreement"] or 0, e.results["all"]["agreement"] or 0, e.id, e)
-              for e in experiments if e.results and e.status != "rejected"]
-    return max(scored, key=lambda row: row[:3])[3] if scored else None
+    scored = [(held_out_figure(e.results), e.id, e) for e in experiments if e.results and e.status != "rejected"]
+    return max(scored, key=lambda row: row[:2])[2] if scored else None
+
+
+def held_out_figure(results: dict) -> float:
+    """An experiment's agreement on sessions it did not learn from: out-of-fold, else the test split, else in-sample."""
+    for key in ("cv", "heldout", "train"):
+        value = (results.get(key) or {}).get("agreement")
+        if value is not None and (key != "cv" or results[key].get("mode") != "in-sample"):
+            return value
+    return 0.0
 
 
 def proposals_by_rule(experiment: Experiment, ws: "Workspace") -> dict:
     """Every proposal behind the experiment's rules, its ancestors' included, by rule id."""
+    return {rule: proposal for rule, (proposal, _) in proposal_sources(experiment, ws).items()}
+
+
+def proposal_sources(experiment: Experiment, ws: "Workspace") -> dict:
+    """Rule id -> (proposal, the experiment that proposed it), walking up the parents."""
     found: dict = {}
     while experiment is not None:
         for proposal in experiment.manifest.proposals:
-            found.setdefault(proposal.id, proposal)
+            found.setdefault(proposal.id, (proposal, experiment))
         parent = experiment.manifest.parent
         experiment = ws.experiments.get(parent) if parent else None
     return found
@@ -305,33 +319,48 @@ def shared_entities(cases: list[dict], fields: list[str]) -> dict:
 
 
 # --- honest agreement from chosen reviews ----------------------------------------------
-def sampled_agreement(sessions, decisions: dict[str, str], picks: dict[str, dict], population: int) -> dict | None:
-    """Agreement on queue-picked reviews: the random share, unweighted, and weighted to stand for all traffic.
+def sampled_agreement(sessions, decisions: dict[str, str], picks: dict[str, dict]) -> dict | None:
+    """Agreement on queue-picked reviews: the random share, unweighted, and an estimate for all traffic.
 
-    ``population`` is every stored agent decision. Ranked picks (picked with probability 1)
-    stand for themselves; the random picks of every batch together are a uniform sample of
-    the rest, so each stands for ``(population - ranked) / random`` decisions. The weighted
-    figure is that ratio estimate with its 95% interval (from the random share alone).
-    Reviews the queue did not pick are left out, and counted."""
-    picked = [s for s in sessions if s.session_id in picks]
+    Batch by batch, the traffic the batch saw is what earlier batches picked (known once
+    reviewed) plus its pool; its ranked picks (probability 1) stand for themselves and its
+    random picks, a uniform sample of the rest of the pool, for that rest. Each batch
+    with random picks so gives an unbiased estimate; the weighted figure is their mean,
+    weighted by random picks, with a 95% interval. A pick still awaiting its review counts
+    as its batch's random share. Reviews the queue did not pick are left out, and counted."""
+    reviewed = {s.session_id: int(decisions.get(s.session_id) == s.human_decision) for s in sessions}
+    picked = [sid for sid in picks if sid in reviewed]
     if not picked:
         return None
-
-    def agree(s) -> int:
-        return int(decisions.get(s.session_id) == s.human_decision)
-
-    randoms = [agree(s) for s in picked if picks[s.session_id]["picked_by"] == "random"]
-    ranked = [agree(s) for s in picked if picks[s.session_id]["picked_by"] != "random"]
-    rest = max(population - len(ranked), 0)
+    batches: dict[str, list[str]] = {}
+    for sid, pick in picks.items():
+        batches.setdefault(pick["batch"], []).append(sid)
+    earlier: list[str] = []
+    estimates = []  # (random picks, estimate, variance)
+    for batch in sorted(batches):
+        members = batches[batch]
+        randoms = [reviewed[s] for s in members if picks[s]["picked_by"] == "random" and s in reviewed]
+        if randoms:
+            share = sum(randoms) / len(randoms)
+            ranked = [s for s in members if picks[s]["picked_by"] != "random"]
+            known = sum(reviewed.get(s, share) for s in earlier + ranked)
+            pool = picks[members[0]]["pool"]
+            rest = max(pool - len(ranked), 0)
+            total = len(earlier) + pool
+            estimates.append((len(randoms), (known + rest * share) / total,
+                              (rest / total) ** 2 * share * (1 - share) / len(randoms)))
+        earlier += members
     weighted = interval = None
-    if randoms and population:
-        share = sum(randoms) / len(randoms)
-        weighted = round((sum(ranked) + rest * share) / population, 4)
-        half = 1.96 * rest / population * (share * (1 - share) / len(randoms)) ** 0.5
+    if estimates:
+        count = sum(n for n, _, _ in estimates)
+        weighted = sum(n * e for n, e, _ in estimates) / count
+        half = 1.96 * sum((n / count) ** 2 * v for n, _, v in estimates) ** 0.5
         interval = [round(max(weighted - half, 0.0), 4), round(min(weighted + half, 1.0), 4)]
+        weighted = round(weighted, 4)
+    randoms = [reviewed[s] for s in picked if picks[s]["picked_by"] == "random"]
     return {
         "random": {"sessions": len(randoms), "agreement": round(sum(randoms) / len(randoms), 4) if randoms else None},
-        "unweighted": {"sessions": len(picked), "agreement": round((sum(randoms) + sum(ranked)) / len(picked), 4)},
-        "weighted": {"sessions": len(picked), "population": population, "agreement": weighted, "interval95": interval},
-        "not_from_queue": len(sessions) - len(picked),
+        "unweighted": {"sessions": len(picked), "agreement": round(sum(reviewed[s] for s in picked) / len(picked), 4)},
+        "weighted": {"sessions": len(picked), "batches": len(estimates), "agreement": weighted, "interval95": interval},
+        "not_from_queue": len(reviewed) - len(picked),
     }

@@ -377,9 +377,8 @@ class Workspace:
         results = score(sessions, decisions, self.project.config.holdout, parent_decisions)
         with self.store() as store:
             picks = recorded_picks(store.db)
-            population = store.counts()["sessions"]
         if picks:  # some reviews were chosen by the queue: the honest estimates beside the raw figures
-            results["sampling"] = sampled_agreement(sessions, decisions, picks, population)
+            results["sampling"] = sampled_agreement(sessions, decisions, picks)
         results.update(experiment=experiment.id, parent=experiment.manifest.parent, scored=now(),
                        reproduce=f"improver score {experiment.id}")
         results["errors"]["examples"] = sorted({v.get("error", "") for v in self.run(experiment).values()

@@ -81,7 +81,7 @@ def test_recorded_picks_are_not_picked_again_and_their_reviews_get_honest_estima
     ws.ingest(str(live_project / "answers.jsonl"))
     results = Workspace(live_project).score(Workspace(live_project).baseline())
     sampling = results["sampling"]
-    assert sampling["not_from_queue"] == 80 and sampling["weighted"]["population"] == 280
+    assert sampling["not_from_queue"] == 80 and sampling["weighted"]["batches"] == 1
     assert sampling["random"]["sessions"] == 10
     # the ranked half is mostly predicted overrides: unweighted agreement is biased low, the weighted one less so
     assert sampling["unweighted"]["agreement"] < sampling["weighted"]["agreement"]
@@ -90,15 +90,41 @@ def test_recorded_picks_are_not_picked_again_and_their_reviews_get_honest_estima
     assert results["all"]["kappa"] is not None and -1 <= results["all"]["kappa"] <= 1
 
 
-def test_weighted_estimate_counts_ranked_picks_once_and_lets_random_picks_stand_for_the_rest():
-    sessions = [ReviewedSession(f"S{i}", {}, "a", "b" if i < 10 else ("a" if i < 18 else "b")) for i in range(20)]
-    decisions = {s.session_id: "a" for s in sessions}
-    picks = {f"S{i}": {"picked_by": "predicted-override" if i < 10 else "random", "probability": 1.0 if i < 10 else 0.1}
-             for i in range(20)}
-    out = sampled_agreement(sessions, decisions, picks, population=100)
-    assert out["unweighted"]["agreement"] == 0.4
-    assert out["random"]["agreement"] == 0.8
-    assert out["weighted"]["agreement"] == pytest.approx((0 + 90 * 0.8) / 100)
+def test_weighted_estimate_adds_each_batchs_known_picks_to_its_random_share_for_the_rest():
+    agree = {**{f"A{i}": i < 8 for i in range(10)}, **{f"B{i}": False for i in range(5)}, **{f"C{i}": True for i in range(5)}}
+    sessions = [ReviewedSession(sid, {}, "a", "a" if ok else "b") for sid, ok in agree.items()]
+    picks = {**{f"A{i}": {"batch": "q0001", "picked_by": "random", "pool": 100} for i in range(10)},
+             **{f"B{i}": {"batch": "q0002", "picked_by": "predicted-override", "pool": 90} for i in range(5)},
+             **{f"C{i}": {"batch": "q0002", "picked_by": "random", "pool": 90} for i in range(5)}}
+    out = sampled_agreement(sessions, {s: "a" for s in agree}, picks)
+    first, second = 8 / 10, (8 + 0 + 85 * 1.0) / (10 + 90)
+    assert out["weighted"]["agreement"] == pytest.approx((10 * first + 5 * second) / 15, abs=1e-4)
+    assert out["unweighted"]["agreement"] == 0.65 and out["random"]["agreement"] == pytest.approx(13 / 15, abs=1e-4)
+
+
+def test_weighted_estimate_is_unbiased_when_ranked_picks_chase_the_disagreements():
+    import random
+
+    rng = random.Random(5)
+    truth, estimates, raw = [], [], []
+    for _ in range(200):
+        agrees = {f"S{i}": rng.random() < 0.7 for i in range(2000)}
+        pool, picks = list(agrees), {}
+        for batch in range(8):
+            ranked = [s for s in pool if not agrees[s]][:20]  # a queue that finds overrides well
+            rest = [s for s in pool if s not in ranked]
+            randoms = rng.sample(rest, 5 if batch else 50)
+            for s in ranked + randoms:
+                picks[s] = {"batch": f"q{batch:04d}", "picked_by": "random" if s in randoms else "boundary", "pool": len(pool)}
+            pool = [s for s in pool if s not in picks]
+        sessions = [ReviewedSession(s, {}, "a", "a" if agrees[s] else "b") for s in picks]
+        out = sampled_agreement(sessions, {s: "a" for s in picks}, picks)
+        truth.append(sum(agrees.values()) / len(agrees))
+        estimates.append(out["weighted"]["agreement"])
+        raw.append(out["unweighted"]["agreement"])
+    bias = sum(estimates) / len(estimates) - sum(truth) / len(truth)
+    assert abs(bias) < 0.01, bias
+    assert sum(raw) / len(raw) < sum(truth) / len(truth) - 0.2, "the unweighted figure shows the bias the weights remove"
 
 
 def test_flag_lists_predicted_overrides_with_rule_evidence_and_exits_1(live_project):
@@ -110,7 +136,7 @@ def test_flag_lists_predicted_overrides_with_rule_evidence_and_exits_1(live_proj
     assert flags and all(f["rule"] == "login-outage" and f["predicted"] == "escalate" and f["agent_decision"] == "resolve"
                          for f in flags)
     assert len(flags) == sum(1 for i in range(190) if PRODUCTS[i % 4] == "login" and 5 + (i * 11) % 50 <= 30)
-    assert flags[0]["evidence_sessions"] and flags[0]["precision"] == 1.0
+    assert flags[0]["evidence_sessions"] and (flags[0]["precision"], flags[0]["precision_kind"]) == (1.0, "out-of-fold")
     since = runner.invoke(app, ["flag", "--project", str(live_project), "--since", "2027-01-01"])
     assert since.exit_code == 0 and "No predicted overrides" in since.output
 
