@@ -117,7 +117,7 @@ def create_pr(ws: Workspace, experiment_id: str, remote: str = "origin", branch:
     branch = git_name(branch or f"improver/{experiment.id}", "branch")
     base = git_name(base or current_branch(repo), "base")
     remote = git_name(remote, "remote")
-    check_ready(repo, config_dir, remote, branch)
+    check_ready(repo, config_dir, remote, branch, need_remote=push is not False)
     base_commit = resolve_commit(repo, base)
 
     results = ws.score(experiment)
@@ -161,8 +161,9 @@ def current_branch(repo: Path) -> str:
     return result.stdout.strip()
 
 
-def check_ready(repo: Path, config_dir: Path, remote: str, branch: str) -> None:
-    """Refuse a dirty tree, a missing remote or an existing branch, before anything is written."""
+def check_ready(repo: Path, config_dir: Path, remote: str, branch: str, need_remote: bool = True) -> None:
+    """Refuse a dirty tree, a missing remote (unless nothing is pushed) or an existing branch, before anything
+    is written."""
     if git(repo, "rev-parse", "--verify", "--quiet", "HEAD", check=False).returncode != 0:
         raise GitError(f"{repo} has no commit yet; commit the target's config first")
     relative = config_dir.relative_to(repo).as_posix()
@@ -172,7 +173,7 @@ def check_ready(repo: Path, config_dir: Path, remote: str, branch: str) -> None:
         listed = ", ".join(sorted({line[3:] for line in changed})[:5])
         raise GitError(f"the working tree of {repo} has uncommitted changes ({listed}); the experiment was measured "
                        "against the committed config, so commit or discard them first")
-    if git(repo, "remote", "get-url", "--end-of-options", remote, check=False).returncode != 0:
+    if need_remote and git(repo, "remote", "get-url", "--end-of-options", remote, check=False).returncode != 0:
         known = git(repo, "remote").stdout.split()
         raise GitError(f"{repo} has no remote {remote!r} (remotes: {', '.join(known) or 'none'}); "
                        f"add one with `git -C {shlex.quote(str(repo))} remote add {remote} <url>` or pass --remote")

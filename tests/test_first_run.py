@@ -74,3 +74,15 @@ def test_an_agent_that_ignores_the_rules_and_raises_is_explained(tmp_path):
                for n in result["notices"]), result["notices"]
     run = json.loads(cli("run", "0001-baseline", "--project", str(tmp_path), "--json").output)
     assert run["errors"] == int(raised[0].split(" of ")[0]) and run["error_examples"] == ["ValueError: no billing data"]
+
+
+def test_quarantine_lists_each_bad_line_with_its_file_line_and_reason(tmp_path):
+    cli("init", str(tmp_path), "--decisions", "resolve,escalate")
+    lines = TRACES.read_text().splitlines()[:4]
+    (tmp_path / "traces.jsonl").write_text("\n".join([lines[0], "{not json", lines[1], '{"type": "vote"}']) + "\n")
+    cli("ingest", str(tmp_path / "traces.jsonl"), "--project", str(tmp_path))
+    shown = cli("quarantine", "--project", str(tmp_path)).output.splitlines()
+    assert [line.split(": ", 1)[0] for line in shown] == [f"{tmp_path / 'traces.jsonl'}:2", f"{tmp_path / 'traces.jsonl'}:4"]
+    assert "type must be 'decision' or 'review'" in shown[1]
+    listed = json.loads(cli("quarantine", "--project", str(tmp_path), "--json").output)
+    assert listed["total"] == 2 and listed["lines"][0]["raw"].strip() == "{not json"

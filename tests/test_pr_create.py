@@ -149,6 +149,13 @@ def test_pr_refuses_a_missing_remote(repo):
     assert snapshot(repo) == before
 
 
+def test_pr_no_push_needs_no_remote(repo):
+    git(repo, "remote", "remove", "origin")
+    pr = create_pr(Workspace(repo), CYCLE, push=False)
+    assert not pr.pushed and git(repo, "rev-parse", pr.branch) == pr.commit
+    assert pr.commands[0].startswith("git -C") and "push --set-upstream origin" in pr.commands[0]
+
+
 def test_pr_refuses_an_existing_branch(repo):
     git(repo, "branch", f"improver/{CYCLE}")
     before = snapshot(repo)

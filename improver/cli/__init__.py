@@ -7,6 +7,7 @@ command group that imports ``app.py`` and never another group.
 # One import a line, so that groups added side by side do not collide.
 from improver.cli import init  # noqa: F401
 from improver.cli import loop  # noqa: F401
+from improver.cli import quarantine  # noqa: F401
 from improver.cli import review  # noqa: F401
 from improver.cli import check  # noqa: F401
 from improver.cli import queue  # noqa: F401
