@@ -6,6 +6,8 @@ in the trace store by what a human's answer would teach:
 - **predicted override**: a rule of the reference config (the accepted experiment, else
   the best scored one) decides the case differently from the agent; the less evidence
   the rule has, the more a review teaches;
+- **fold disagreement**: the reference's cross-validation fold models (each mined
+  without one fold) decide the case differently from each other;
 - **candidate precedent**: a precedent the last mining found but could not propose yet
   (too little evidence) covers the case and would decide it differently;
 - **boundary**: a numeric value sits within ``BOUNDARY`` of a learned threshold;
@@ -65,7 +67,7 @@ class Pick:
 
     session_id: str
     agent_decision: str
-    picked_by: str  # predicted-override | candidate-precedent | boundary | coverage | random
+    picked_by: str  # predicted-override | fold-disagreement | candidate-precedent | boundary | coverage | random
     reason: str
     priority: float
     probability: float
@@ -191,12 +193,39 @@ def _rule_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reaso
                                         f"rule {rule.id} ({n} evidence sessions) decides {rule.decision}", rule.decision))
 
 
+def _fold_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], reference: Experiment | None) -> None:
+    """Where the reference's fold models (each mined without one fold) disagree on the case."""
+    runs = ((reference.manifest.mining.get("cv") or {}).get("fold_runs") or []) if reference else []
+    if len(runs) < 2:
+        return
+    votes = []
+    for run in runs:
+        decided = agent.copy()
+        taken = np.zeros(len(agent), dtype=bool)
+        for rule in run.get("proposals", []):
+            hit = ~taken & columns.mask(rule["when"])
+            decided[hit] = rule["decision"]
+            taken |= hit
+        votes.append(decided)
+    votes = np.array(votes, dtype=object).T
+    for row in range(len(agent)):
+        counts = Counter(votes[row])
+        if len(counts) > 1:
+            split = "–".join(str(n) for _, n in counts.most_common())
+            top = counts.most_common(1)[0][0]
+            share = 1 - counts[top] / len(runs)
+            reasons[row].append(_Reason(0.5 + 0.5 * share, "folds:" + "|".join(sorted(counts)), "fold-disagreement",
+                                        f"the {len(runs)} fold models split {split} "
+                                        f"({', '.join(d for d, _ in counts.most_common())})", top))
+
+
 def _candidate_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], candidates) -> None:
     for precedent in candidates:
         rows = np.flatnonzero(columns.mask(precedent.condition) & (agent != precedent.decision))
         for row in rows:
             reasons[row].append(_Reason(0.9, f"precedent:{precedent.name}", "candidate-precedent",
-                                        f"precedent {precedent.name} ({precedent.group_size} sessions, "
+                                        f"precedent {precedent.name} ({precedent.group_size} "
+                                        f"session{'s' if precedent.group_size != 1 else ''}, "
                                         f"too few to propose) would decide {precedent.decision}",
                                         precedent.decision))
 
@@ -269,6 +298,7 @@ def build_queue(ws: "Workspace", n: int = 50, random_share: float = RANDOM_SHARE
         columns = Columns([p.case for p in pending])
         agent = np.array([p.decision for p in pending], dtype=object)
         _rule_reasons(columns, agent, reasons, ws, reference)
+        _fold_reasons(columns, agent, reasons, reference)
         if candidates is None:
             candidates = candidate_precedents(ws)
         _candidate_reasons(columns, agent, reasons, candidates)

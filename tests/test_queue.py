@@ -9,6 +9,7 @@ from conftest import write_jsonl
 from improver import review as reviewing
 from improver.cli import app
 from improver.cycle import run_cycles
+from improver.experiments import read_tree
 from improver.precedents import track
 from improver.queue import build_queue, next_batch, record, sampled_agreement
 from improver.models import ReviewedSession
@@ -66,6 +67,22 @@ def test_queue_ranks_predicted_overrides_first_and_keeps_a_random_share(live_pro
     assert build_queue(ws, n=20, random_share=0.25, seed=3).picks == queue.picks, "deterministic for a seed"
     reviewed = {s.session_id for s in ws.sessions}
     assert not reviewed & {p.session_id for p in queue.picks}
+
+
+def test_queue_picks_cases_the_fold_models_disagree_on(live_project):
+    ws = Workspace(live_project)
+    reference = [e for e in ws.experiments.all() if e.manifest.proposals][-1]
+    runs = [{"fold": k, "proposals": [{"id": "long-waits", "when": {"minutes": {"gt": 40}}, "decision": "resolve"}]
+             if k < 2 else []} for k in range(4)]
+    manifest = reference.manifest.model_copy(update={"id": ws.experiments.next_id("folds"), "mining": {"cv": {
+        "mode": "cv", "fold_runs": runs}}})
+    ws.experiments.create(manifest, read_tree(reference.config_dir), read_tree(reference.config_dir), "# folds\n")
+    reviewing.review(ws, manifest.id, accept=[p.id for p in manifest.proposals], reject=[])
+    queue = build_queue(ws, n=40, random_share=0.0)
+    split = [p for p in queue.picks if p.picked_by == "fold-disagreement"]
+    assert split and all("split 2–2" in p.reason for p in split)
+    traffic = {json.loads(line)["session_id"]: json.loads(line)["case"] for line in (live_project / "traffic.jsonl").open()}
+    assert all(traffic[p.session_id]["minutes"] > 40 for p in split)
 
 
 def test_recorded_picks_are_not_picked_again_and_their_reviews_get_honest_estimates(live_project):
