@@ -39,6 +39,7 @@ from improver.cycle import run_cycles  # noqa: E402
 from improver.flag import flag  # noqa: E402
 from improver.project import Project, write_project_file  # noqa: E402
 from improver.queue import build_queue, next_batch, record  # noqa: E402
+from improver.scoring import cohens_kappa  # noqa: E402
 from improver.workspace import Workspace  # noqa: E402
 
 
@@ -139,9 +140,10 @@ def run_one(domain: Domain, seed: int, strategy: str, args, scratch: Path, fresh
         state = run_cycles(ws, max_cycles=args.max_cycles)
         best = ws.experiments.get(state["parent"])
         decided = domain.decide_batch(fresh, best.config_dir)
-        fresh_agreement = sum(r["decision"] == h for r, h in zip(decided, fresh_human)) / len(fresh)
+        pairs = [(r["decision"], h) for r, h in zip(decided, fresh_human)]
+        fresh_agreement = sum(a == h for a, h in pairs) / len(fresh)
         sampling = ws.score(ws.baseline()).get("sampling") or {}
-        rows.append({"reviewed": reviewed, "fresh": fresh_agreement,
+        rows.append({"reviewed": reviewed, "fresh": fresh_agreement, "kappa": cohens_kappa(pairs),
                      "weighted": (sampling.get("weighted") or {}).get("agreement"),
                      "unweighted": (sampling.get("unweighted") or {}).get("agreement")})
         if reviewed >= args.until:
@@ -194,6 +196,7 @@ def main() -> None:
             domain = every[name]
             curves[name] = {"random": {}, "queue": {}}
             estimates: dict[int, list[tuple]] = {}
+            kappas: dict[str, dict[int, list[float]]] = {"random": {}, "queue": {}}
             flagged = []
             for seed in seeds:
                 fresh = domain.cases(args.fresh, seed + 10_000)
@@ -206,13 +209,14 @@ def main() -> None:
                     rows, ws, traffic = run_one(domain, seed, strategy, args, scratch, fresh, fresh_human)
                     for row in rows:
                         curves[name][strategy].setdefault(row["reviewed"], []).append(row["fresh"])
+                        kappas[strategy].setdefault(row["reviewed"], []).append(row["kappa"])
                         if strategy == "queue":
                             estimates.setdefault(row["reviewed"], []).append((base_fresh, row["weighted"], row["unweighted"]))
                     if strategy == "queue" and name == "procurement":
                         flagged.append(flag_precision(domain, ws, traffic, seed))
                     print(f"  {name} seed {seed} {strategy}: {len(rows)} steps in {time.perf_counter() - started:.0f} s",
                           file=sys.stderr, flush=True)
-            report(name, curves[name], estimates, flagged)
+            report(name, curves[name], kappas, estimates, flagged)
         if args.queue_size:
             seconds = queue_speed(every["procurement"], args.queue_size, scratch)
             print(f"\nimprover queue on {args.queue_size:,} unreviewed decisions: {seconds:.1f} s")
@@ -220,15 +224,18 @@ def main() -> None:
         plot(curves, args.plot)
 
 
-def report(name: str, curve: dict, estimates: dict, flagged: list) -> None:
+def report(name: str, curve: dict, kappas: dict, estimates: dict, flagged: list) -> None:
     mean = {s: {n: statistics.mean(v) for n, v in c.items()} for s, c in curve.items()}
-    print(f"\n{name}: agreement on fresh cases after each batch (mean over seeds)")
-    print(f"{'reviews':>7} {'random':>7} {'queue':>7} {'q - r':>6}   {'agent fresh':>11} {'weighted est':>12} "
-          f"{'unweighted':>10}")
+    kappa = {s: {n: statistics.mean(v) for n, v in c.items()} for s, c in kappas.items()}
+    print(f"\n{name}: agreement (and Cohen's kappa) on fresh cases after each batch, mean over seeds; the agent's "
+          "own agreement on fresh cases beside its estimates from the queue-picked reviews")
+    print(f"{'reviews':>7} {'random':>7} {'queue':>7} {'q - r':>6} {'κ random':>8} {'κ queue':>7}   {'agent fresh':>11} "
+          f"{'weighted est':>12} {'w - f':>6} {'unweighted':>10}")
     for n in sorted(mean["random"]):
         r, q = mean["random"][n], mean["queue"].get(n)
         fresh, weighted, unweighted = (statistics.mean(x[i] for x in estimates[n] if x[i] is not None) for i in range(3))
-        print(f"{n:>7} {r:>7.1%} {q:>7.1%} {(q - r) * 100:>+6.1f}   {fresh:>11.1%} {weighted:>12.1%} {unweighted:>10.1%}")
+        print(f"{n:>7} {r:>7.1%} {q:>7.1%} {(q - r) * 100:>+6.1f} {kappa['random'][n]:>8.2f} {kappa['queue'][n]:>7.2f}   "
+              f"{fresh:>11.1%} {weighted:>12.1%} {(weighted - fresh) * 100:>+6.1f} {unweighted:>10.1%}")
     target = mean["random"][max(mean["random"])]
     reached = next((n for n in sorted(mean["queue"]) if mean["queue"][n] >= target), None)
     worst = min((mean["queue"][n] - mean["random"][n]) * 100 for n in mean["random"])

@@ -12,6 +12,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
     ("quality.py", ["--seeds", "1", "--noise", "0", "--requests", "60", "--max-cycles", "1"], "mean held-out"),
     ("speed.py", ["--sizes", "300"], "whole cycle"),
     ("ingest.py", ["--mb", "1", "--sessions", "50"], "spans_per_s"),
+    ("active.py", ["--domains", "moderation", "--seeds", "1", "--pool", "200", "--fresh", "100", "--until", "75",
+                   "--queue-size", "0"], "the queue reaches it"),
 ])
 def test_benchmark_script_runs_and_prints_its_table(script, args, expected):
     done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=300)
