@@ -83,7 +83,7 @@ def test_quarantine_lists_each_bad_line_with_its_file_line_and_reason(tmp_path):
     cli("init", str(tmp_path), "--decisions", "resolve,escalate")
     lines = TRACES.read_text().splitlines()[:4]
     (tmp_path / "traces.jsonl").write_text("\n".join([lines[0], "{not json", lines[1], '{"type": "vote"}']) + "\n")
-    cli("ingest", str(tmp_path / "traces.jsonl"), "--project", str(tmp_path))
+    assert "`improver quarantine` lists them" in cli("ingest", str(tmp_path / "traces.jsonl"), "--project", str(tmp_path)).output
     shown = cli("quarantine", "--project", str(tmp_path)).output.splitlines()
     assert [line.split(": ", 1)[0] for line in shown] == [f"{tmp_path / 'traces.jsonl'}:2", f"{tmp_path / 'traces.jsonl'}:4"]
     assert "type must be 'decision' or 'review'" in shown[1]

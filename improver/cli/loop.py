@@ -46,6 +46,8 @@ def print_ingest(report) -> None:
         console.print(f"  ignored {n}: {reason}")
     for reason, n in report.quarantine_reasons.items():
         console.print(f"  quarantined {n}: {reason}")
+    if report.quarantined:
+        console.print("  `improver quarantine` lists them as file:line: reason")
     if report.waiting_joined:
         console.print(f"  {report.waiting_joined} annotations stored earlier met their spans")
     if report.waiting_total:
