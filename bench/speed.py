@@ -1,15 +1,201 @@
-"""Stage timings of the improvement loop for 130, 10k and 100k generated sessions.
+"""One improvement cycle through the real CLI, each stage beside its floor.
 
-    python bench/speed.py [--sizes 130,10000,100000]
+    python bench/speed.py [--sessions 100000] [--keep FOLDER]
 
-The embedded store only; `bench/scale.py` (which this calls) also covers the Bolt
-stores and 1M sessions. Prints, per size, each stage's wall time and peak memory.
+Makes a demo project with ``--sessions`` generated requests, then runs, each as its own
+``improver`` process: ``improver ingest traces.jsonl``, ``improver cycle --max-cycles 1``,
+and the same cycle again on the unchanged sessions. Each process is the CLI's own
+``main`` with timers around the workspace stages (exclusive time: a rerun inside scoring
+counts as a rerun); wall times are taken around the processes, so they include start-up.
+
+Floors, measured in this process on the same data:
+- ingest: ``json.loads`` of every line and ``executemany`` into the store's own schema;
+- target reruns: the agent's own ``decide_batch`` in one process, each config loaded
+  once, over all sessions for every experiment the cycle ran, plus every leave-one-out's
+  matched sessions at that experiment's per-case cost;
+- scoring: numpy agreement per split for every scored experiment.
+Done means: ingest + cycle within 2x the sum of the floors and < 30 s; the second
+cycle decides no case again. `bench/scale.py` has the per-store and 1M-session figures.
 """
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
+from collections import defaultdict
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+STAGES = [("ingest", "ingest"), ("load sessions", None), ("target reruns", "reruns"), ("score (without reruns)", "scoring"),
+          ("mine", None), ("propose", None), ("write decisions", None), ("graph", None)]
+
+
+# --- the timed CLI (child process) ----------------------------------------------------
+class Timer:
+    """Exclusive wall time per label: time inside a nested timed call goes to the inner label."""
+
+    def __init__(self):
+        self.totals: dict[str, float] = defaultdict(float)
+        self.stack: list[float] = []
+
+    def timed(self, function, label: str):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            self.stack.append(0.0)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - started
+                self.totals[label] += elapsed - self.stack.pop()
+                if self.stack:
+                    self.stack[-1] += elapsed
+        return wrapper
+
+    def wrap(self, owner, name: str, label: str) -> None:
+        setattr(owner, name, self.timed(getattr(owner, name), label))
+
+
+def timed_cli(out: Path, argv: list[str]) -> None:
+    from improver.cli import main
+    from improver.experiments import Experiment
+    from improver.workspace import Workspace
+
+    timer = Timer()
+    for name, label in (("ingest", "ingest"), ("decide", "target reruns"), ("mine", "mine"), ("propose", "propose"),
+                        ("subset", "propose"), ("score", "score (without reruns)"), ("graph", "graph")):
+        timer.wrap(Workspace, name, label)
+    timer.wrap(Experiment, "write_decisions", "write decisions")
+    sessions = Workspace.__dict__["sessions"]  # a cached_property: time the one read of the store
+    sessions.func = timer.timed(sessions.func, "load sessions")
+    sys.argv = ["improver", *argv]
+    try:
+        main()
+    finally:
+        out.write_text(json.dumps(timer.totals))
+
+
+def run_cli(folder: Path, *argv: str) -> dict:
+    out = folder / f"timings-{time.monotonic_ns()}.json"
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, "--timed", str(out), "--", *argv], capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"improver {' '.join(argv)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return {"wall": wall, "stages": json.loads(out.read_text()), "stdout": done.stdout}
+
+
+# --- floors (this process) ------------------------------------------------------------
+def ingest_floor(traces: Path, folder: Path) -> float:
+    from improver.store import SCHEMA
+
+    db = sqlite3.connect(folder / "floor.sqlite")
+    db.executescript(SCHEMA)
+    started = time.perf_counter()
+    decisions, reviews = [], []
+    with open(traces, "rb") as lines:
+        for line in lines:
+            e = json.loads(line)
+            if e["type"] == "decision":
+                decisions.append((e["session_id"], json.dumps(e["case"]), e["decision"], e.get("confidence"),
+                                  e.get("reasoning"), json.dumps(e.get("cited")), e.get("config_version"), e.get("ts")))
+            else:
+                reviews.append((e["session_id"], e.get("reviewer"), e["decision"], e.get("reasoning"), e.get("precedent"),
+                                json.dumps(e.get("conditions")), e.get("ts"), hashlib.sha256(line).hexdigest()))
+    with db:
+        db.executemany("INSERT INTO decisions (session_id, case_json, decision, confidence, reasoning, cited_json, "
+                       "config_version, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", decisions)
+        db.executemany("INSERT INTO reviews (session_id, reviewer, decision, reasoning, precedent, conditions_json, ts, "
+                       "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", reviews)
+    seconds = time.perf_counter() - started
+    db.close()
+    return seconds
+
+
+def rerun_and_scoring_floors(project: Path, ids: list[str]) -> tuple[float, float, list[str]]:
+    import numpy as np
+
+    from improver.runners.local import load_callable
+    from improver.scoring import split_of
+    from improver.workspace import Workspace
+
+    ws = Workspace(project)
+    sessions = ws.sessions
+    cases = [s.case for s in sessions]
+    _decide, decide_batch = load_callable(ws.project.config.target, ws.project.root)
+    human = np.array([s.human_decision for s in sessions], dtype=object)
+    heldout = np.array([split_of(s.session_id, ws.project.config.holdout) == "heldout" for s in sessions])
+    reruns = scoring = 0.0
+    notes = []
+    for experiment in (ws.experiments.get(i) for i in ids):
+        decide_batch(cases[:1], experiment.config_dir)  # config loaded once, outside the timing
+        started = time.perf_counter()
+        decide_batch(cases, experiment.config_dir)
+        seconds = time.perf_counter() - started
+        matched = sum(e["sessions_matched"] for e in (experiment.results or {}).get("per_proposal", {}).values())
+        reruns += seconds + seconds * matched / len(cases)
+        notes.append(f"{experiment.id}: {seconds:.2f} s over {len(cases):,} sessions"
+                     + (f" + leave-one-out {matched:,} sessions" if matched else ""))
+        decided = experiment.decisions
+        agent = np.array([decided[s.session_id]["decision"] for s in sessions], dtype=object)
+        started = time.perf_counter()
+        agree = agent == human
+        _ = (agree[heldout].mean(), agree[~heldout].mean(), agree.mean())
+        scoring += time.perf_counter() - started
+    return reruns, scoring, notes
+
+
+# --- the report ------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--keep", type=Path, help="make the project here and keep it")
+    parser.add_argument("--timed", type=Path, help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.timed:
+        return timed_cli(args.timed, rest[1:] if rest[:1] == ["--"] else rest)
+    from improver.demo import make_demo_project
+
+    with tempfile.TemporaryDirectory(prefix="improver-speed-") as scratch:
+        folder = args.keep or Path(scratch) / "demo"
+        project = make_demo_project(folder, n=args.sessions)
+        traces = project / "traces.jsonl"
+        ingest = run_cli(Path(scratch), "ingest", str(traces), "--project", str(project))
+        first = run_cli(Path(scratch), "cycle", "--max-cycles", "1", "--project", str(project))
+        ids = sorted(p.name for p in (project / "experiments").iterdir() if p.is_dir() and p.name[:1].isdigit())
+        second = run_cli(Path(scratch), "cycle", "--max-cycles", "1", "--project", str(project))
+        floors = {"ingest": ingest_floor(traces, Path(scratch))}
+        floors["reruns"], floors["scoring"], notes = rerun_and_scoring_floors(project, ids)
+
+    stages = defaultdict(float, ingest["stages"])
+    for name, seconds in first["stages"].items():
+        stages[name] += seconds
+    wall = ingest["wall"] + first["wall"]
+    print(f"\n== {args.sessions:,} reviewed sessions: improver ingest + improver cycle --max-cycles 1 ==")
+    print(f"{'stage':34} {'seconds':>8} {'floor':>8} {'ratio':>6}")
+    for label, floor_name in STAGES:
+        floor = floors.get(floor_name) if floor_name else None
+        shown = f"{floor:8.2f} {stages[label] / floor:6.1f}" if floor else ""
+        print(f"{label:34} {stages[label]:8.2f} {shown}")
+    other = wall - sum(stages[label] for label, _ in STAGES)
+    print(f"{'other (start-up, imports, LangGraph)':34} {other:8.2f}")
+    print(f"{'sum of floors':34} {'':8} {sum(floors.values()):8.2f}")
+    total_floor = sum(floors.values())
+    print(f"{'CLI wall, ingest + cycle':34} {wall:8.2f} {total_floor:8.2f} {wall / total_floor:6.1f}"
+          f"   (done: ratio <= 2 and < 30 s)")
+    for note in notes:
+        print(f"  rerun floor {note}")
+    reuse = re.search(r"Target: ([\d,]+) cases decided, ([\d,]+) answered from the decision cache", second["stdout"])
+    print(f"second cycle on unchanged sessions: {second['wall']:.2f} s wall; "
+          + (f"{reuse.group(1)} cases decided, {reuse.group(2)} answered from the decision cache" if reuse
+             else "no reruns reported"))
+
+
 if __name__ == "__main__":
-    sizes = sys.argv[sys.argv.index("--sizes") + 1] if "--sizes" in sys.argv else "130,10000,100000"
-    scale = Path(__file__).resolve().parent / "scale.py"
-    sys.exit(subprocess.call([sys.executable, str(scale), "--sizes", sizes, "--stores", "networkx"]))
+    main()

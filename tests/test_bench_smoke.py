@@ -10,7 +10,10 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 @pytest.mark.parametrize("script, args, expected", [
     ("quality.py", ["--seeds", "1", "--noise", "0", "--requests", "60", "--max-cycles", "1"], "mean held-out"),
-    ("speed.py", ["--sizes", "300"], "whole cycle"),
+    ("speed.py", ["--sessions", "300"], "CLI wall, ingest + cycle"),
+    ("scale.py", ["--sizes", "300", "--stores", "networkx"], "whole cycle"),
+    ("runtime.py", ["--sessions", "300", "--cases", "300"], "per call: load_overlay"),
+    ("graph_tools.py", ["--sessions", "300"], "graph_summary, second call"),
     ("ingest.py", ["--mb", "1", "--sessions", "50"], "spans_per_s"),
     ("active.py", ["--domains", "moderation", "--seeds", "1", "--pool", "200", "--fresh", "100", "--until", "75",
                    "--queue-size", "0"], "the queue reaches it"),
