@@ -1,8 +1,8 @@
 """The decision cache: wraps any runner, so a case the same agent has already decided
 with the same config is answered from disk instead of rerun.
 
-An answer's key is a hash of the agent's fingerprint, the config folder's content hash
-and the case. The fingerprint is ``target.version`` when set, else a hash of the
+Answers are kept by the agent's fingerprint and the config folder's content hash, each
+under a hash of its case. The fingerprint is ``target.version`` when set, else a hash of the
 target's code: the callable's module file, or the files a command names in the project.
 Set ``target.version`` when the agent changes in ways its file does not show (a model
 named in the environment, a dependency). Error answers are never kept. Answers live in
@@ -21,8 +21,6 @@ from improver.errors import StoreError
 from improver.experiments import read_tree, tree_hash
 from improver.project import TargetSpec
 from improver.runners import ERROR, Progress, TargetRunner
-
-LOOKUP = 500  # keys per query
 
 
 def fingerprint(spec: TargetSpec, root: Path) -> str:
@@ -48,29 +46,30 @@ def fingerprint(spec: TargetSpec, root: Path) -> str:
 
 
 class DecisionCache:
-    """Answers by key in one SQLite table."""
+    """Answers by agent and config, each stored run a JSON object ``{case key: answer}`` (one
+    row per run that decided something new), so a run reads its config's answers in one query."""
 
     def __init__(self, path: Path):
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(path), check_same_thread=False)
-            self.db.execute("CREATE TABLE IF NOT EXISTS answers (key BLOB PRIMARY KEY, answer BLOB NOT NULL) WITHOUT ROWID")
+            self.db.execute("CREATE TABLE IF NOT EXISTS runs (agent TEXT NOT NULL, config TEXT NOT NULL, "
+                            "answers BLOB NOT NULL)")
+            self.db.execute("CREATE INDEX IF NOT EXISTS runs_by_config ON runs (agent, config)")
         except sqlite3.DatabaseError as error:
             raise StoreError(f"cannot open the decision cache {path}: {error}; delete it (it only saves reruns)") from error
 
-    def get(self, keys: list[bytes]) -> dict[bytes, dict]:
-        found = {}
-        distinct = list(dict.fromkeys(keys))
-        for start in range(0, len(distinct), LOOKUP):
-            part = distinct[start:start + LOOKUP]
-            rows = self.db.execute(f"SELECT key, answer FROM answers WHERE key IN ({','.join('?' * len(part))})", part)
-            found.update((key, orjson.loads(answer)) for key, answer in rows)
+    def get(self, agent: str, config: str) -> dict[str, dict]:
+        found: dict[str, dict] = {}
+        for (blob,) in self.db.execute("SELECT answers FROM runs WHERE agent = ? AND config = ?", (agent, config)):
+            found.update(orjson.loads(blob))
         return found
 
-    def put(self, items: list[tuple[bytes, dict]]) -> None:
-        with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?)", [(k, orjson.dumps(a)) for k, a in items])
+    def put(self, agent: str, config: str, answers: dict[str, dict]) -> None:
+        if answers:
+            with self.db:
+                self.db.execute("INSERT INTO runs VALUES (?, ?, ?)", (agent, config, orjson.dumps(answers)))
 
 
 class CachedRunner:
@@ -80,23 +79,23 @@ class CachedRunner:
         self.inner, self.cache, self.agent = inner, cache, agent
         self.hits = self.reruns = 0
 
-    def keys(self, cases: list[dict], config_dir: Path) -> list[bytes]:
-        prefix = f"{self.agent}\0{tree_hash(read_tree(Path(config_dir)))}\0".encode()
+    def keys(self, cases: list[dict]) -> list[str]:
         option = orjson.OPT_NON_STR_KEYS
-        return [hashlib.sha256(prefix + orjson.dumps(case, option=option, default=str)).digest()[:16] for case in cases]
+        return [hashlib.sha256(orjson.dumps(case, option=option, default=str)).hexdigest()[:32] for case in cases]
 
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
-        keys = self.keys(cases, config_dir)
-        found = self.cache.get(keys)
+        config = tree_hash(read_tree(Path(config_dir)))
+        keys = self.keys(cases)
+        found = self.cache.get(self.agent, config)
         missing = [i for i, key in enumerate(keys) if key not in found]
         self.hits += len(cases) - len(missing)
         self.reruns += len(missing)
         if progress and len(cases) > len(missing):
             progress(len(cases) - len(missing))
         answers = self.inner.run([cases[i] for i in missing], config_dir, progress) if missing else []
-        self.cache.put([(keys[i], a) for i, a in zip(missing, answers) if a["decision"] != ERROR])
-        fresh = dict(zip(missing, answers))
-        return [fresh[i] if i in fresh else dict(found[key]) for i, key in enumerate(keys)]
+        self.cache.put(self.agent, config, {keys[i]: a for i, a in zip(missing, answers) if a["decision"] != ERROR})
+        found.update((keys[i], a) for i, a in zip(missing, answers))
+        return [found[key] for key in keys]
 
     def close(self) -> None:
         self.cache.db.close()
