@@ -164,7 +164,10 @@ class Columns:
     def values(self, path: str) -> np.ndarray:
         if path not in self._values:
             column = np.empty(len(self.cases), dtype=object)
-            column[:] = [field_value(case, path) for case in self.cases]
+            if "." in path:
+                column[:] = [field_value(case, path) for case in self.cases]
+            else:  # a top-level field: one dict lookup a row
+                column[:] = [case.get(path, MISSING) if type(case) is dict else field_value(case, path) for case in self.cases]
             self._values[path] = column
         return self._values[path]
 
