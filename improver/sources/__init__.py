@@ -23,7 +23,15 @@ class TraceSource(Protocol):
     """What every source offers. Optional: ``cleaned`` (a Counter of repairs made to dirty
     input, by kind), and for incremental sources ``resume(position)`` before reading and
     ``position`` after it, which the caller stores with ``TraceStore.set_cursor`` once
-    everything read is stored."""
+    everything read is stored. Span sources (``mapping.SpanFileSource``) also take
+    ``join(store)`` before reading, to meet spans and annotations stored by earlier ingests,
+    and leave their ``assembler`` after it: the spans seen, the annotations still waiting and
+    the accounting of every row read.
+
+    A file layout is one module here with ``LAYOUT``, ``EXPECTS`` and ``KEYS`` (for the
+    message when nothing matches), ``sniff(rows, mapping)`` (the share of sample rows it
+    recognises) and ``SOURCE``, a ``SpanFileSource`` whose ``feed(assembler)`` pushes each row
+    in as a span or an annotation; its name goes into ``LAYOUTS``."""
 
     name: str
 
