@@ -89,3 +89,17 @@ def test_quarantine_lists_each_bad_line_with_its_file_line_and_reason(tmp_path):
     assert "type must be 'decision' or 'review'" in shown[1]
     listed = json.loads(cli("quarantine", "--project", str(tmp_path), "--json").output)
     assert listed["total"] == 2 and listed["lines"][0]["raw"].strip() == "{not json"
+
+
+def test_an_installation_without_its_examples_or_skills_writes_nothing(tmp_path, monkeypatch):
+    from improver.errors import ProjectError
+
+    def missing(name):
+        raise ProjectError(f"this installation of improver has no {name}/ folder")
+    monkeypatch.setattr("improver.demo.bundled", missing)
+    monkeypatch.setattr("improver.bundled.bundled", missing)
+    demo = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path / "demo")])
+    assert demo.exit_code != 0 and "no examples/ folder" in str(demo.exception)
+    installed = CliRunner().invoke(app, ["install-claude", "--project", str(tmp_path)])
+    assert installed.exit_code != 0 and "no skills/ folder" in str(installed.exception)
+    assert list(tmp_path.iterdir()) == []  # no stray demo folder, .mcp.json or empty skill folders
