@@ -196,6 +196,12 @@ def test_a_precedent_keeps_its_id_from_new_to_growing_to_handled(tmp_path, tiny_
     assert entries["api-deprecation"]["status"] == "handled" and entries["api-deprecation"]["id"] == ids[2]
     assert entries["login-outage"]["status"] == "handled"
     assert track(ws) == track(ws), "tracking again with nothing new changes nothing"
+    from improver.report import render
+
+    page = render(ws)
+    section = page[page.index("<section id=precedents>"):]
+    assert "api-deprecation" in section and section.count("<svg class=spark") == len(entries)
+    assert 'aria-label="0, 0, 6, 6"' in section, "the API precedent's overrides per week, weeks 1 to 4"
 
 
 def test_queue_tools_answer_over_the_real_mcp_client(live_project):

@@ -4,13 +4,16 @@ It shows the agreement curve along the experiment's lineage (every split its
 ``results.json`` carries: cross-validated, in-sample, held-out, test), the confusion
 table, a card per proposal (condition, evidence sessions, the reviewers' own words,
 leave-one-out or per-fold effect, the regressions among the sessions it matches) with a
-picture of the context graph around its precedent, and the regression list. Charts are
+picture of the context graph around its precedent, the regression list, and, once
+``improver precedents`` has tracked them, the precedents over time with a sparkline
+of overrides per week each. Charts are
 matplotlib SVG pasted into the page; there is no script and nothing is fetched at view
 time. Every report leaves the store through ``release`` (the one place to scan it).
 """
 from __future__ import annotations
 
 import html
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from string import Template
@@ -248,6 +251,30 @@ def regressions_section(results: dict) -> str:
 
 
 # --- the page --------------------------------------------------------------------
+def precedents_section(ws: Workspace) -> str:
+    """Precedents over time (``improver precedents``), a sparkline of overrides per week each; empty until tracked."""
+    from improver.precedents import REGISTRY
+    from improver.report.charts import sparkline
+
+    path = ws.project.data_dir / REGISTRY
+    if not path.exists():
+        return ""
+    registry = json.loads(path.read_text(encoding="utf-8"))
+    weeks = sorted({w for p in registry["precedents"] for w in p.get("weekly", {})})
+    rows = "".join(
+        f"<tr><td><code>{e(p['id'])}</code></td><td>{e(p['name'])}</td><td>{e(p['decision'])}</td>"
+        f"<td><span class=status>{e(p['status'])}</span></td>"
+        f"<td>{sparkline([p.get('weekly', {}).get(w, 0) for w in weeks])}</td>"
+        f"<td class=num>{p['history'][-1]['overrides'] if p.get('history') else ''}</td><td>{e(p.get('description', ''))}</td></tr>"
+        for p in registry["precedents"])
+    span = f"{weeks[0]} to {weeks[-1]}" if weeks else "no dated reviews"
+    return (f"<section id=precedents><h2>Precedents over time ({len(registry['precedents'])})</h2>"
+            f"<table><tr><th>id</th><th>precedent</th><th>decision</th><th>status</th><th>overrides per week "
+            f"({e(span)})</th><th>overrides</th><th>condition</th></tr>{rows}</table>"
+            f"<p class=note>Tracked by <code>improver precedents</code>: each keeps its id across mining runs; "
+            f"handled = the accepted experiment ships a rule for it.</p></section>")
+
+
 def render(ws: Workspace, experiment_id: str | None = None) -> str:
     """The report of an experiment (default: ``default_experiment``) as one HTML document."""
     experiment = ws.experiments.get(experiment_id) if experiment_id else default_experiment(ws)
@@ -277,7 +304,7 @@ def render(ws: Workspace, experiment_id: str | None = None) -> str:
         curve_section(chain), confusion_section(results),
         f"<section id=proposals><h2>Proposals ({len(cards)})</h2>"
         + ("".join(cards) or "<p>This lineage has no proposals yet.</p>") + "</section>",
-        regressions_section(results)])
+        regressions_section(results), precedents_section(ws)])
     page = Template((HERE / "template.html").read_text(encoding="utf-8")).substitute(
         title=e(f"improver report: {experiment.id}"), style=(HERE / "style.css").read_text(encoding="utf-8"),
         experiment=e(experiment.id), project=e(ws.project.root.name), summary=summary, body=body,

@@ -93,3 +93,17 @@ def context_graph(nodes: dict[str, dict], edges: list[tuple[str, str, str]], tit
     ax.margins(0.12)
     ax.set_axis_off()
     return to_svg(figure, tight=False)
+
+
+def sparkline(values: list[int], width: int = 120, height: int = 24) -> str:
+    """A tiny inline SVG line of counts (e.g. overrides per week), its last point marked."""
+    if not values:
+        return ""
+    top = max(max(values), 1)
+    step = width / max(len(values) - 1, 1)
+    points = [(round(i * step, 1), round(height - 2 - (v / top) * (height - 4), 1)) for i, v in enumerate(values)]
+    line = " ".join(f"{x},{y}" for x, y in points)
+    x, y = points[-1]
+    return (f'<svg class=spark viewBox="-2 0 {width + 4} {height}" width="{width + 4}" height="{height}" role=img '
+            f'aria-label="{", ".join(map(str, values))}"><polyline fill=none stroke="#d6604d" stroke-width=1.5 '
+            f'points="{line}"/><circle cx="{x}" cy="{y}" r=2 fill="#d6604d"/></svg>')
