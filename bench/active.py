@@ -81,7 +81,7 @@ def domains() -> dict[str, Domain]:
                                       "config": "config"},
                            "entity_fields": ["product", "plan"], "bands": {"waited_minutes": [30]}}),
         "moderation": Domain("moderation", posts, "post_id", _one_by_one(moderate),
-                             lambda d, ids, seed: moderation_reviews(d, ids, seed), None,
+                             lambda d, ids, seed: moderation_reviews(d, ids, seed), ROOT / "bench/domains/moderation_config",
                              {"target": {"callable": "moderation:decide", "python_path": str(ROOT / "bench/domains"),
                                          "config": "config"},
                               "entity_fields": ["category", "language"], "bands": {"reports": [2, 5]}}),
@@ -101,11 +101,7 @@ def make_project(domain: Domain, folder: Path) -> Project:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    if domain.config:
-        shutil.copytree(domain.config, folder / "config")
-    else:
-        (folder / "config").mkdir()
-        (folder / "config" / "policy.yaml").write_text("remove_at_reports: 5\nrestrict_at_reports: 2\n")
+    shutil.copytree(domain.config, folder / "config")
     write_project_file(folder, domain.project)
     return Project.load(folder)
 
@@ -200,7 +196,7 @@ def main() -> None:
             flagged = []
             for seed in seeds:
                 fresh = domain.cases(args.fresh, seed + 10_000)
-                base = decision_events(domain, fresh, domain.config or make_project(domain, scratch / "cfg").base_config_dir)
+                base = decision_events(domain, fresh, domain.config)
                 answers = {e["session_id"]: e["decision"] for e in domain.review_ids(base, list(base), seed + 10_000)}
                 fresh_human = [answers[c[domain.id_field]] for c in fresh]
                 base_fresh = sum(base[c[domain.id_field]]["decision"] == h for c, h in zip(fresh, fresh_human)) / len(fresh)
