@@ -7,7 +7,9 @@ finds its own earlier output, so an interrupted cycle resumes where it stopped
 only precedents most folds find, with no out-of-fold loss, are proposed. The
 gate keeps a cycle when its out-of-fold agreement rises over its parent's; the cycle
 stops when it stops rising or after ``max_cycles``. A locked test split (``holdout:``)
-is scored and reported, never gated on.
+is scored and reported, never gated on. A run holds the project's write lock throughout;
+the checkpoint store keeps only the latest checkpoint of the newest runs (pruned before
+and after each run).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from improver.workspace import Workspace
+
+KEEP_RUNS = 20  # runs whose latest checkpoint is kept (resume needs only the latest)
 
 
 class CycleState(TypedDict, total=False):
@@ -95,8 +99,14 @@ def build_graph(workspace: Workspace, checkpointer=None):
 
 def run_cycles(workspace: Workspace, max_cycles: int = 4, min_gain: float = 0.005, resume: bool = False) -> CycleState:
     """Run improvement cycles until they stop; with ``resume``, finish the last interrupted run."""
+    with workspace.writing("improver cycle"):
+        return _run_cycles(workspace, max_cycles, min_gain, resume)
+
+
+def _run_cycles(workspace: Workspace, max_cycles: int, min_gain: float, resume: bool) -> CycleState:
     connection = sqlite3.connect(workspace.project.data_dir / "checkpoints.sqlite", check_same_thread=False)
     try:
+        prune(connection)
         saver = SqliteSaver(connection)
         graph = build_graph(workspace, saver)
         run_id = _unfinished_run(graph, saver) if resume else None
@@ -107,7 +117,26 @@ def run_cycles(workspace: Workspace, max_cycles: int = 4, min_gain: float = 0.00
         inputs = None if resume else {"run_id": run_id, "max_cycles": max_cycles, "min_gain": min_gain, "history": []}
         return graph.invoke(inputs, config)
     finally:
-        connection.close()
+        try:
+            prune(connection)
+        finally:
+            connection.close()
+
+
+def prune(connection: sqlite3.Connection, keep_runs: int = KEEP_RUNS) -> None:
+    """Keep only each run's latest checkpoint (all a resume needs), and only the newest runs."""
+    tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not {"checkpoints", "writes"} <= tables:
+        return
+    with connection:
+        latest = "SELECT thread_id, checkpoint_ns, MAX(checkpoint_id) FROM checkpoints GROUP BY thread_id, checkpoint_ns"
+        connection.execute(f"DELETE FROM checkpoints WHERE (thread_id, checkpoint_ns, checkpoint_id) NOT IN ({latest})")
+        old = connection.execute("SELECT thread_id FROM checkpoints GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC "
+                                 "LIMIT -1 OFFSET ?", (keep_runs,)).fetchall()
+        connection.executemany("DELETE FROM checkpoints WHERE thread_id = ?", old)
+        connection.execute("DELETE FROM writes WHERE (thread_id, checkpoint_ns, checkpoint_id) NOT IN "
+                           "(SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints)")
+    connection.execute("VACUUM")
 
 
 def _unfinished_run(graph, saver: SqliteSaver) -> str | None:

@@ -38,6 +38,10 @@ class RunFailedError(TargetError):
         return RunFailedError(self.errors, self.total, self.share, self.first, names)
 
 
+class ProjectBusyError(ImproverError):
+    """Another improver command is writing to the project (one writer at a time)."""
+
+
 class ExperimentError(ImproverError):
     """An experiment id, folder or manifest is invalid."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import tempfile
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +23,7 @@ from improver.crossval import CrossValidation, FoldRun
 from improver.errors import ExperimentError, ImproverError, RunFailedError
 from improver.experiments import Experiment, ExperimentStore, Manifest, Proposal, now, read_tree, tree_hash
 from improver.features import Columns
+from improver.lock import ProjectLock
 from improver.mining import MiningResult, mine
 from improver.models import ReviewedSession
 from improver.notices import notices
@@ -40,10 +42,14 @@ FREEZE_FROM = 10_000  # reviewed sessions from which they are kept out of the ga
 
 
 class Workspace:
-    def __init__(self, project: Project | str | Path = ".", progress: ProgressFn | None = None):
+    def __init__(self, project: Project | str | Path = ".", progress: ProgressFn | None = None,
+                 wait: float = 0, notice: Callable[[str], None] | None = None, rerun: bool = False):
         self.project = project if isinstance(project, Project) else Project.load(project)
         self.experiments = ExperimentStore(self.project.experiments_dir)
         self.progress = progress
+        self.writing = ProjectLock(self.project.data_dir, wait, notice)  # one writer per project
+        self.rerun = rerun  # make a new baseline even if one with the same key exists
+        self.rerun_answers = rerun  # answers from the agent, not from the decision cache
         self._decisions: dict[Path, dict[str, dict]] = {}  # decisions files are written once, so read once
         self._graph = None
         self._fold_decisions: dict[tuple[Path, int], dict[str, dict]] = {}
@@ -54,6 +60,10 @@ class Workspace:
 
     def ingest(self, spec: str) -> IngestReport:
         """Store a source's events, PII redacted first; an incremental source moves its cursor after."""
+        with self.writing("improver ingest"):
+            return self._ingest(spec)
+
+    def _ingest(self, spec: str) -> IngestReport:
         source = open_source(spec, self.project)
         redactor = Redactor.from_project(self.project)
         with self.store() as store:
@@ -150,7 +160,7 @@ class Workspace:
         ``reviewed`` the fingerprint of the reviewed sessions a baseline was run on)."""
         for experiment in reversed(self.experiments.all()):
             manifest = experiment.manifest
-            if all((manifest.mining.get(k) if k in ("run", "reviewed") else getattr(manifest, k)) == v
+            if all((manifest.mining.get(k) if k in ("run", "reviewed", "target") else getattr(manifest, k)) == v
                    for k, v in fields.items()):
                 return experiment
         return None
@@ -160,11 +170,18 @@ class Workspace:
         found, or made, run and scored. New reviews make a new baseline, so a cycle's scores
         always compare experiments on the same sessions."""
         base = read_tree(self.project.base_config_dir)
-        experiment = self.find(kind="baseline", config_hash=tree_hash(base), reviewed=self.reviewed_fingerprint)
+        key = {"config_hash": tree_hash(base), "reviewed": self.reviewed_fingerprint, "target": self.target_key}
+        experiment = None if self.rerun else self.find(kind="baseline", **key)
         if experiment is None:
-            manifest = Manifest(id=self.experiments.next_id("baseline"), created=now(), kind="baseline",
-                                mining={"reviewed": self.reviewed_fingerprint, "sessions": len(self.require_sessions())})
-            experiment = self.experiments.create(manifest, base, base, "# Baseline\n\nThe target's own config, unchanged.\n")
+            with self.writing("baseline"):
+                experiment = None if self.rerun else self.find(kind="baseline", **key)  # made meanwhile?
+                if experiment is None:
+                    manifest = Manifest(id=self.experiments.next_id("baseline"), created=now(), kind="baseline",
+                                        mining={"reviewed": key["reviewed"], "target": key["target"],
+                                                "sessions": len(self.require_sessions())})
+                    experiment = self.experiments.create(manifest, base, base,
+                                                         "# Baseline\n\nThe target's own config, unchanged.\n")
+                    self.rerun = False  # one new baseline per --rerun
         self.run(experiment)
         self.score(experiment)
         return experiment
@@ -305,10 +322,15 @@ class Workspace:
     def _child(self, parent: Experiment, proposals: list[Proposal], guidance: list[str], kind: str, cycle: int,
                mining: dict, report_text: str, slug: str | None = None) -> Experiment:
         config = render_config(read_tree(parent.config_dir), proposals, guidance, cycle)
-        manifest = Manifest(id=self.experiments.next_id(slug or f"cycle-{cycle}" + ("" if kind == "cycle" else f"-{kind}")),
-                            parent=parent.id, created=now(), kind=kind, cycle=cycle, proposals=proposals,
-                            guidance=guidance, mining=mining)
-        return self.experiments.create(manifest, config, read_tree(self.project.base_config_dir), report_text)
+        with self.writing("new experiment"):
+            if mining.get("run"):  # made meanwhile by the same run?
+                existing = self.find(parent=parent.id, kind=kind, cycle=cycle, run=mining["run"])
+                if existing is not None and existing.manifest.config_hash == tree_hash(config):
+                    return existing
+            manifest = Manifest(id=self.experiments.next_id(slug or f"cycle-{cycle}" + ("" if kind == "cycle" else f"-{kind}")),
+                                parent=parent.id, created=now(), kind=kind, cycle=cycle, proposals=proposals,
+                                guidance=guidance, mining=mining)
+            return self.experiments.create(manifest, config, read_tree(self.project.base_config_dir), report_text)
 
     def subset(self, experiment: Experiment, keep: list[str], kind: str, run_id: str = "") -> Experiment:
         """A child of ``experiment``'s parent with only the proposals in ``keep`` (gating, review)."""
@@ -328,6 +350,17 @@ class Workspace:
         return self._child(parent, kept, manifest.guidance if kept else [], kind, manifest.cycle, mining, text,
                            slug=f"cycle-{manifest.cycle}-{kind}")
 
+    def rerun_of(self, experiment: Experiment) -> Experiment:
+        """A new experiment with ``experiment``'s parent, config and proposals, to be run again
+        (``--rerun``: recorded experiments are never overwritten)."""
+        manifest = experiment.manifest
+        with self.writing(f"rerun {experiment.id}"):
+            copy = manifest.model_copy(update={
+                "id": self.experiments.next_id(f"{experiment.id[5:]}-rerun"), "created": now(),
+                "mining": dict(manifest.mining, rerun_of=experiment.id, target=self.target_key)})
+            return self.experiments.create(copy, read_tree(experiment.config_dir), read_tree(self.project.base_config_dir),
+                                           (experiment.path / "report.md").read_text(encoding="utf-8"))
+
     # --- gate ----------------------------------------------------------------------
     def check(self, margin: float = 0.0, split: str = "all", against: str | None = None):
         """The CI gate: the target's current config against the last accepted experiment (``improver.check``)."""
@@ -346,13 +379,23 @@ class Workspace:
         return step
 
     @cached_property
+    def target_key(self) -> str:
+        """What identifies the target's behaviour: how it is run, and its version or code (the rerun key)."""
+        from improver.runners.cache import fingerprint
+
+        spec = self.project.config.target
+        how = spec.model_dump(mode="json", include={"callable", "command", "python_path", "runner", "version"})
+        return hashlib.sha256(json.dumps([how, fingerprint(spec, self.project.root)], sort_keys=True).encode()).hexdigest()[:16]
+
+    @cached_property
     def runner(self):
         return runner_for(self.project)
 
     def decide(self, config_dir: Path, sessions: list[ReviewedSession], label: str) -> list[dict]:
         """The target's answers on these sessions; ``RunFailedError`` (sessions named) past the error share."""
         try:
-            answers = self.runner.run([s.case for s in sessions], config_dir, self._report(label, len(sessions)))
+            runner = getattr(self.runner, "inner", self.runner) if self.rerun_answers else self.runner
+            answers = runner.run([s.case for s in sessions], config_dir, self._report(label, len(sessions)))
             ErrorBudget.check(answers, self.project.config.target.max_error_share)
         except RunFailedError as error:
             raise error.named([s.session_id for s in sessions]) from None
@@ -370,13 +413,16 @@ class Workspace:
                 decisions = dict(decisions, **{s.session_id: {"session_id": s.session_id, **r} for s, r in zip(missing, results)})
             self._decisions[experiment.path] = decisions
             return decisions
-        sessions = self.require_sessions()
-        results = self.decide(experiment.config_dir, sessions, f"run {experiment.id}")
-        rows = [{"session_id": s.session_id, **r} for s, r in zip(sessions, results)]
-        try:
-            experiment.write_decisions(rows)
-        except ExperimentError:  # written meanwhile by another run of the same stage: that one stands
-            return self.run(experiment)
+        with self.writing(f"run {experiment.id}"):
+            if experiment.decisions is not None:  # written meanwhile by another writer: that one stands
+                return self.run(experiment)
+            sessions = self.require_sessions()
+            results = self.decide(experiment.config_dir, sessions, f"run {experiment.id}")
+            rows = [{"session_id": s.session_id, **r} for s, r in zip(sessions, results)]
+            try:
+                experiment.write_decisions(rows)
+            except ExperimentError:  # written meanwhile by another run of the same stage: that one stands
+                return self.run(experiment)
         decisions = {row["session_id"]: row for row in rows}  # kept, not read back
         self._decisions[experiment.path] = decisions
         return decisions
@@ -385,6 +431,10 @@ class Workspace:
         """Scores of an experiment against the humans and its parent (computed once, then read back)."""
         if experiment.results is not None:
             return experiment.results
+        with self.writing(f"score {experiment.id}"):
+            return experiment.results or self._score(experiment, leave_one_out)
+
+    def _score(self, experiment: Experiment, leave_one_out: bool) -> dict:
         sessions = self.require_sessions()
         decisions = {k: v["decision"] for k, v in self.run(experiment).items()}
         parent = self.experiments.get(experiment.manifest.parent) if experiment.manifest.parent else None

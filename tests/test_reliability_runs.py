@@ -147,24 +147,51 @@ def test_a_run_stops_early_once_errors_pass_the_share(tmp_path):
     run.close()
 
 
-def test_an_all_failing_agent_exits_non_zero_records_nothing_and_is_retried_once_fixed(tiny_project):
-    write_agent(tiny_project, "def decide(case, config_dir):\n    raise RuntimeError('model endpoint down')\n")
-    cli = [sys.executable, "-m", "improver.cli", "-p", str(tiny_project)]
-    subprocess.run(cli[:3] + ["ingest", str(tiny_project / "traces.jsonl"), "-p", str(tiny_project)], check=True,
+def test_an_all_failing_agent_exits_non_zero_records_nothing_and_is_retried_later(tiny_project):
+    write_agent(tiny_project, (
+        "from pathlib import Path\n"
+        "def decide(case, config_dir):\n"
+        "    if Path(__file__).with_name('DOWN').exists():\n"
+        "        raise RuntimeError('model endpoint down')\n"
+        "    return {'decision': 'resolve'}\n"))
+    (tiny_project / "DOWN").write_text("")
+    cli = [sys.executable, "-m", "improver.cli"]
+    subprocess.run(cli + ["ingest", str(tiny_project / "traces.jsonl"), "-p", str(tiny_project)], check=True,
                    capture_output=True)
-    failed = subprocess.run(cli[:3] + ["cycle", "-p", str(tiny_project)], capture_output=True, text=True)
+    failed = subprocess.run(cli + ["cycle", "-p", str(tiny_project)], capture_output=True, text=True)
     message = " ".join(failed.stderr.split())
     assert failed.returncode == 2
     assert "the target failed on 17 of 80 cases" in message and ": RuntimeError: model endpoint down" in message
     assert "Traceback" not in failed.stderr
-    folders = list((tiny_project / "experiments").iterdir())
-    assert not any((f / name).exists() for f in folders for name in ("decisions.jsonl", "results.json"))
+    (baseline,) = (tiny_project / "experiments").iterdir()
+    assert not (baseline / "decisions.jsonl").exists() and not (baseline / "results.json").exists()
 
-    write_agent(tiny_project, "def decide(case, config_dir):\n    return {'decision': 'resolve'}\n")
-    fixed = subprocess.run(cli[:3] + ["cycle", "-p", str(tiny_project), "--max-cycles", "1"], capture_output=True, text=True)
+    (tiny_project / "DOWN").unlink()  # the outage is over: the same baseline is run again, not reused as scored
+    fixed = subprocess.run(cli + ["cycle", "-p", str(tiny_project), "--max-cycles", "1"], capture_output=True, text=True)
     assert fixed.returncode == 0, fixed.stderr
-    baseline = Workspace(tiny_project).experiments.get(folders[0].name)
-    assert baseline.results["errors"]["count"] == 0
+    assert Workspace(tiny_project).experiments.get(baseline.name).results["errors"]["count"] == 0
+
+
+def test_reruns_are_keyed_by_config_target_and_agent_code_and_forced_by_rerun(tiny_project):
+    ws = ingested(tiny_project)
+    first = ws.baseline()
+    assert Workspace(tiny_project).baseline().id == first.id  # same config, target and code: found
+    assert first.manifest.mining["target"] == ws.target_key
+    agent = tiny_project / "triage_agent.py"
+    agent.write_text(agent.read_text() + "\n# a change to the agent's code\n")
+    changed = Workspace(tiny_project).baseline()
+    assert changed.id != first.id and changed.results is not None
+    versioned = tiny_project / "improver.yaml"
+    versioned.write_text(versioned.read_text().replace("  config: config\n", "  config: config\n  version: '2'\n"))
+    assert Workspace(tiny_project).baseline().id not in (first.id, changed.id)
+    forced = Workspace(tiny_project, rerun=True)
+    again = forced.baseline()
+    assert again.id not in (first.id, changed.id) and forced.runner.hits == 0 and again.results is not None
+    rerun = subprocess.run([sys.executable, "-m", "improver.cli", "score", again.id, "--rerun", "-p", str(tiny_project)],
+                           capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    copy = Workspace(tiny_project).experiments.all()[-1]
+    assert copy.manifest.mining["rerun_of"] == again.id and copy.results is not None
 
 
 def command_runner(tmp_path: Path, script: str, **spec) -> CommandRunner:
@@ -235,3 +262,54 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_the_checkpoint_store_keeps_only_the_latest_checkpoint_of_recent_runs(tiny_project):
+    ws = ingested(tiny_project)
+    for _ in range(3):
+        run_cycles(ws, max_cycles=1)
+    store = sqlite3.connect(tiny_project / ".improver" / "checkpoints.sqlite")
+    per_run = store.execute("SELECT thread_id, COUNT(*) FROM checkpoints GROUP BY thread_id").fetchall()
+    assert len(per_run) == 3 and all(n == 1 for _, n in per_run)
+    assert store.execute("SELECT COUNT(*) FROM writes WHERE (thread_id, checkpoint_ns, checkpoint_id) NOT IN "
+                         "(SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints)").fetchone() == (0,)
+
+
+HOLD_LOCK = ("import sys, time\nfrom pathlib import Path\nfrom improver.lock import ProjectLock\n"
+             "with ProjectLock(Path(sys.argv[1]) / '.improver')('improver cycle'):\n"
+             "    print('held', flush=True)\n    sys.stdin.readline()\n")
+
+
+def test_a_second_writer_refuses_naming_the_first_or_waits_for_it_while_readers_still_work(tiny_project):
+    cli = [sys.executable, "-m", "improver.cli"]
+    subprocess.run(cli + ["ingest", str(tiny_project / "traces.jsonl"), "-p", str(tiny_project)], check=True,
+                   capture_output=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tiny_project)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    refused = subprocess.run(cli + ["cycle", "-p", str(tiny_project)], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert f"another improver command is writing to this project (pid {holder.pid}: improver cycle" in \
+        " ".join(refused.stderr.split())
+    assert subprocess.run(cli + ["log", "-p", str(tiny_project)], capture_output=True).returncode == 0  # a reader
+    waited = subprocess.Popen(cli + ["cycle", "-p", str(tiny_project), "--max-cycles", "1", "--wait", "60"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert waited.stderr.readline().startswith("waiting up to 60 s for the other writer")
+    holder.communicate("go\n")
+    out, errors = waited.communicate(timeout=300)
+    assert waited.returncode == 0, errors
+
+
+def test_two_concurrent_cycles_neither_crash_nor_duplicate_experiments(tiny_project):
+    cli = [sys.executable, "-m", "improver.cli"]
+    subprocess.run(cli + ["ingest", str(tiny_project / "traces.jsonl"), "-p", str(tiny_project)], check=True,
+                   capture_output=True)
+    both = [subprocess.Popen(cli + ["cycle", "-p", str(tiny_project), "--max-cycles", "2", "--wait", "120"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for process in both:
+        out, errors = process.communicate(timeout=300)
+        assert process.returncode == 0, errors
+    manifests = [e.manifest for e in Workspace(tiny_project).experiments.all()]
+    keys = [(m.parent, m.kind, m.cycle, m.mining.get("run"), m.config_hash) for m in manifests]
+    assert len(keys) == len(set(keys))
+    assert sum(m.kind == "baseline" for m in manifests) == 1

@@ -33,17 +33,21 @@ class LazyConsole:
 console = LazyConsole(width=None if sys.stdout.isatty() else 120)  # piped output keeps whole tables
 err = LazyConsole(stderr=True)
 ProjectOption = typer.Option(Path("."), "--project", "-p", help="Project folder holding improver.yaml.")
+WaitOption = typer.Option(0.0, "--wait", min=0, help="Seconds to wait for another command writing to the project "
+                          "(default: stop at once, saying who writes).")
+RerunOption = typer.Option(False, "--rerun", help="Run the target again even if an answer for this config, target "
+                           "and agent version is already recorded (a new experiment folder; none is overwritten).")
 
 
 @contextmanager
-def workspace(project: Path, quiet: bool = False):
-    """A Workspace with a progress bar for reruns."""
+def workspace(project: Path, quiet: bool = False, wait: float = 0.0, rerun: bool = False):
+    """A Workspace with a progress bar for reruns; ``wait``: seconds to wait for another writer."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from improver.workspace import Workspace
 
     if quiet or not sys.stderr.isatty():
-        yield Workspace(project)
+        yield Workspace(project, wait=wait, notice=lambda text: err.print(text, highlight=False), rerun=rerun)
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
@@ -53,7 +57,8 @@ def workspace(project: Path, quiet: bool = False):
             if label not in tasks:
                 tasks[label] = bar.add_task(label, total=total)
             bar.update(tasks[label], completed=done)
-        yield Workspace(project, progress=progress)
+        yield Workspace(project, progress=progress, wait=wait, notice=lambda text: err.print(text, highlight=False),
+                        rerun=rerun)
 
 
 def pct(value) -> str:

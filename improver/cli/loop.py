@@ -6,15 +6,16 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from improver.cli.app import (ProjectOption, app, confusion, console, err, history_table, interval, pct, print_notices,
-                              signed, workspace)
+from improver.cli.app import (ProjectOption, RerunOption, WaitOption, app, confusion, console, err, history_table,
+                              interval, pct, print_notices, signed, workspace)
 from improver.errors import ImproverError
 
 
 @app.command()
 def ingest(sources: Optional[list[str]] = typer.Argument(None, help="Trace files, folders of span exports or URLs."),
            pulls: list[str] = typer.Option([], "--from", help="A source to pull, e.g. phoenix+http://127.0.0.1:6006/PROJECT."),
-           project: Path = ProjectOption, as_json: bool = typer.Option(False, "--json", help="One JSON report per source.")):
+           project: Path = ProjectOption, as_json: bool = typer.Option(False, "--json", help="One JSON report per source."),
+           wait: float = WaitOption):
     """Read agent decisions and human reviews into the project's store (PII masked first).
 
     Every row read is accounted for: joined into an event, ignored (with the reason), waiting
@@ -23,7 +24,7 @@ def ingest(sources: Optional[list[str]] = typer.Argument(None, help="Trace files
     if not specs:
         raise ImproverError("give trace files or --from phoenix+http://HOST:PORT/PROJECT")
     reports = []
-    with workspace(project, quiet=as_json) as ws:
+    with workspace(project, quiet=as_json, wait=wait) as ws:
         for spec in specs:
             report = ws.ingest(spec)
             reports.append(report.as_dict())
@@ -98,9 +99,9 @@ def mine(project: Path = ProjectOption, parent: Optional[str] = typer.Option(Non
 
 @app.command()
 def propose(project: Path = ProjectOption, parent: Optional[str] = typer.Option(None, "--from", help="Parent experiment (default: baseline)."),
-            as_json: bool = typer.Option(False, "--json")):
+            as_json: bool = typer.Option(False, "--json"), wait: float = WaitOption):
     """Mine and write the proposals into a new experiment folder."""
-    with workspace(project) as ws:
+    with workspace(project, wait=wait) as ws:
         base = ws.experiments.get(parent) if parent else ws.baseline()
         cv = ws.cross_validate(base)
         experiment = ws.propose(base, cv.result, base.manifest.cycle + 1, cv=cv)
@@ -117,12 +118,18 @@ def propose(project: Path = ProjectOption, parent: Optional[str] = typer.Option(
 
 
 @app.command()
-def run(experiment_id: str, project: Path = ProjectOption, as_json: bool = typer.Option(False, "--json")):
+def run(experiment_id: str, project: Path = ProjectOption, as_json: bool = typer.Option(False, "--json"),
+        wait: float = WaitOption, rerun: bool = RerunOption):
     """Rerun the target agent on every reviewed session with an experiment's config."""
     from collections import Counter
 
-    with workspace(project) as ws:
-        decisions = ws.run(ws.experiments.get(experiment_id))
+    with workspace(project, wait=wait, rerun=rerun) as ws:
+        experiment = ws.experiments.get(experiment_id)
+        if rerun and experiment.decisions is not None:
+            experiment = ws.rerun_of(experiment)
+            experiment_id = experiment.id
+            err.print(f"rerun as {experiment.id}", highlight=False)
+        decisions = ws.run(experiment)
     errors = sum(1 for d in decisions.values() if d["decision"] == "error")
     examples = sorted({d.get("error", "") for d in decisions.values() if d["decision"] == "error"})[:5]
     if as_json:
@@ -137,10 +144,15 @@ def run(experiment_id: str, project: Path = ProjectOption, as_json: bool = typer
 
 
 @app.command()
-def score(experiment_id: str, project: Path = ProjectOption, as_json: bool = typer.Option(False, "--json")):
+def score(experiment_id: str, project: Path = ProjectOption, as_json: bool = typer.Option(False, "--json"),
+          wait: float = WaitOption, rerun: bool = RerunOption):
     """Score an experiment: agreement per split, confusion table, change, regressions."""
-    with workspace(project) as ws:
-        results = ws.score(ws.experiments.get(experiment_id))
+    with workspace(project, wait=wait, rerun=rerun) as ws:
+        experiment = ws.experiments.get(experiment_id)
+        if rerun and experiment.decisions is not None:
+            experiment = ws.rerun_of(experiment)
+            err.print(f"rerun as {experiment.id}", highlight=False)
+        results = ws.score(experiment)
     if as_json:
         console.print_json(json.dumps(results))
         return
@@ -160,11 +172,11 @@ def score(experiment_id: str, project: Path = ProjectOption, as_json: bool = typ
 @app.command()
 def cycle(project: Path = ProjectOption, max_cycles: int = typer.Option(4, min=1), resume: bool = typer.Option(False, help="Finish the last interrupted run."),
           min_gain: float = typer.Option(0.005, help="Stop when held-out agreement rises less than this."),
-          as_json: bool = typer.Option(False, "--json")):
+          as_json: bool = typer.Option(False, "--json"), wait: float = WaitOption, rerun: bool = RerunOption):
     """Run whole improvement cycles until agreement flattens or --max-cycles."""
     from improver.cycle import run_cycles
 
-    with workspace(project) as ws:
+    with workspace(project, wait=wait, rerun=rerun) as ws:
         state = run_cycles(ws, max_cycles=max_cycles, min_gain=min_gain, resume=resume)
         notices = list(dict.fromkeys(n for row in state["history"] for n in
                                      (ws.experiments.get(row["experiment"]).results or {}).get("notices", [])))
