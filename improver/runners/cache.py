@@ -3,7 +3,8 @@ with the same config is answered from disk instead of rerun.
 
 Answers are kept by the agent's fingerprint and the config folder's content hash, each
 under a hash of its case. The fingerprint is ``target.version`` when set, else a hash of the
-target's code: the callable's module file, or the files a command names in the project.
+target's code: the callable's module file (every .py file of its package, if in
+one), or the files a command names in the project.
 Set ``target.version`` when the agent changes in ways its file does not show (a model
 named in the environment, a dependency). Error answers are never kept. Answers live in
 ``.improver/decisions.sqlite``; ``target.cache: false`` turns the cache off.
@@ -11,6 +12,7 @@ named in the environment, a dependency). Error answers are never kept. Answers l
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import importlib.util
 import sqlite3
 from pathlib import Path
@@ -24,18 +26,16 @@ from improver.runners import ERROR, Progress, TargetRunner
 
 
 def fingerprint(spec: TargetSpec, root: Path) -> str:
-    """What identifies the agent's behaviour: its declared version, else a hash of its code."""
+    """What identifies the agent's behaviour: its declared version, else a hash of its code
+    (the callable's module file, or every ``.py`` file of its top-level package; the files a
+    command names). Found on disk, never imported here: improver's process stays clean."""
     if spec.version:
         return f"version:{spec.version}"
     digest = hashlib.sha256()
     if spec.callable:
-        from improver.runners.local import load_callable
-
-        load_callable(spec, root)  # puts the target's folders on sys.path
-        module = importlib.util.find_spec(spec.callable.split(":", 1)[0])
         digest.update(spec.callable.encode())
-        if module is not None and module.origin and Path(module.origin).is_file():
-            digest.update(Path(module.origin).read_bytes())
+        for path in _code_files(spec, root):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
     else:
         for part in spec.command or []:
             digest.update(part.encode() + b"\0")
@@ -43,6 +43,30 @@ def fingerprint(spec: TargetSpec, root: Path) -> str:
             if "{config_dir}" not in part and path.is_file():
                 digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _code_files(spec: TargetSpec, root: Path) -> list[Path]:
+    """The files of the callable's module: searched in the project's folders first, then on sys.path."""
+    name = spec.callable.split(":", 1)[0]
+    folders = ([str((root / spec.python_path).resolve())] if spec.python_path else []) + [str(root.resolve())]
+    found, search, package = None, folders, None
+    for part in name.split("."):
+        found = importlib.machinery.PathFinder.find_spec(part, search)
+        if found is None:
+            break
+        if part == name.split(".")[0] and found.submodule_search_locations:
+            package = Path(list(found.submodule_search_locations)[0])
+        search = list(found.submodule_search_locations or [])
+    if found is None:
+        try:
+            found = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return []
+    if found is None or not found.origin or not Path(found.origin).is_file():
+        return []
+    if package is not None:
+        return sorted(package.rglob("*.py"))
+    return [Path(found.origin)]
 
 
 class DecisionCache:
