@@ -179,12 +179,15 @@ class TraceStore:
                 decisions,
             )
             before = self.db.total_changes
-            self.db.executemany(
+            self.db.executemany(  # a review inferred from a span is not kept once a reviewer's own review is
                 "INSERT OR IGNORE INTO reviews (session_id, reviewer, decision, reasoning, precedent,"
-                " conditions_json, ts, fingerprint, inferred) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " conditions_json, ts, fingerprint, inferred) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9"
+                " WHERE NOT (?9 AND EXISTS (SELECT 1 FROM reviews WHERE session_id = ?1 AND inferred = 0))",
                 reviews,
             )
             new_reviews = self.db.total_changes - before
+            self.db.executemany("DELETE FROM reviews WHERE session_id = ? AND inferred = 1",  # stand-ins, now replaced
+                                {(row[0],) for row in reviews if not row[8]})
             self.db.executemany("INSERT OR IGNORE INTO quarantine (source, line, reason, raw) VALUES (?, ?, ?, ?)",
                                 quarantined)
         report.reviews_new += new_reviews

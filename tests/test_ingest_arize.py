@@ -142,6 +142,8 @@ def test_arize_annotations_join_otlp_spans_across_ingests_in_either_order(traced
         assert (second["reviews_new"], second["rows_joined"], second["rows_waiting"]) == (N, N, 0)
     sessions = {s.session_id: asdict(s) for s in Workspace(project).sessions}
     assert sessions == native  # every review joined, with reviewer, reasoning, precedent and conditions
+    again = [cli_ingest(project, f) for f in files]  # nothing new, and no span-inferred review joins the history
+    assert [(r["decisions_new"], r["reviews_new"], r["re_reviewed_sessions"]) for r in again] == [(0, 0, 0)] * 2
     assert sum(bool(s["precedent"]) for s in sessions.values()) > 0 and all(s["reviewer"] == "vera.fye" for s in sessions.values())
 
 
