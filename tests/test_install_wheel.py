@@ -67,7 +67,7 @@ def improver(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def write_user_traces(path: Path, n: int = 90) -> None:
+def write_user_traces(path: Path, n: int = 60) -> None:
     """A reviewed agent: the human rejects every Acme request the agent approved."""
     rng = random.Random(3)
     with path.open("w") as out:
@@ -84,7 +84,7 @@ def write_user_traces(path: Path, n: int = 90) -> None:
 
 
 def test_the_wheel_carries_the_examples_and_skills_and_the_demo_runs(installed, tmp_path):
-    done = improver(installed, tmp_path, "demo", "--dir", "demo", "--requests", "40", "--max-cycles", "1")
+    done = improver(installed, tmp_path, "demo", "--dir", "demo", "--requests", "20", "--max-cycles", "1")
     assert done.returncode == 0, done.stderr
     assert "Stopped:" in done.stdout and (tmp_path / "demo" / "experiments").is_dir()
 
@@ -99,7 +99,7 @@ def test_from_install_to_a_first_scored_cycle_on_your_own_agent(installed, tmp_p
     (project / "my_agent.py").write_text(USER_AGENT)
     (project / "config" / "limit.txt").write_text("8000\n")
     done = improver(installed, project, "ingest", "traces.jsonl")
-    assert done.returncode == 0 and "90 new reviews" in done.stdout, done.stderr
+    assert done.returncode == 0 and "60 new reviews" in done.stdout, done.stderr
     done = improver(installed, project, "cycle", "--json")
     assert done.returncode == 0, done.stderr
     history = json.loads(done.stdout)["history"]
