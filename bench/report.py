@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "examples")]
 from chromium import chromium, open_page  # noqa: E402
 from improver.cycle import run_cycles  # noqa: E402
 from improver.demo import make_demo_project  # noqa: E402
-from improver.report import write_report  # noqa: E402
+from improver.report import default_experiment, write_report  # noqa: E402
 from improver.workspace import Workspace  # noqa: E402
 
 
@@ -37,16 +37,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="improver-bench-report-") as folder:
         started = time.perf_counter()
         project = args.keep.resolve() / "p" if args.keep else Path(folder) / "p"
-        if not (project / "experiments").exists():
+        if (project / "experiments").exists():  # kept from an earlier run: report its best experiment again
+            ws = Workspace(project)
+            best = default_experiment(ws).id
+            print(f"reusing {project}: {len(ws.sessions)} reviewed sessions, best {best}")
+        else:
             make_demo_project(project, n=args.sessions)
-            Workspace(project).ingest(str(project / "traces.jsonl"))
-        ws = Workspace(project)
-        state = run_cycles(ws, max_cycles=args.max_cycles)  # finds its earlier experiments when reused
-        print(f"{len(ws.sessions)} reviewed sessions, {len(state['history']) - 1} cycles, best {state['parent']}: "
-              f"{time.perf_counter() - started:.1f} s")
+            ws = Workspace(project)
+            ws.ingest(str(project / "traces.jsonl"))
+            state = run_cycles(ws, max_cycles=args.max_cycles)
+            best = state["parent"]
+            print(f"{len(ws.sessions)} reviewed sessions, {len(state['history']) - 1} cycles, best {best}: "
+                  f"{time.perf_counter() - started:.1f} s")
 
         started = time.perf_counter()
-        path = write_report(Workspace(project), state["parent"], Path(folder) / "report.html")
+        path = write_report(Workspace(project), best, Path(folder) / "report.html")
         written = time.perf_counter() - started
         size = path.stat().st_size
         print(f"report: {size / 1e6:.2f} MB (target < 5 MB), written in {written:.1f} s")

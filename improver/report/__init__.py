@@ -193,9 +193,17 @@ def graph_picture(proposal: Proposal, sessions: dict[str, ReviewedSession], ws: 
         for field, band in facts["bands"]:
             nodes.setdefault(f"band:{field}:{band}", {"label": "Band", "text": f"{field} {band}"})
             edges.append((session, f"band:{field}:{band}", "IN_BAND"))
-    shown = len(nodes) and min(len(proposal.evidence_sessions), MAX_GRAPH_SESSIONS)
-    title = f"{proposal.precedent}: {shown} of {len(proposal.evidence_sessions)} evidence sessions"
-    return f'<figure class="chart graph" data-chart=graph>{context_graph(nodes, edges, title, center)}</figure>'
+    shown = sum(1 for n in nodes.values() if n["label"] == "Session")
+    return (f'<figure class="chart graph" data-chart=graph>{context_graph(nodes, edges, center)}<figcaption>'
+            f'Context graph of <code>{e(proposal.precedent)}</code>: {shown} of {len(proposal.evidence_sessions)} '
+            f'evidence sessions, their decisions, reviews, entities and bands.</figcaption></figure>')
+
+
+def graph_key() -> str:
+    from improver.report.charts import graph_key as key
+
+    return ("<p class=key>Graph key: " + " ".join(f'<span><i style="background:{colour}"></i>{e(label)}</span>'
+                                                 for label, colour in key()) + "</p>")
 
 
 def card(proposal: Proposal, experiment: Experiment, sessions: dict[str, ReviewedSession], matched: set[str],
@@ -302,7 +310,7 @@ def render(ws: Workspace, experiment_id: str | None = None) -> str:
                f"{len(results.get('regressions', []))} regressions, {results.get('errors', {}).get('count', 0)} errors.")
     body = "".join([
         curve_section(chain), confusion_section(results),
-        f"<section id=proposals><h2>Proposals ({len(cards)})</h2>"
+        f"<section id=proposals><h2>Proposals ({len(cards)})</h2>{graph_key() if cards else ''}"
         + ("".join(cards) or "<p>This lineage has no proposals yet.</p>") + "</section>",
         regressions_section(results), precedents_section(ws)])
     page = Template((HERE / "template.html").read_text(encoding="utf-8")).substitute(

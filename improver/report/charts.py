@@ -23,6 +23,7 @@ SPLIT_STYLE = {  # split key -> (label, colour, line style); unknown keys get th
     "train": ("in-sample (train)", "#b2182b", "--"),
     "all": ("all reviewed", "#777777", ":"),
 }
+OVERRIDE_COLOUR = "#c51b7d"
 NODE_STYLE = {  # graph label -> (colour, size)
     "Precedent": ("#f1a340", 520), "Session": ("#bdbdbd", 300), "Decision": ("#4393c3", 260),
     "Review": ("#d6604d", 260), "Entity": ("#5aae61", 340), "Band": ("#9970ab", 300),
@@ -64,32 +65,29 @@ def agreement_curve(points: list[dict], splits: list[str]) -> str:
     return to_svg(figure)
 
 
-def context_graph(nodes: dict[str, dict], edges: list[tuple[str, str, str]], title: str, center: str) -> str:
+def context_graph(nodes: dict[str, dict], edges: list[tuple[str, str, str]], center: str) -> str:
     """A picture of a small context graph around ``center``: ``nodes`` key -> {label, text}; ``edges``
-    (source, target, type)."""
+    (source, target, type). Colours as ``NODE_STYLE``; the page shows the key once (``graph_key``)."""
     graph = nx.Graph()
     graph.add_nodes_from(nodes)
     graph.add_edges_from((a, b) for a, b, _ in edges)
     position = nx.spring_layout(graph, pos={center: (0.0, 0.0)}, fixed=[center], seed=7,
                                 k=1.6 / max(len(graph), 1) ** 0.5, iterations=80)
-    figure = Figure(figsize=(6.4, 4.2))
-    ax = figure.add_axes((0.0, 0.0, 0.8, 0.93))  # a fixed layout: one drawing pass when saved
+    figure = Figure(figsize=(5.6, 4.0))
+    ax = figure.add_axes((0.0, 0.0, 1.0, 1.0))  # a fixed layout: one drawing pass when saved
     for overrides in (False, True):
         lines = [(position[a], position[b]) for a, b, kind in edges if (kind == "OVERRIDES") == overrides]
-        ax.add_collection(LineCollection(lines, colors="#c51b7d" if overrides else "#cccccc", zorder=1,
+        ax.add_collection(LineCollection(lines, colors=OVERRIDE_COLOUR if overrides else "#cccccc", zorder=1,
                                          linewidths=1.6 if overrides else 0.9, linestyles="--" if overrides else "-"))
     for label, (colour, size) in NODE_STYLE.items():
         keys = [k for k, n in nodes.items() if n["label"] == label]
         if keys:
             ax.scatter([position[k][0] for k in keys], [position[k][1] for k in keys], s=size, c=colour,
-                       edgecolors="white", linewidths=1, zorder=2, label=label.lower())
+                       edgecolors="white", linewidths=1, zorder=2)
     for key, node in nodes.items():
         x, y = position[key]
         ax.annotate(node["text"], (x, y), textcoords="offset points", xytext=(0, -13), ha="center", fontsize=6.5,
                     zorder=3)
-    ax.plot([], [], "--", color="#c51b7d", label="overrides")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False, markerscale=0.6)
-    ax.set_title(title, fontsize=9)
     ax.margins(0.12)
     ax.set_axis_off()
     return to_svg(figure, tight=False)
@@ -107,3 +105,9 @@ def sparkline(values: list[int], width: int = 120, height: int = 24) -> str:
     return (f'<svg class=spark viewBox="-2 0 {width + 4} {height}" width="{width + 4}" height="{height}" role=img '
             f'aria-label="{", ".join(map(str, values))}"><polyline fill=none stroke="#d6604d" stroke-width=1.5 '
             f'points="{line}"/><circle cx="{x}" cy="{y}" r=2 fill="#d6604d"/></svg>')
+
+
+def graph_key() -> list[tuple[str, str]]:
+    """(label, colour) of every kind of node and of the override edge, for the page's key."""
+    return [(label.lower(), colour) for label, (colour, _) in NODE_STYLE.items()] + [("human overrides agent",
+                                                                                       OVERRIDE_COLOUR)]
