@@ -3,6 +3,8 @@
 Each folder is assembled in a temporary sibling and renamed into place, so it appears
 whole or not at all; files added later (decisions, results) are written the same way
 and never overwritten. Ids are ``NNNN-slug`` and validated before any path is built.
+With a ``scan`` (the project's leak scan), every file is checked before it is written,
+so an experiment that would hold personal data or a secret is never written at all.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import yaml
@@ -120,11 +122,15 @@ def atomic_write(path: Path, content: str | bytes) -> None:
     os.unlink(temporary)
 
 
+Scan = Callable[[str, str], None]  # (text, where) -> None, or LeakError
+
+
 class Experiment:
     """One experiment folder on disk."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, scan: Scan | None = None):
         self.path = path
+        self.scan = scan
         self.id = path.name
         self.manifest = Manifest.model_validate(yaml.safe_load((path / "manifest.yaml").read_text(encoding="utf-8")))
 
@@ -159,17 +165,23 @@ class Experiment:
 
     def write_decisions(self, rows: list[dict]) -> None:
         """One JSON line per session, keys in the contract's order (orjson: ~5x json.dumps at 100k rows)."""
-        atomic_write(self.path / "decisions.jsonl", b"".join([orjson.dumps(r) + b"\n" for r in rows]))
+        self._write("decisions.jsonl", b"".join([orjson.dumps(r) + b"\n" for r in rows]))
 
     def write_results(self, results: dict) -> None:
-        atomic_write(self.path / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
+        self._write("results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+    def _write(self, name: str, content: str | bytes) -> None:
+        if self.scan:
+            self.scan(content.decode("utf-8") if isinstance(content, bytes) else content, f"experiments/{self.id}/{name}")
+        atomic_write(self.path / name, content)
 
 
 class ExperimentStore:
     """The experiments folder of a project."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, scan: Scan | None = None):
         self.folder = folder
+        self.scan = scan
 
     def ids(self) -> list[str]:
         if not self.folder.exists():
@@ -181,10 +193,10 @@ class ExperimentStore:
         if not (path / "manifest.yaml").exists():
             known = ", ".join(self.ids()[-5:]) or "none yet"
             raise ExperimentError(f"no experiment {experiment_id!r} in {self.folder} (latest: {known})")
-        return Experiment(path)
+        return Experiment(path, self.scan)
 
     def all(self) -> list[Experiment]:
-        return [Experiment(self.folder / i) for i in self.ids()]
+        return [Experiment(self.folder / i, self.scan) for i in self.ids()]
 
     def next_id(self, slug: str) -> str:
         numbers = [int(i[:4]) for i in self.ids()]
@@ -198,19 +210,22 @@ class ExperimentStore:
         if target.exists():
             raise ExperimentError(f"experiment {manifest.id} already exists; experiments are never overwritten")
         manifest.config_hash = tree_hash(config)
+        files = {f"config/{name}": content for name, content in config.items()}
+        files["manifest.yaml"] = yaml.safe_dump(manifest.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        files["patch.diff"] = unified_diff(base_config, config)
+        files["report.md"] = report
+        for name, content in files.items():
+            if self.scan:
+                self.scan(content, f"experiments/{manifest.id}/{name}")
         staging = Path(tempfile.mkdtemp(dir=self.folder, prefix=f".{manifest.id}."))
         try:
-            for name, content in config.items():
-                path = staging / "config" / name
+            (staging / "config").mkdir()
+            for name, content in files.items():
+                path = staging / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(content, encoding="utf-8")
-            (staging / "config").mkdir(exist_ok=True)
-            (staging / "manifest.yaml").write_text(
-                yaml.safe_dump(manifest.model_dump(mode="json"), sort_keys=False, allow_unicode=True), encoding="utf-8")
-            (staging / "patch.diff").write_text(unified_diff(base_config, config), encoding="utf-8")
-            (staging / "report.md").write_text(report, encoding="utf-8")
             os.rename(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return Experiment(target)
+        return Experiment(target, self.scan)

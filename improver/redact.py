@@ -1,24 +1,46 @@
-"""PII redaction before storage: mask personal data in events, keep the shape of the case.
+"""PII and secret redaction before storage: mask personal data in every string of an event.
 
-``Redactor`` masks emails, phone numbers, card numbers (Luhn-checked), IBANs
-(mod-97-checked), IP addresses, names from a configured list and custom patterns from
-``improver.yaml``'s ``redaction:`` section. Only string values are touched: keys,
-numbers and booleans stay, so a redacted case has the same fields and types and mining
-still works. Each masked value becomes ``[KIND]`` and is counted by kind.
+``Redactor`` masks emails, phone numbers (validated by ``phonenumbers``), card numbers
+(Luhn and issuer checked, with spaces, dashes or dots, also after another digit group),
+IBANs (any case, country length and mod-97 checked), SSNs, IP addresses, secrets (API keys
+such as ``sk-``/``sk-ant-``/``AKIA``/``ghp_``, AWS secret keys, private keys, JWTs,
+``password=…`` values), names from a configured list, names found by Presidio NER (the
+``ner`` extra) and custom patterns from ``improver.yaml``'s ``redaction:`` section.
+
+Every string is covered: the case's values *and keys*, the session id, config version,
+reviewer, reasoning, precedent, conditions and citations, and quarantined raw lines;
+integers that look like cards or phones are masked too. Free text gets ``[KIND]``;
+identifiers and keys get ``[KIND:token]``, a keyed hash of the value (the key lives in
+``.improver/redaction.key``), so ids stay stable across ingests and distinct from each other.
+
+Speed: an event's strings are joined and checked once by a screen built from C-speed
+string operations (``str.translate`` maps digits and phone separators to ``0``, then
+substring tests look for 10-long digit runs, grouped digits, ``@``, dotted quads and secret
+words). An event the screen passes has nothing to mask and is returned as it is, with no
+copy; only the rest goes through the compiled detectors string by string. ``find`` reports
+what a text holds without changing it: the final leak scan (``improver.leakscan``) uses it.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
+import json
+import os
 import re
+import secrets
 from collections import Counter
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from improver.errors import ProjectError
+from improver.errors import ProjectError, require
 from improver.models import DecisionEvent, Event, Quarantined, ReviewEvent
 
-BUILTIN_KINDS = ("email", "iban", "card", "ip", "phone")
+BUILTIN_KINDS = ("email", "iban", "card", "ip", "phone", "ssn", "secret")
+KEY_FILE = "redaction.key"
+LETTERS = str.maketrans("0123456789", "ghijklmnop")  # tokens hold no digits, so no detector finds a number in them
 
 
 class RedactionConfig(BaseModel):
@@ -29,6 +51,11 @@ class RedactionConfig(BaseModel):
     kinds: list[str] = Field(default_factory=lambda: list(BUILTIN_KINDS), description="built-in detectors to run")
     names: list[str] = Field(default_factory=list, description="people's names to mask wherever they appear")
     patterns: dict[str, str] = Field(default_factory=dict, description="kind -> regular expression")
+    phone_regions: list[str] = Field(default_factory=lambda: ["US"],
+                                     description="regions whose national phone formats are recognised (ISO codes)")
+    ner: bool = Field(False, description="also mask person names found by Presidio (pip install 'improver[ner]')")
+    leak_scan: bool = Field(True, description="refuse to write experiments, PRs, exports and MCP answers that "
+                                              "still hold what these detectors find")
 
     @field_validator("kinds")
     @classmethod
@@ -48,7 +75,20 @@ class RedactionConfig(BaseModel):
                 raise ValueError(f"pattern {kind!r} is not a valid regular expression: {error}") from None
         return patterns
 
+    @field_validator("phone_regions")
+    @classmethod
+    def _regions(cls, regions: list[str]) -> list[str]:
+        if [r.upper() for r in regions] == ["US"]:
+            return ["US"]
+        import phonenumbers
 
+        unknown = [r for r in regions if r.upper() not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(f"unknown phone regions {unknown}; use ISO 3166 codes such as US, GB, DE")
+        return [r.upper() for r in regions]
+
+
+# --- checks ------------------------------------------------------------------------
 def luhn_valid(digits: str) -> bool:
     total = 0
     for index, char in enumerate(reversed(digits)):
@@ -59,107 +99,343 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+# IBAN length by country (ISO 13616 registry).
+IBAN_LENGTHS = dict(
+    AD=24, AE=23, AL=28, AT=20, AZ=28, BA=20, BE=16, BG=22, BH=22, BR=29, BY=28, CH=21, CR=22, CY=28, CZ=24,
+    DE=22, DK=18, DO=28, EE=20, EG=29, ES=24, FI=18, FO=18, FR=27, GB=22, GE=22, GI=23, GL=18, GR=27, GT=28,
+    HR=21, HU=28, IE=22, IL=23, IQ=23, IS=26, IT=27, JO=30, KW=30, KZ=20, LB=28, LC=32, LI=21, LT=20, LU=20,
+    LV=21, MC=27, MD=24, ME=22, MK=19, MR=27, MT=31, MU=30, NL=18, NO=15, PK=24, PL=28, PS=29, PT=25, QA=29,
+    RO=24, RS=22, SA=24, SC=31, SE=24, SI=19, SK=24, SM=27, ST=25, SV=28, TL=23, TN=24, TR=26, UA=29, VA=22,
+    VG=24, XK=20)
+
+
 def iban_valid(text: str) -> bool:
     compact = text.replace(" ", "").upper()
-    if not 15 <= len(compact) <= 34:
+    if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact[2:4].isdigit():
         return False
     rearranged = compact[4:] + compact[:4]
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
 
-def _is_card(match: re.Match) -> bool:
-    digits = re.sub(r"\D", "", match.group())
-    return 13 <= len(digits) <= 19 and luhn_valid(digits)
+def card_valid(digits: str) -> bool:
+    """13–19 digits from a card issuer's range (2–6: Mastercard, Amex, Visa, Discover …), Luhn-valid."""
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_valid(digits)
 
 
-def _is_ip(match: re.Match) -> bool:
-    try:
-        ipaddress.ip_address(match.group())
-    except ValueError:
-        return False
-    return True
+def ssn_valid(area: str, group: str, serial: str) -> bool:
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
 
 
-def _is_phone(match: re.Match) -> bool:
-    text = match.group()
-    digits = re.sub(r"\D", "", text)
-    if re.fullmatch(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}", text):
-        return False  # a date
-    if text.startswith("+"):
-        return 8 <= len(digits) <= 15
-    return 10 <= len(digits) <= 15
+# Card layouts by digit-group lengths: 4-4-4-4(-1..3), Amex 4-6-5, Diners 4-6-4, or one unbroken group.
+CARD_SHAPES = {(4, 4, 4, 4), (4, 4, 4, 4, 1), (4, 4, 4, 4, 2), (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4)}
+DATE = re.compile(r"(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})(?!\d)")
+SSN = re.compile(r"(?<!\d)(\d{3})([- ])(\d{2})\2(\d{4})(?!\d)")
+GROUP = re.compile(r"\d+")
+# A national number with its trunk prefix (030 1234 5678, 020 7946 0958) from a region not configured.
+TRUNK_PHONE = re.compile(r"(?<![\d.])0\d{1,4}(?:[ /-]\d{2,5}){1,3}(?![\d.])")
+
+# One pattern for every built-in kind: each alternative is a named group, checked by a function below.
+SECRET_KEYWORDS = (r"password|passwd|passphrase|pwd|pass|secret|client[_-]?secret|api[_-]?key|apikey|access[_-]?key"
+                   r"|secret[_-]?key|auth[_-]?token|access[_-]?token|private[_-]?key")
+TOKENS = (r"sk-ant-[A-Za-z0-9_-]{16,}|sk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}"
+          r"|(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}|gh[pousr]_[A-Za-z0-9_]{30,}|github_pat_[A-Za-z0-9_]{22,}"
+          r"|xox[abprs]-[A-Za-z0-9-]{10,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|glpat-[A-Za-z0-9_-]{20,}"
+          r"|AIza[0-9A-Za-z_-]{35}|-----BEGIN[A-Z ]*PRIVATE KEY-----"
+          r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|(?i:bearer)\s+[A-Za-z0-9._~+/-]{20,}=*")
+PARTS = {
+    "email": r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
+    "keyword": rf"(?i:(?<![A-Za-z])(?:{SECRET_KEYWORDS})(?![A-Za-z])[\"']?\s*[:=]\s*)"
+               r"(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s,;\"'}\]]+)",
+    "token": rf"(?<![\w-])(?:{TOKENS})",
+    "awssecret": r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+    "iban": r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}",
+    "ip": r"(?<![\w.:])(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?![\w.:])",
+    "digits": r"(?<!\d)(?:\+\d(?:[ ().-]{0,2}\d){7,}|\(?\d(?:[ ().-]{0,2}\d){8,})",
+}
+KIND_OF = {"email": "email", "keyword": "secret", "token": "secret", "awssecret": "secret", "iban": "iban",
+           "ip": "ip", "digits": "digits"}
 
 
-# (kind, pattern, check): a match is masked when its check passes.
-DETECTORS: list[tuple[str, re.Pattern, Callable[[re.Match], bool]]] = [
-    ("email", re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"), lambda m: True),
-    ("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), lambda m: iban_valid(m.group())),
-    ("card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _is_card),
-    ("ip", re.compile(r"(?<![\w.:])(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?![\w.:])"), _is_ip),
-    ("phone", re.compile(r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,5}){1,4}(?![\w.-]|\.\d)"
-                         r"|(?<![\w+])\+\d{8,15}\b"), _is_phone),
-]
+# The screen: text that shows none of these marks cannot hold a built-in kind. It works on
+# bytes, whose translate and substring tests run at memory speed.
+DIGIT_MARKS = bytes.maketrans(b"0123456789 ()/+\t", b"0" * 16)
+ALNUM = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+TOKEN_MARKS = bytes.maketrans(ALNUM, b"a" * len(ALNUM))
+DIGIT_RUNS = (b"0000000000", b"0-000", b"0.0000", b".0.", b".00.", b".000.")  # long and grouped digits, IPv4
+TOKEN_RUN = b"a" * 20  # API keys, JWTs, bearer and AWS secret keys hold a long run of letters and digits
+
+
+def might_hold(text: str) -> bool:
+    """False when ``text`` surely holds nothing a built-in detector finds, decided by byte
+    translations and substring tests only (no regex over the text); True means: look closer."""
+    data = text.encode("utf-8", "surrogatepass")
+    if b"@" in data or b"::" in data:
+        return True
+    digits = data.translate(DIGIT_MARKS)
+    if (b"0000000000" in digits or b"0-000" in digits or b"0.0000" in digits or b".0." in digits
+            or b".00." in digits or b".000." in digits):
+        return True
+    if TOKEN_RUN in data.translate(TOKEN_MARKS):
+        return True
+    lowered = data.lower()
+    return (b"pass" in lowered or b"pwd" in lowered or b"secret" in lowered or b"key" in lowered
+            or b"token" in lowered or b"credential" in lowered)
+
+
+def compile_detector(kinds: set[str]) -> re.Pattern | None:
+    parts = [f"(?P<{name}>{pattern})" for name, pattern in PARTS.items()
+             if KIND_OF[name] in kinds or (name == "digits" and kinds & {"card", "phone", "ssn"})]
+    return re.compile("|".join(parts)) if parts else None
 
 
 class Redactor:
     """Masks PII in strings and, recursively, in events; ``counts`` says what it masked by kind."""
 
-    def __init__(self, config: RedactionConfig | None = None):
+    def __init__(self, config: RedactionConfig | None = None, key: bytes | None = None):
         self.config = config or RedactionConfig()
+        self.key = key or secrets.token_bytes(32)
         self.counts: Counter = Counter()
-        kinds = set(self.config.kinds)
-        self.detectors = [d for d in DETECTORS if d[0] in kinds]
-        for kind, pattern in self.config.patterns.items():
-            self.detectors.append((kind, re.compile(pattern), lambda m: True))
+        self.kinds = set(self.config.kinds)
+        self.detector = compile_detector(self.kinds)
+        self.extra: list[tuple[str, re.Pattern]] = [(kind, re.compile(p)) for kind, p in self.config.patterns.items()]
         names = sorted({n.strip() for n in self.config.names if n.strip()}, key=len, reverse=True)
         if names:
-            alternatives = "|".join(r"\s+".join(map(re.escape, name.split())) for name in names)
-            self.detectors.append(("name", re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE), lambda m: True))
-        self.builtin_only = len(self.detectors) == len(DETECTORS)
+            alternatives = "|".join(r"[\s._-]+".join(map(re.escape, name.split())) for name in names)
+            self.extra.append(("name", re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)))
+        self.ner = require("presidio_analyzer", "redaction.ner (person names found by NER)", "ner").AnalyzerEngine() \
+            if self.config.ner else None
+        self.regions = self.config.phone_regions
+        self._keyed = False
+        self._found: list | None = None
 
     @classmethod
     def from_project(cls, project) -> "Redactor | None":
-        """The project's redactor, or None when ``redaction: {enabled: false}``."""
+        """The project's redactor (keyed by its ``.improver/redaction.key``), or None when disabled."""
+        config = redaction_config(project)
+        return cls(config, project_key(project)) if config.enabled else None
+
+    # --- strings -----------------------------------------------------------------------
+    def text(self, value: str, keyed: bool = False) -> str:
+        """``value`` with everything found masked: ``[KIND]``, or ``[KIND:token]`` when ``keyed``."""
+        self._keyed = keyed
+        if self.detector is not None and might_hold(value):
+            value = self.detector.sub(self._replace, value)
+        for kind, pattern in self.extra:
+            value = pattern.sub(lambda m, kind=kind: self._mask(kind, m.group()), value)
+        if self.ner is not None and any(c.isupper() for c in value):
+            value = self._names(value)
+        return value
+
+    def find(self, value: str) -> Counter:
+        """What ``value`` holds, by kind, without masking it (for the leak scan)."""
+        self._found = []
         try:
-            config = RedactionConfig.model_validate(project.config.redaction or {})
-        except ValidationError as error:
-            problems = "; ".join(f"redaction.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-            raise ProjectError(f"{project.root / 'improver.yaml'}: {problems}") from None
-        return cls(config) if config.enabled else None
+            self.text(value)
+            return Counter(self._found)
+        finally:
+            self._found = None
 
-    def text(self, value: str) -> str:
-        if self.builtin_only and not any(c.isdigit() or c == "@" for c in value):
-            return value  # nothing a built-in detector could match, and no names or custom patterns
-        for kind, pattern, check in self.detectors:
-            value = pattern.sub(lambda m: self._mask(kind, m, check), value)
-        return value
-
-    def _mask(self, kind: str, match: re.Match, check) -> str:
-        if not check(match):
-            return match.group()
+    def _mask(self, kind: str, original: str) -> str:
+        if self._found is not None:
+            self._found.append(kind)
+            return original
         self.counts[kind] += 1
-        return f"[{kind.upper()}]"
+        if not self._keyed:
+            return f"[{kind.upper()}]"
+        token = hmac.new(self.key, original.encode(), hashlib.sha256).hexdigest()[:12].translate(LETTERS)
+        return f"[{kind.upper()}:{token}]"
 
-    def value(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {key: self.value(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self.value(item) for item in value]
+    def _replace(self, match: re.Match) -> str:
+        name, text = match.lastgroup, match.group()
+        if name == "digits":
+            return self._digits(text, match.string[match.start() - 1] if match.start() else " ")
+        if name == "email":
+            return self._mask("email", text)
+        if name == "keyword":
+            head = re.match(rf"(?i)(?:{SECRET_KEYWORDS})[\"']?\s*[:=]\s*", text).group()
+            value = text[len(head):]
+            if value.strip("\"'").startswith("[") or not value.strip("\"'"):
+                return text  # already masked, or empty
+            return head + self._mask("secret", value)
+        if name == "token":
+            return self._mask("secret", text)
+        if name == "awssecret":
+            classes = (any(c.isupper() for c in text), any(c.islower() for c in text), any(c.isdigit() for c in text))
+            return self._mask("secret", text) if all(classes) else text
+        if name == "iban":
+            return self._iban(text)
+        if name == "ip":
+            try:
+                ipaddress.ip_address(text)
+            except ValueError:
+                return text
+            return self._mask("ip", text)
+        return text
+
+    def _iban(self, text: str) -> str:
+        length = IBAN_LENGTHS.get(text[:2].upper())
+        if "iban" not in self.kinds or length is None:
+            return text
+        taken, end = 0, 0
+        for end, char in enumerate(text, start=1):
+            taken += char != " "
+            if taken == length:
+                break
+        if taken == length and iban_valid(text[:end]):
+            return self._mask("iban", text[:end]) + text[end:]
+        return text
+
+    def _digits(self, run: str, before: str) -> str:
+        """Mask the SSNs, cards and phones in a run of digit groups (dates inside it are kept)."""
+        spans: list[tuple[int, int, str]] = []
+        taken = [False] * len(run)
+
+        def claim(start: int, end: int, kind: str) -> None:
+            spans.append((start, end, kind))
+            taken[start:end] = [True] * (end - start)
+
+        for date in DATE.finditer(run):
+            taken[date.start():date.end()] = [True] * (date.end() - date.start())
+        if "ssn" in self.kinds:
+            for m in SSN.finditer(run):
+                if not any(taken[m.start():m.end()]) and ssn_valid(m.group(1), m.group(3), m.group(4)):
+                    claim(m.start(), m.end(), "ssn")
+        if "card" in self.kinds:
+            groups = [g for g in GROUP.finditer(run) if not any(taken[g.start():g.end()])]
+            for i in range(len(groups)):
+                for j in range(min(len(groups), i + 5), i, -1):
+                    window = groups[i:j]
+                    if any(taken[g.start()] for g in window):
+                        continue
+                    shape = tuple(len(g.group()) for g in window)
+                    digits = "".join(g.group() for g in window)
+                    if (shape in CARD_SHAPES or (len(window) == 1 and 13 <= shape[0] <= 19)) and card_valid(digits):
+                        claim(window[0].start(), window[-1].end(), "card")
+                        break
+        if "phone" in self.kinds and not (before.isalnum() or before in "_-.") and not all(taken):
+            import phonenumbers
+
+            free = "".join(" " if t else c for c, t in zip(run, taken))
+            for region in self.regions:
+                for m in phonenumbers.PhoneNumberMatcher(free, region, leniency=phonenumbers.Leniency.VALID):
+                    if not any(taken[m.start:m.end]):
+                        claim(m.start, m.end, "phone")
+            for m in TRUNK_PHONE.finditer(free):
+                if not any(taken[m.start():m.end()]) and 9 <= sum(c.isdigit() for c in m.group()) <= 12:
+                    claim(m.start(), m.end(), "phone")
+        if not spans:
+            return run
+        out, last = [], 0
+        for start, end, kind in sorted(spans):
+            out += [run[last:start], self._mask(kind, run[start:end])]
+            last = end
+        return "".join(out) + run[last:]
+
+    def _names(self, value: str) -> str:
+        found = self.ner.analyze(text=value, entities=["PERSON"], language="en")
+        for hit in sorted(found, key=lambda r: r.start, reverse=True):
+            value = value[:hit.start] + self._mask("name", value[hit.start:hit.end]) + value[hit.end:]
         return value
+
+    def number(self, value: int | float) -> Any:
+        """An integer that reads as a card or a phone becomes its mask; other numbers stay."""
+        if isinstance(value, bool) or (isinstance(value, float) and not (value.is_integer() and abs(value) >= 1e8)):
+            return value
+        digits = str(abs(int(value)))
+        if len(digits) < 9:
+            return value
+        masked = self.text(digits)
+        return masked if masked != digits else value
+
+    # --- events ------------------------------------------------------------------------
+    def value(self, value: Any, keyed: bool = False) -> Any:
+        """A JSON value with every string (dict keys too, keyed) masked; the same object when nothing changed."""
+        if isinstance(value, str):
+            return self.text(value, keyed)
+        if isinstance(value, dict):
+            changed, out = False, {}
+            for key, item in value.items():
+                new_key = self.text(key, True) if isinstance(key, str) else key
+                new_item = self.value(item, keyed)
+                changed = changed or new_key is not key and new_key != key or new_item is not item
+                out[new_key] = new_item
+            return out if changed else value
+        if isinstance(value, list):
+            items = [self.value(item, keyed) for item in value]
+            return items if any(a is not b for a, b in zip(items, value)) else value
+        if isinstance(value, (int, float)):
+            return self.number(value)
+        return value
+
+    def _same(self, old: Any, new: Any) -> bool:
+        return old is new or old == new
+
+    def _clean(self, item: Event | Quarantined) -> bool:
+        """True when the screen shows the item holds nothing to mask (the common case, decided fast)."""
+        if self.extra or self.ner is not None:
+            return False
+        try:
+            return not might_hold(_screen_text(item))
+        except TypeError:  # not JSON-serialisable: look closer
+            return False
 
     def event(self, item: Event | Quarantined) -> Event | Quarantined:
+        """The item with every string masked; the item itself when nothing needed masking."""
+        if self._clean(item):
+            return item
         if isinstance(item, Quarantined):
-            return item.model_copy(update={"raw": self.text(item.raw), "reason": self.text(item.reason)})
-        if isinstance(item, DecisionEvent):
-            return item.model_copy(update={"case": self.value(item.case), "reasoning": self.text(item.reasoning),
-                                           "cited": self.value(item.cited)})
-        assert isinstance(item, ReviewEvent)
-        return item.model_copy(update={"reviewer": self.text(item.reviewer), "reasoning": self.text(item.reasoning),
-                                       "precedent": self.text(item.precedent) if item.precedent else item.precedent,
-                                       "conditions": self.value(item.conditions)})
+            fields = {"raw": self.text(item.raw), "reason": self.text(item.reason), "source": self.text(item.source)}
+        elif isinstance(item, DecisionEvent):
+            fields = {"session_id": self.text(item.session_id, True), "case": self.value(item.case),
+                      "decision": self.text(item.decision, True), "confidence": self.value(item.confidence, True),
+                      "reasoning": self.text(item.reasoning), "cited": self.value(item.cited, True),
+                      "config_version": self.value(item.config_version, True), "ts": self.value(item.ts)}
+        else:
+            assert isinstance(item, ReviewEvent)
+            fields = {"session_id": self.text(item.session_id, True), "reviewer": self.text(item.reviewer, True),
+                      "decision": self.text(item.decision, True), "reasoning": self.text(item.reasoning),
+                      "precedent": self.value(item.precedent, True), "conditions": self.value(item.conditions),
+                      "ts": self.value(item.ts)}
+        update = {name: new for name, new in fields.items() if not self._same(getattr(item, name), new)}
+        return item.model_copy(update=update) if update else item
 
     def events(self, items: Iterable[Event | Quarantined]) -> Iterator[Event | Quarantined]:
         for item in items:
             yield self.event(item)
+
+
+def _screen_text(item: Event | Quarantined) -> str:
+    """Every string of an item (keys and numbers too) as one text, for the screen."""
+    if isinstance(item, Quarantined):
+        return "\n".join((item.raw, item.reason, item.source))
+    if isinstance(item, DecisionEvent):
+        return "\n".join((item.session_id, item.decision, item.confidence or "", item.reasoning, item.config_version or "",
+                          item.ts or "", json.dumps(item.case, ensure_ascii=False), *item.cited))
+    return "\n".join((item.session_id, item.reviewer, item.decision, item.reasoning, item.precedent or "", item.ts or "",
+                      *item.conditions))
+
+
+def redaction_config(project) -> RedactionConfig:
+    try:
+        return RedactionConfig.model_validate(project.config.redaction or {})
+    except ValidationError as error:
+        problems = "; ".join(f"redaction.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise ProjectError(f"{project.root / 'improver.yaml'}: {problems}") from None
+
+
+def project_key(project) -> bytes:
+    """The project's redaction key (made once, readable by the owner only): keyed tokens stay stable."""
+    path = Path(project.data_dir) / KEY_FILE
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+    key = path.read_bytes()
+    if len(key) < 16:
+        raise ProjectError(f"{path} is damaged (too short); delete it only if you will re-ingest every trace, "
+                           "since masked ids change with the key")
+    return key

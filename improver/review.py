@@ -126,6 +126,10 @@ def create_pr(ws: Workspace, experiment_id: str, remote: str = "origin", branch:
     report_path, report_html = pr_report(ws, experiment, repo)
     description = pr_description(experiment, parent, results, {s.session_id: s for s in ws.sessions})
     description = report_link(description, report_path, report_html is not None, repo, remote, branch)
+    for text, where in ((patch, f"the PR branch of {experiment.id} (patch.diff)"), (title, "the PR title"),
+                        (description, "the PR description"), (commit_message(experiment, title), "the commit message"),
+                        (report_html or "", f"the PR branch's report {report_path}")):
+        ws.leak_scan.check(text, where)
     commit = commit_patch(repo, config_dir, patch, base_commit, commit_message(experiment, title),
                           {report_path: report_html} if report_html is not None else {})
     git(repo, "update-ref", f"refs/heads/{branch}", commit, "")  # "" = only if the branch does not exist

@@ -23,6 +23,7 @@ from improver.crossval import CrossValidation, FoldRun
 from improver.errors import ExperimentError, ImproverError, RunFailedError
 from improver.experiments import Experiment, ExperimentStore, Manifest, Proposal, now, read_tree, tree_hash
 from improver.features import Columns
+from improver.leakscan import LeakScan
 from improver.lock import ProjectLock
 from improver.mining import MiningResult, mine
 from improver.models import ReviewedSession
@@ -45,7 +46,8 @@ class Workspace:
     def __init__(self, project: Project | str | Path = ".", progress: ProgressFn | None = None,
                  wait: float = 0, notice: Callable[[str], None] | None = None, rerun: bool = False):
         self.project = project if isinstance(project, Project) else Project.load(project)
-        self.experiments = ExperimentStore(self.project.experiments_dir)
+        self.leak_scan = LeakScan.from_project(self.project)
+        self.experiments = ExperimentStore(self.project.experiments_dir, self.leak_scan.check)
         self.progress = progress
         self.writing = ProjectLock(self.project.data_dir, wait, notice)  # one writer per project
         self.rerun = rerun  # make a new baseline even if one with the same key exists

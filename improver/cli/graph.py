@@ -62,16 +62,20 @@ def export(project: Path = typer.Option(Path("."), "--project", "-p", help="Proj
     """Write the context graph as GraphML and/or a Cypher script."""
     from improver.errors import ImproverError
     from improver.graphs.export import write_cypher, write_graphml
+    from improver.leakscan import LeakScan
 
     if not graphml and not cypher:
         raise ImproverError("nothing to export: pass --graphml FILE and/or --cypher FILE")
     graph = loaded_graph(project, store)
+    scan = LeakScan.from_project(Project.load(project))
     try:
         if graphml:
             counts = write_graphml(graph, graphml)
+            scan.check_file(graphml, f"the GraphML export {graphml}")
             console.print(f"Wrote {graphml}: {counts['nodes']} nodes, {counts['edges']} edges (GraphML)")
         if cypher:
             counts = write_cypher(graph, cypher)
+            scan.check_file(cypher, f"the Cypher export {cypher}")
             console.print(f"Wrote {cypher}: {counts['statements']} statements for {counts['nodes']} nodes, "
                           f"{counts['edges']} edges (load with cypher-shell -f {cypher.name})")
     finally:

@@ -53,7 +53,12 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
             raise ResourceError(str(error)) from error
         if not path.exists():
             raise ResourceError(f"{experiment_id} has no {name} yet: run score_experiment {experiment_id} first")
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
+        try:
+            ws.leak_scan.check(text, f"experiments/{experiment_id}/{name}")
+        except ImproverError as error:
+            raise ResourceError(str(error)) from error
+        return text
 
     @server.resource("improver://experiments/{experiment_id}/manifest", mime_type="application/yaml")
     def experiment_manifest(experiment_id: str) -> str:

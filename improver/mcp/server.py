@@ -26,6 +26,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from pydantic import BaseModel
+
 from improver.errors import ImproverError, ProjectError
 from improver.experiments import Experiment, check_id
 from improver.mcp.models import ExperimentSummary, ProposalSummary
@@ -110,7 +112,7 @@ class ImproverTools:
             if workspace is not None:
                 workspace.progress = progress
             try:
-                return await anyio.to_thread.run_sync(work)
+                return await anyio.to_thread.run_sync(lambda: self.checked(work()))
             except ImproverError as error:
                 raise ToolError(str(error)) from error
             except ToolError:
@@ -124,6 +126,12 @@ class ImproverTools:
                     workspace.progress = None
 
     # helpers used inside worker threads
+    def checked(self, result: T) -> T:
+        """``result`` once the leak scan finds nothing in it (LeakError otherwise: the answer is not sent)."""
+        text = result.model_dump_json() if isinstance(result, BaseModel) else str(result)
+        self.workspace.leak_scan.check(text, "this MCP answer")
+        return result
+
     def experiment(self, experiment_id: str | None) -> Experiment:
         """The named experiment, or the baseline (made, run and scored once) when None."""
         if experiment_id is None:

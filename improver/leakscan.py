@@ -1,0 +1,100 @@
+"""The final leak scan: nothing improver writes or serves may still hold personal data or secrets.
+
+Redaction masks traces before storage; this is the check behind it. Everything that leaves
+the store — experiment files (manifest, config, patch, report, decisions, results), PR
+branches, commit messages and bodies, graph exports and MCP answers — passes
+``LeakScan.check`` before it is written or sent. It runs the project's redaction detectors
+(and its names and patterns) plus detect-secrets' token detectors, line by line where the
+fast screen sees a reason to look. Anything found stops the write — fail closed — with a
+message naming the kind, the place and the line, never the value itself.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from improver.errors import ImproverError
+from improver.redact import RedactionConfig, Redactor, might_hold, project_key, redaction_config
+
+# detect-secrets plugins that match tokens by pattern alone (no entropy guesses, no network).
+DETECT_SECRETS_PLUGINS = ("aws.AWSKeyDetector", "github_token.GitHubTokenDetector", "gitlab_token.GitLabTokenDetector",
+                          "openai.OpenAIDetector", "slack.SlackDetector", "stripe.StripeDetector",
+                          "private_key.PrivateKeyDetector", "jwt.JwtTokenDetector", "sendgrid.SendGridDetector",
+                          "twilio.TwilioKeyDetector", "npm.NpmDetector", "pypi_token.PypiTokenDetector",
+                          "discord.DiscordBotTokenDetector", "telegram_token.TelegramBotTokenDetector",
+                          "azure_storage_key.AzureStorageKeyDetector", "mailchimp.MailchimpDetector",
+                          "square_oauth.SquareOAuthDetector", "artifactory.ArtifactoryDetector")
+
+
+class LeakError(ImproverError):
+    """Something improver was about to write or send still holds personal data or a secret."""
+
+
+def detect_secrets_plugins() -> list:
+    import importlib
+
+    plugins = []
+    for name in DETECT_SECRETS_PLUGINS:
+        module, _, cls = name.rpartition(".")
+        plugins.append(getattr(importlib.import_module(f"detect_secrets.plugins.{module}"), cls)())
+    return plugins
+
+
+class LeakScan:
+    """``check(text, where)`` raises LeakError when ``text`` holds what the detectors find."""
+
+    def __init__(self, config: RedactionConfig | None = None, key: bytes | None = None):
+        config = config or RedactionConfig()
+        self.enabled = config.leak_scan
+        self.redactor = Redactor(config.model_copy(update={"ner": False}), key)  # NER is for ingest, not a gate
+        self._plugins: list | None = None
+
+    @classmethod
+    def from_project(cls, project) -> "LeakScan":
+        return cls(redaction_config(project), project_key(project))
+
+    @property
+    def plugins(self) -> list:
+        if self._plugins is None:
+            self._plugins = detect_secrets_plugins()
+        return self._plugins
+
+    def find(self, text: str) -> dict[int, Counter]:
+        """Line number -> kinds found on that line."""
+        found: dict[int, Counter] = {}
+        if not self.enabled or not text:
+            return found
+        always = bool(self.redactor.extra)
+        if not always and not might_hold(text):
+            return found
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not always and not might_hold(line):
+                continue
+            kinds = self.redactor.find(line)
+            for plugin in self.plugins:
+                if any(True for _ in plugin.analyze_string(line)):
+                    kinds["secret"] += 1
+            if kinds:
+                found[number] = kinds
+        return found
+
+    def check(self, text: str, where: str) -> None:
+        found = self.find(text)
+        if not found:
+            return
+        kinds = sum(found.values(), Counter())
+        lines = ", ".join(map(str, list(found)[:5])) + (" …" if len(found) > 5 else "")
+        raise LeakError(
+            f"refusing to write {where}: it would hold {', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))} "
+            f"(line {lines}) that redaction did not mask. improver writes nothing that still holds personal data "
+            "or secrets. Mask them at ingest (add redaction.names or redaction.patterns in improver.yaml; a store "
+            "ingested with redaction off must be rebuilt: delete .improver/traces.sqlite and ingest again), or set "
+            "redaction.leak_scan: false in improver.yaml if these values are not personal data")
+
+    def check_file(self, path: Path, where: str | None = None) -> None:
+        """Check a written file; on a leak the file is removed before LeakError is raised."""
+        try:
+            self.check(Path(path).read_text(encoding="utf-8", errors="replace"), where or str(path))
+        except LeakError:
+            Path(path).unlink(missing_ok=True)
+            raise
