@@ -128,7 +128,8 @@ def ssn_valid(area: str, group: str, serial: str) -> bool:
 
 # Card layouts by digit-group lengths: 4-4-4-4(-1..3), Amex 4-6-5, Diners 4-6-4, or one unbroken group.
 CARD_SHAPES = {(4, 4, 4, 4), (4, 4, 4, 4, 1), (4, 4, 4, 4, 2), (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4)}
-DATE = re.compile(r"(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})(?!\d)")
+DAY, MONTH = r"(?:0?[1-9]|[12]\d|3[01])", r"(?:0?[1-9]|1[0-2])"
+DATE = re.compile(rf"(?<!\d)(?:(?:19|20)\d\d[-/.]{MONTH}[-/.]{DAY}|{DAY}[-/.]{DAY}[-/.](?:19|20)\d\d)(?!\d)")
 SSN = re.compile(r"(?<!\d)(\d{3})([- ])(\d{2})\2(\d{4})(?!\d)")
 GROUP = re.compile(r"\d+")
 # A national number with its trunk prefix (030 1234 5678, 020 7946 0958) from a region not configured.
@@ -144,12 +145,12 @@ TOKENS = (r"sk-ant-[A-Za-z0-9_-]{16,}|sk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}"
           r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|(?i:bearer)\s+[A-Za-z0-9._~+/-]{20,}=*")
 PARTS = {
     "email": r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
-    "keyword": rf"(?i:(?<![A-Za-z])(?:{SECRET_KEYWORDS})(?![A-Za-z])[\"']?\s*[:=]\s*)"
+    "keyword": rf"(?i:(?<![A-Za-z\[])(?:{SECRET_KEYWORDS})(?![A-Za-z])[\"']?\s*[:=]\s*)"
                r"(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s,;\"'}\]]+)",
     "token": rf"(?<![\w-])(?:{TOKENS})",
     "awssecret": r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
     "iban": r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}",
-    "ip": r"(?<![\w.:])(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?![\w.:])",
+    "ip": r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)|(?<![\w.:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w.:])",
     "digits": r"(?<!\d)(?:\+\d(?:[ ().-]{0,2}\d){7,}|\(?\d(?:[ ().-]{0,2}\d){8,})",
 }
 KIND_OF = {"email": "email", "keyword": "secret", "token": "secret", "awssecret": "secret", "iban": "iban",

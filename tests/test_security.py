@@ -203,3 +203,93 @@ def test_ids_reject_control_characters(project, tmp_path):
     (tmp_path / "t.jsonl").write_text(json.dumps(first) + "\n")
     report = Workspace(project).ingest(str(tmp_path / "t.jsonl"))
     assert report.quarantined == 1 and report.events == 0
+
+
+# --- PII and secrets: the corpus through a full run ---------------------------------------
+def artifacts_text(project: Path, inputs: list[Path], branch: str, extra: list[str]) -> dict[str, str]:
+    """Every file improver wrote in the project (the trace inputs and the user's improver.yaml aside),
+    the PR branch's commit (message and diff), and ``extra`` texts (MCP answers), by name."""
+    texts = {}
+    skip = {*inputs, project / "improver.yaml", project / ".improver" / "redaction.key"}
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and path not in skip and ".git" not in path.parts:
+            texts[str(path.relative_to(project))] = path.read_bytes().decode("utf-8", "replace")
+    texts["PR branch"] = git(project, "log", "-p", f"main..{branch}")
+    for number, text in enumerate(extra):
+        texts[f"MCP answer {number}"] = text
+    return texts
+
+
+def test_planted_pii_reaches_no_artifact_of_ingest_cycle_pr_export_and_mcp(tmp_path, git_env):
+    from improver.cycle import run_cycles
+    from pii_corpus import corpus_project
+
+    project, plants, similar, inputs = corpus_project(tmp_path / "p")
+    assert len(plants) >= 200 and len(similar) >= 100
+    assert {p.kind for p in plants} >= {"email", "phone", "card", "iban", "ssn", "ip", "secret", "aws_secret",
+                                        "password", "name"}
+    assert {p.field for p in plants} >= {"case_value", "case_key", "case_nested", "case_list", "case_number",
+                                         "agent_reasoning", "human_reasoning", "conditions", "cited", "config_version",
+                                         "reviewer", "session_id", "precedent"}
+    assert {p.format for p in plants} == {"native", "openinference", "otlp"}
+    ws = Workspace(project)
+    for path in inputs:
+        ws.ingest(str(path))
+    assert len(ws.sessions) == 72  # masked ids stay distinct
+    stored = json.dumps([s.case for s in ws.sessions]) + " ".join(s.agent_reasoning for s in ws.sessions)
+    masked = [v for v in similar if str(v) not in stored]
+    assert len(masked) <= len(similar) // 100, masked  # ≤1% of look-alikes masked
+
+    run_cycles(ws, max_cycles=1)
+    proposing = [e for e in ws.experiments.all() if e.manifest.proposals]
+    assert proposing, "the corpus project should still yield proposals"
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "config", "improver.yaml")
+    git(project, "commit", "-q", "-m", "target config")
+    git(tmp_path, "init", "-q", "--bare", str(tmp_path / "remote.git"))
+    git(project, "remote", "add", "origin", str(tmp_path / "remote.git"))
+    pr = create_pr(Workspace(project), proposing[0].id, push=False)
+    exported = CliRunner().invoke(app, ["graph", "export", "--project", str(project), "--graphml",
+                                        str(project / "graph.graphml"), "--cypher", str(project / "graph.cypher")])
+    assert exported.exit_code == 0, exported.output
+
+    async def answers():
+        async with Client(build_server(project)) as client:
+            out = [await client.call_tool("list_disagreements", {"split": "all", "limit": 500}),
+                   await client.call_tool("cluster_precedents", {}),
+                   await client.call_tool("graph_summary", {})]
+            rows = out[0].structured_content["sessions"]
+            for row in rows[:8]:
+                out.append(await client.call_tool("get_session", {"session_id": row["session_id"]}))
+            return out
+    results = anyio.run(answers)
+    assert not any(r.is_error for r in results)
+    texts = artifacts_text(project, inputs, pr.branch, [json.dumps(r.structured_content) for r in results])
+    assert {"graph.graphml", "graph.cypher", ".improver/traces.sqlite", f".improver/pr-{pr.experiment}.md"} <= set(texts)
+    leaks = [(p.kind, p.field, p.format, name) for p in plants for name, text in texts.items()
+             if any(needle in text for needle in p.needles)]
+    assert leaks == [], leaks[:10]
+
+
+def test_the_leak_scan_refuses_to_write_unmasked_pii_and_says_how(tmp_path):
+    from improver.leakscan import LeakError
+
+    project = make_demo_project(tmp_path / "p", n=30)
+    data = yaml.safe_load((project / "improver.yaml").read_text())
+    data["redaction"] = {"enabled": False}  # traces stored unmasked: the scan still guards every way out
+    (project / "improver.yaml").write_text(yaml.safe_dump(data))
+    lines = [json.loads(line) for line in (project / "traces.jsonl").read_text().splitlines()]
+    for event in lines:
+        if event["type"] == "review":
+            event["reasoning"] += " SSN 123-45-6789, key AKIAIOSFODNN7EXAMPLE."
+    (project / "traces.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    ws = Workspace(project)
+    ws.ingest(str(project / "traces.jsonl"))
+    with pytest.raises(LeakError, match=r"refusing to write experiments/.*(secret|ssn).*redaction") as refused:
+        from improver.cycle import run_cycles
+        run_cycles(ws, max_cycles=1)
+    assert "123-45-6789" not in str(refused.value) and "AKIA" not in str(refused.value)
+    assert not any("123-45-6789" in p.read_text() for p in (project / "experiments").rglob("*") if p.is_file())
+    result = mcp_call(project, "list_disagreements", {"split": "all"})
+    assert result.is_error and "refusing to write this MCP answer" in result.content[0].text
+    assert "123-45-6789" not in result.content[0].text
