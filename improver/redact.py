@@ -122,6 +122,16 @@ def card_valid(digits: str) -> bool:
     return 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_valid(digits)
 
 
+DECIMAL = re.compile(r"\d\.\d{5,}")
+
+
+def decimal_part(text: str, start: int, end: int) -> bool:
+    """True when text[start:end] is cut from a decimal number (472.988281, a chart coordinate), not a phone."""
+    edge = (start >= 2 and text[start - 1] == "." and text[start - 2].isdigit()) or \
+           (end + 1 < len(text) and text[end] == "." and text[end + 1].isdigit())
+    return edge or DECIMAL.search(text, max(0, start - 1), min(len(text), end + 1)) is not None
+
+
 def ssn_valid(area: str, group: str, serial: str) -> bool:
     return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
 
@@ -319,7 +329,7 @@ class Redactor:
             free = "".join(" " if t else c for c, t in zip(run, taken))
             for region in self.regions:
                 for m in phonenumbers.PhoneNumberMatcher(free, region, leniency=phonenumbers.Leniency.VALID):
-                    if not any(taken[m.start:m.end]):
+                    if not any(taken[m.start:m.end]) and not decimal_part(free, m.start, m.end):
                         claim(m.start, m.end, "phone")
             for m in TRUNK_PHONE.finditer(free):
                 if not any(taken[m.start():m.end()]) and 9 <= sum(c.isdigit() for c in m.group()) <= 12:

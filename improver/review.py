@@ -127,8 +127,7 @@ def create_pr(ws: Workspace, experiment_id: str, remote: str = "origin", branch:
     description = pr_description(experiment, parent, results, {s.session_id: s for s in ws.sessions})
     description = report_link(description, report_path, report_html is not None, repo, remote, branch)
     for text, where in ((patch, f"the PR branch of {experiment.id} (patch.diff)"), (title, "the PR title"),
-                        (description, "the PR description"), (commit_message(experiment, title), "the commit message"),
-                        (report_html or "", f"the PR branch's report {report_path}")):
+                        (description, "the PR description"), (commit_message(experiment, title), "the commit message")):
         ws.leak_scan.check(text, where)
     commit = commit_patch(repo, config_dir, patch, base_commit, commit_message(experiment, title),
                           {report_path: report_html} if report_html is not None else {})
@@ -199,7 +198,7 @@ def pr_report(ws: Workspace, experiment: Experiment, repo: Path) -> tuple[str, s
     try:
         from improver.report import release, render
 
-        return path, release(render(ws, experiment.id), f"branch of {repo}: {path}")
+        return path, release(ws, render(ws, experiment.id), f"branch of {repo}: {path}")
     except MissingExtraError:
         return path, None
 

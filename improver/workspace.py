@@ -93,7 +93,9 @@ class Workspace:
         assembler = getattr(source, "assembler", None)
         if assembler is not None:
             waiting = [(s, src, line, redactor.value(r) if redactor else r) for s, src, line, r in assembler.waiting]
-            store.add_spans(assembler.seen, waiting)
+            seen = {span: redactor.text(session, True) for span, session in assembler.seen.items()} \
+                if redactor else assembler.seen  # masked as the events' session ids are
+            store.add_spans(seen, waiting)
             report.rows_read, report.rows_joined = assembler.tally["read"], assembler.tally["joined"]
             report.rows_waiting, report.waiting_joined = assembler.tally["waiting"], assembler.tally["joined_waiting"]
             report.rows_ignored.update(assembler.ignored)

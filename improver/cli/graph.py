@@ -67,6 +67,8 @@ def export(project: Path = typer.Option(Path("."), "--project", "-p", help="Proj
     if not graphml and not cypher:
         raise ImproverError("nothing to export: pass --graphml FILE and/or --cypher FILE")
     graph = loaded_graph(project, store)
+    from improver.project import Project
+
     scan = LeakScan.from_project(Project.load(project))
     try:
         if graphml:

@@ -35,8 +35,10 @@ MAX_GRAPH_SESSIONS = 5
 MAX_REGRESSIONS_LISTED = 200
 
 
-def release(text: str, destination: str) -> str:
-    """The one place a report's text passes before it leaves the store (a file, a PR branch)."""
+def release(ws: Workspace, text: str, destination: str) -> str:
+    """The one place a report's text passes before it leaves the store (a file, a PR branch): the
+    project's leak scan, which refuses text that still holds personal data or secrets."""
+    ws.leak_scan.check(text, f"the report ({destination})")
     return text
 
 
@@ -326,7 +328,7 @@ def write_report(ws: Workspace, experiment_id: str | None = None, path: Path | N
     experiment = ws.experiments.get(experiment_id) if experiment_id else default_experiment(ws)
     path = path or ws.project.root / "reports" / f"{experiment.id}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = release(render(ws, experiment.id), str(path))
+    text = release(ws, render(ws, experiment.id), str(path))
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
