@@ -125,3 +125,23 @@ def test_langsmith_and_langfuse_exports_reach_the_agreement_of_the_native_traces
         agreement[name] = [(row["train"], row["heldout"]) for row in state["history"]]
     assert agreement["langsmith"] == agreement["native"] and agreement["langfuse"] == agreement["native"]
     assert len(agreement["native"]) == 2  # the baseline and one cycle
+
+
+def test_mcp_ingest_reports_the_waiting_annotations_and_their_join(tmp_path):
+    import anyio
+    from mcp import Client
+
+    from improver.mcp import build_server
+
+    project = make_demo_project(tmp_path / "p", n=N)
+    observations, scores = langfuse_export(project, N)
+
+    async def main():
+        async with Client(build_server(project), mode="auto") as client:
+            return [(await client.call_tool("ingest_traces", {"source": path.name})).structured_content
+                    for path in (scores, observations)]
+    first, second = anyio.run(main)
+    trace_scores = sum(1 for i in range(N) if i % 3 != 1)  # the others name their session, so need no span
+    assert (first["rows_waiting"], first["waiting_total"], len(first["waiting_for"])) == (trace_scores, trace_scores, 10)
+    assert first["rows_ignored"] == {"scores from source EVAL (an evaluator), not a human": N}
+    assert (second["waiting_joined"], second["waiting_total"], second["reviewed_sessions"]) == (trace_scores, 0, N)

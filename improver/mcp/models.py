@@ -12,6 +12,12 @@ class IngestResult(BaseModel):
     source: str
     rows_read: int = Field(description="rows read; rows_read = rows_joined + rows_ignored + rows_waiting + quarantined")
     rows_joined: int = Field(description="rows joined into events")
+    rows_ignored: dict[str, int] = Field(default_factory=dict, description="rows read but not used, by reason "
+                                         "(spans of other names, model feedback, annotations the mapping does not name)")
+    rows_waiting: int = Field(0, description="annotations of this input whose span is not stored yet")
+    waiting_joined: int = Field(0, description="annotations stored by an earlier ingest that met their span now")
+    waiting_total: int = Field(0, description="annotations in the store still waiting for their span")
+    waiting_for: list[str] = Field(default_factory=list, description="a sample of the spans or sessions they wait for")
     events: int = Field(description="events; events = decisions_new + conflicting_decisions + reviews_new + duplicates")
     decisions_new: int
     reviews_new: int

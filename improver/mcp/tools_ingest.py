@@ -17,7 +17,9 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
     async def ingest_traces(source: Annotated[str, Field(description="a trace file inside the project folder, or a remote "
                                                                      "source named in improver.yaml (sources.remote)")],
                             ctx: Context) -> IngestResult:
-        """Read agent decisions and human reviews from a trace file (native JSONL) into the project's store.
+        """Read agent decisions and human reviews from a trace file (native JSONL, OpenInference or OTLP spans,
+        Arize annotations, LangSmith or Langfuse exports; see docs/traces.md) into the project's store;
+        annotations join their spans across files and ingests.
         `source` is a path inside the project folder, or a remote source named in improver.yaml
         (sources.remote). Ingest is idempotent:
         events already stored are counted as duplicates; bad lines are quarantined with a reason."""
