@@ -123,6 +123,19 @@ def atomic_write(path: Path, content: str | bytes) -> None:
 
 
 Scan = Callable[[str, str], None]  # (text, where) -> None, or LeakError
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
+_parsed: dict[Path, tuple[tuple[int, int, int], Any]] = {}
+
+
+def read_manifest(path: Path) -> Any:
+    """A manifest file parsed once per process while it is unchanged (manifests are written once; a cross-
+    validated one holds every fold's rules, and loops read every manifest again and again)."""
+    stat = path.stat()
+    key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    cached = _parsed.get(path)
+    if cached is None or cached[0] != key:
+        cached = _parsed[path] = (key, yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER))
+    return cached[1]
 
 
 class Experiment:
@@ -132,7 +145,7 @@ class Experiment:
         self.path = path
         self.scan = scan
         self.id = path.name
-        self.manifest = Manifest.model_validate(yaml.safe_load((path / "manifest.yaml").read_text(encoding="utf-8")))
+        self.manifest = Manifest.model_validate(read_manifest(path / "manifest.yaml"))
 
     @property
     def config_dir(self) -> Path:
