@@ -7,7 +7,12 @@ process and reports its peak resident memory (parquet compresses the filler, so 
 MB/s is over the same data as JSONL: ``data_mb``). Default: a 500 MB span export, which must
 ingest with memory well under 1 GB. ``--mb 50`` for a quick run.
 
-    python bench/ingest.py [--mb 500] [--sessions 2000]
+The native JSONL is also ingested by its floor (json.loads and executemany into the same
+schema, nothing else: no validation, redaction or fingerprints), and once with redaction off,
+so the table shows the ingest beside its floor and what redaction costs. ``--native-only``
+skips the span formats (e.g. ``--native-only --sessions 100000`` for the 100k figure).
+
+    python bench/ingest.py [--mb 500] [--sessions 2000] [--native-only]
 """
 from __future__ import annotations
 
@@ -26,9 +31,44 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 FILLER_BYTES = 10_000
 
 
-def ingest_in_child(project: str, spec: str, out) -> None:
+def floor_in_child(spec: str, out) -> None:
+    """The floor: json.loads per line and executemany into the trace store's schema."""
+    import sqlite3
+
+    from improver.store import SCHEMA
+
+    with tempfile.TemporaryDirectory() as folder:
+        db = sqlite3.connect(Path(folder) / "floor.sqlite")
+        db.executescript(SCHEMA)
+        db.execute("PRAGMA journal_mode=WAL")
+        started = time.perf_counter()
+        decisions, reviews = [], []
+        with open(spec, encoding="utf-8") as handle:
+            for line in handle:
+                e = json.loads(line)
+                if e["type"] == "decision":
+                    decisions.append((e["session_id"], json.dumps(e["case"]), e["decision"], e.get("confidence"),
+                                      e.get("reasoning"), json.dumps(e.get("cited")), e.get("config_version"), e.get("ts")))
+                else:
+                    reviews.append((e["session_id"], e.get("reviewer"), e["decision"], e.get("reasoning"),
+                                    e.get("precedent"), json.dumps(e.get("conditions")), e.get("ts"), str(len(reviews))))
+        with db:
+            db.executemany("INSERT OR IGNORE INTO decisions (session_id, case_json, decision, confidence, reasoning,"
+                           " cited_json, config_version, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", decisions)
+            db.executemany("INSERT OR IGNORE INTO reviews (session_id, reviewer, decision, reasoning, precedent,"
+                           " conditions_json, ts, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", reviews)
+        seconds = time.perf_counter() - started
+    out.send({"seconds": seconds, "events": len(decisions) + len(reviews), "quarantined": 0,
+              "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def ingest_in_child(project: str, spec: str, out, redaction: bool = True) -> None:
     from improver.workspace import Workspace
 
+    if not redaction:
+        import improver.redact
+
+        improver.redact.Redactor.from_project = classmethod(lambda cls, project: None)
     started = time.perf_counter()
     report = Workspace(project).ingest(spec)
     seconds = time.perf_counter() - started
@@ -36,14 +76,18 @@ def ingest_in_child(project: str, spec: str, out) -> None:
               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
-def measure(folder: Path, spec: Path, spans: int, label: str, data_mb: float | None = None) -> dict:
+def measure(folder: Path, spec: Path, spans: int, label: str, data_mb: float | None = None, kind: str = "ingest") -> dict:
     """Ingest ``spec`` into a fresh project; MB/s over ``data_mb`` (the JSONL size, for compressed parquet)."""
     from improver.demo import make_demo_project
 
     project = make_demo_project(folder / f"project-{label}", n=10)
     (project / ".improver" / "traces.sqlite").unlink(missing_ok=True)
     receive, send = multiprocessing.Pipe(duplex=False)
-    child = multiprocessing.get_context("spawn").Process(target=ingest_in_child, args=(str(project), str(spec), send))
+    if kind == "floor":
+        target, args = floor_in_child, (str(spec), send)
+    else:
+        target, args = ingest_in_child, (str(project), str(spec), send, kind != "no redaction")
+    child = multiprocessing.get_context("spawn").Process(target=target, args=args)
     child.start()
     result = receive.recv()
     child.join()
@@ -80,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=500, help="size of the span export to ingest")
     parser.add_argument("--sessions", type=int, default=2000)
+    parser.add_argument("--native-only", action="store_true", help="only the native JSONL and its floor")
     args = parser.parse_args(argv)
     from procurement.tracing import export_rows
     from procurement.simulate import write_traces
@@ -93,6 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         native = folder / "native.jsonl"
         write_traces(native, n=args.sessions, seed=7)
         results.append(measure(folder, native, 2 * args.sessions, "native jsonl (events)"))
+        results.append(measure(folder, native, 2 * args.sessions, "native, redaction off", kind="no redaction"))
+        results.append(measure(folder, native, 2 * args.sessions, "native floor (json+executemany)", kind="floor"))
+        floor = results[-1]["seconds"]
+        for row in results:
+            row["x_floor"] = round(row["seconds"] / floor, 2)
+        if args.native_only:
+            return report(results)
 
         export = folder / "spans.jsonl"
         with export.open("w", encoding="utf-8") as handle:
@@ -128,10 +180,15 @@ def main(argv: list[str] | None = None) -> int:
         writer.close()
         results.append(measure(folder, parquet, spans, "phoenix export parquet", export.stat().st_size / 1e6))
 
-    columns = ("source", "file_mb", "data_mb", "spans", "events", "seconds", "mb_per_s", "spans_per_s", "peak_memory_mb")
+    return report(results)
+
+
+def report(results: list[dict]) -> int:
+    columns = ("source", "file_mb", "data_mb", "spans", "events", "seconds", "x_floor", "mb_per_s", "spans_per_s",
+               "peak_memory_mb")
     print(" | ".join(columns))
     for row in results:
-        print(" | ".join(str(row[c]) for c in columns))
+        print(" | ".join(str(row.get(c, "")) for c in columns))
     return 0
 
 
