@@ -79,3 +79,38 @@ def test_redaction_can_be_turned_off_and_bad_config_says_how_to_fix(tmp_path):
     bad = _project_with_pii(tmp_path / "bad", {"patterns": {"broken": "(unclosed"}})
     with pytest.raises(ProjectError, match="redaction.patterns.*not a valid regular expression"):
         Workspace(bad).ingest(str(bad / "traces.jsonl"))
+
+
+def test_ids_and_keys_get_stable_distinct_keyed_tokens_and_numbers_are_masked():
+    from improver.models import DecisionEvent
+
+    redactor = Redactor(key=b"k" * 32)
+    event = DecisionEvent(session_id="ana@shop.example", decision="approve", config_version="cfg bob@x.example",
+                          case={"contact ana@shop.example": "x", "phone": 4155550132, "card": 4111111111111111,
+                                "amount": 4200, "order": 1234567890})
+    masked = redactor.event(event)
+    again = Redactor(key=b"k" * 32).event(event)
+    other = Redactor(key=b"k" * 32).event(event.model_copy(update={"session_id": "bo@shop.example"}))
+    assert masked.session_id.startswith("[EMAIL:") and masked.session_id == again.session_id != other.session_id
+    assert not any(c.isdigit() for c in masked.session_id)  # tokens hold no digits for a detector to find
+    assert list(masked.case) == [masked.session_id.replace("[", "contact [", 1), "phone", "card", "amount", "order"]
+    assert masked.case["phone"] == "[PHONE]" and masked.case["card"] == "[CARD]"
+    assert masked.case["amount"] == 4200 and masked.case["order"] == 1234567890  # not a valid phone: kept
+    assert masked.config_version.startswith("cfg [EMAIL:")
+
+
+def test_an_event_with_nothing_to_mask_is_returned_as_it_is():
+    from improver.models import ReviewEvent
+
+    event = ReviewEvent(session_id="PR-000117", decision="reject", reasoning="Over budget by $3,723 on 2026-06-25.")
+    assert Redactor().event(event) is event
+
+
+def test_ner_without_its_extra_names_the_install_command(monkeypatch):
+    import sys
+
+    from improver.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "presidio_analyzer", None)  # as if not installed
+    with pytest.raises(MissingExtraError, match=r"pip install '[a-z-]*improver\[ner\]'"):
+        Redactor(RedactionConfig(ner=True))
