@@ -65,8 +65,6 @@ class LeakScan:
         if not self.enabled or not text:
             return found
         always = bool(self.redactor.extra)
-        if not always and not might_hold(text):
-            return found
         for number, line in enumerate(text.splitlines(), start=1):
             if not always and not might_hold(line):
                 continue

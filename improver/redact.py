@@ -176,27 +176,36 @@ DIGIT_RUNS = (b"0000000000", b"0-000", b"0.0000", b".0.", b".00.", b".000.")  # 
 TOKEN_RUN = b"a" * 20  # API keys, JWTs, bearer and AWS secret keys hold a long run of letters and digits
 
 
-def might_hold(text: str) -> bool:
-    """False when ``text`` surely holds nothing a built-in detector finds, decided by byte
-    translations and substring tests only (no regex over the text); True means: look closer."""
+FAMILIES = {"email": ("email",), "secret": ("keyword", "token", "awssecret"), "digits": ("iban", "ip", "digits")}
+
+
+def screen(text: str) -> tuple[bool, bool, bool]:
+    """(may hold an email, a secret, a number-like kind), decided by byte translations and
+    substring tests only (no regex over the text). False surely holds none of that kind."""
     data = text.encode("utf-8", "surrogatepass")
-    if b"@" in data or b"::" in data:
-        return True
+    email = b"@" in data
     digits = data.translate(DIGIT_MARKS)
-    if (b"0000000000" in digits or b"0-000" in digits or b"0.0000" in digits or b".0." in digits
-            or b".00." in digits or b".000." in digits):
-        return True
-    if TOKEN_RUN in data.translate(TOKEN_MARKS):
-        return True
+    numbers = (b"::" in data or b"0000000000" in digits or b"0-000" in digits or b"0.0000" in digits
+               or b".0." in digits or b".00." in digits or b".000." in digits)
     lowered = data.lower()
-    return (b"pass" in lowered or b"pwd" in lowered or b"secret" in lowered or b"key" in lowered
-            or b"token" in lowered or b"credential" in lowered)
+    secret = (TOKEN_RUN in data.translate(TOKEN_MARKS) or b"pass" in lowered or b"pwd" in lowered
+              or b"secret" in lowered or b"key" in lowered or b"token" in lowered or b"credential" in lowered)
+    return email, secret, numbers
 
 
-def compile_detector(kinds: set[str]) -> re.Pattern | None:
-    parts = [f"(?P<{name}>{pattern})" for name, pattern in PARTS.items()
-             if KIND_OF[name] in kinds or (name == "digits" and kinds & {"card", "phone", "ssn"})]
-    return re.compile("|".join(parts)) if parts else None
+def might_hold(text: str) -> bool:
+    """False when ``text`` surely holds nothing a built-in detector finds; True means: look closer."""
+    return any(screen(text))
+
+
+def compile_detectors(kinds: set[str]) -> list[re.Pattern | None]:
+    """One compiled pattern per family (email, secret, numbers), None for a family not asked for."""
+    out = []
+    for names in FAMILIES.values():
+        parts = [f"(?P<{name}>{PARTS[name]})" for name in names
+                 if KIND_OF[name] in kinds or (name == "digits" and kinds & {"card", "phone", "ssn"})]
+        out.append(re.compile("|".join(parts)) if parts else None)
+    return out
 
 
 class Redactor:
@@ -207,7 +216,7 @@ class Redactor:
         self.key = key or secrets.token_bytes(32)
         self.counts: Counter = Counter()
         self.kinds = set(self.config.kinds)
-        self.detector = compile_detector(self.kinds)
+        self.detectors = compile_detectors(self.kinds)
         self.extra: list[tuple[str, re.Pattern]] = [(kind, re.compile(p)) for kind, p in self.config.patterns.items()]
         names = sorted({n.strip() for n in self.config.names if n.strip()}, key=len, reverse=True)
         if names:
@@ -229,8 +238,9 @@ class Redactor:
     def text(self, value: str, keyed: bool = False) -> str:
         """``value`` with everything found masked: ``[KIND]``, or ``[KIND:token]`` when ``keyed``."""
         self._keyed = keyed
-        if self.detector is not None and might_hold(value):
-            value = self.detector.sub(self._replace, value)
+        for wanted, detector in zip(screen(value), self.detectors):
+            if wanted and detector is not None:
+                value = detector.sub(self._replace, value)
         for kind, pattern in self.extra:
             value = pattern.sub(lambda m, kind=kind: self._mask(kind, m.group()), value)
         if self.ner is not None and any(c.isupper() for c in value):
