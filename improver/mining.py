@@ -136,7 +136,7 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     if rows == 0:
         return MiningResult(sessions=0, disagreements=0, agreement=0.0, ceiling=0.0, precedents=[], findings=[])
     tests = build_tests([s.case for s in sessions], min_count=min_evidence, bands=bands)
-    inducer = RuleInducer(tests, rows, preferred_fields=tuple(entity_fields))
+    inducer = RuleInducer(tests, rows, preferred_fields=tuple(entity_fields), prior=float(1 - disagree.mean()))
     correct_bits = {d: pack(human == d) for d in set(human)}
     groups, inferred = _groups(sessions, disagree)
 

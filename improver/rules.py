@@ -6,9 +6,11 @@ judged on the group it explains: ``sqrt(h) * (h / (h + c) - base)`` where ``h`` 
 group's sessions it covers and ``c`` the covered sessions whose human decision
 contradicts it; other sessions with the same decision are neutral, so a precedent is
 not explained by a broad condition that merely shares its decision. A rule must cover
-at least ``min_support`` of the group, and its precision over everything it covers
-must clear ``min_precision`` with a Wilson lower bound, so three lucky rows do not make
-a rule. Redundant tests are pruned.
+at least ``min_support`` of the group and explain more of it than it contradicts
+(``h >= c``). Its precision over everything it covers, shrunk toward the parent's
+agreement (a beta prior of ``PRIOR_STRENGTH`` sessions at the rate the current agent
+already agrees with the reviewers), must clear ``min_precision``, and its Wilson lower
+bound ``min_wilson``, so three lucky rows do not make a rule. Redundant tests are pruned.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from improver.features import Test, count, pack
 
 OCCAM_MARGIN = 0.1  # a rule's extra test must raise its quality by 10%
 HINT_TOLERANCE = 0.8  # a rule starting from the entity a precedent is named after may be 20% worse
+PRIOR_STRENGTH = 2.0  # sessions' worth of the parent's agreement a rule's precision is shrunk toward
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,8 @@ class RuleInducer:
     """Finds rules over one fixed set of rows and tests; reused across groups."""
 
     def __init__(self, tests: list[Test], rows: int, beam_width: int = 12, max_tests: int = 3,
-                 min_precision: float = 0.65, min_wilson: float = 0.5, preferred_fields: tuple[str, ...] = ()):
+                 min_precision: float = 0.65, min_wilson: float = 0.5, preferred_fields: tuple[str, ...] = (),
+                 prior: float = 0.5):
         self.tests = tests
         self.preferred_fields = set(preferred_fields)
         self.rows = rows
@@ -67,6 +71,7 @@ class RuleInducer:
         self.max_tests = max_tests
         self.min_precision = min_precision
         self.min_wilson = min_wilson
+        self.prior = prior  # the parent's agreement rate: where a rule's precision starts before evidence
 
     def _counts(self, within: np.ndarray, positives: np.ndarray, correct: np.ndarray):
         rows = self.matrix & within
@@ -87,8 +92,9 @@ class RuleInducer:
         return (sum(t.op == "contains" for t in tests), sum(t.field not in self.preferred_fields for t in tests))
 
     def _valid(self, positives: int, covered: int, correct: int, min_support: int) -> bool:
-        return (positives >= min_support and covered > 0 and correct / covered >= self.min_precision
-                and wilson_lower(correct, covered) >= self.min_wilson)
+        shrunk = (correct + PRIOR_STRENGTH * self.prior) / (covered + PRIOR_STRENGTH)
+        return (positives >= min_support and covered > 0 and positives >= covered - correct
+                and shrunk >= self.min_precision and wilson_lower(correct, covered) >= self.min_wilson)
 
     def induce(self, positives: np.ndarray, correct: np.ndarray, min_support: int,
                within: np.ndarray | None = None, hint: str = "") -> InducedRule | None:
