@@ -184,9 +184,13 @@ def agreement(decisions: list[str], humans: list[str]) -> float:
     return sum(d == h for d, h in zip(decisions, humans)) / len(humans)
 
 
-def one_run(example, folder: Path, n: int, seed: int, noise: float, fresh_count: int, max_cycles: int) -> dict:
+def one_run(example, folder: Path, n: int, seed: int, noise: float, fresh_count: int, max_cycles: int,
+            cv_max_sessions: int | None = None) -> dict:
     started = time.perf_counter()
     project = example.project(folder, n, seed, noise)
+    if cv_max_sessions is not None:  # e.g. 0: the single validation split at every size, to measure what it costs
+        with (project / "improver.yaml").open("a") as spec:
+            spec.write(f"\ncv_max_sessions: {cv_max_sessions}\n")
     ws = Workspace(project)
     ws.ingest(str(project / "traces.jsonl"))
     state = run_cycles(ws, max_cycles=max_cycles)
@@ -260,6 +264,7 @@ def main() -> None:
     parser.add_argument("--fresh", type=int, default=2000, help="fresh cases each run is scored on")
     parser.add_argument("--max-cycles", type=int, default=4)
     parser.add_argument("--plot", default=str(ROOT / "docs" / "quality.png"))
+    parser.add_argument("--cv-max-sessions", type=int, default=None, help="override improver.yaml (0: validation split)")
     parser.add_argument("--json", default="", help="also write the per-seed figures here")
     parser.add_argument("--combine", default="", help="plot and print earlier --json files (comma-separated) instead")
     args = parser.parse_args()
@@ -284,7 +289,7 @@ def main() -> None:
             example = EXAMPLE_KINDS[name]()
             for n in sizes:
                 runs = [one_run(example, Path(scratch) / f"{name}-{n}-{seed}", n, seed, args.noise, args.fresh,
-                                args.max_cycles) for seed in seeds]
+                                args.max_cycles, args.cv_max_sessions) for seed in seeds]
                 by = {key: [r[key] for r in runs] for key in runs[0]}
                 curves.setdefault(name, {})[n] = by
                 print_row(name, n, by)

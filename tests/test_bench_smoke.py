@@ -9,7 +9,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 @pytest.mark.parametrize("script, args, expected", [
-    ("quality.py", ["--seeds", "1", "--noise", "0", "--requests", "60", "--max-cycles", "1"], "mean held-out"),
+    ("quality.py", ["--examples", "support", "--sizes", "40", "--seeds", "1", "--fresh", "100", "--max-cycles", "1",
+                    "--plot", ""], "support"),
     ("speed.py", ["--sessions", "300"], "CLI wall, ingest + cycle"),
     ("scale.py", ["--sizes", "300", "--stores", "networkx"], "whole cycle"),
     ("runtime.py", ["--sessions", "300", "--cases", "300"], "per call: load_overlay"),

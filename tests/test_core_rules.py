@@ -1,0 +1,31 @@
+"""Rule scoring at small samples: a rule must explain more of its group than it contradicts,
+and its precision is shrunk toward the parent's agreement before it is judged."""
+import numpy as np
+
+from improver.features import Test as FeatureTest, pack
+from improver.rules import RuleInducer
+
+
+def rows(n: int, members) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    mask[list(members)] = True
+    return pack(mask)
+
+
+def test_a_broad_condition_that_contradicts_more_reviews_than_it_explains_is_no_rule():
+    # 40 sessions; the only test holds on 30 of them, where the reviewers approved 22 and rejected 8.
+    # The group to explain is 3 approvals (a precedent's noise flips): precision 22/30 would pass alone.
+    broad = FeatureTest("amount", "lt", 19000, rows(40, range(30)))
+    inducer = RuleInducer([broad], 40)
+    assert inducer.induce(rows(40, range(3)), rows(40, range(22)), min_support=3) is None
+    # the same condition explaining a group larger than what it contradicts is a rule
+    assert inducer.induce(rows(40, range(12)), rows(40, range(22)), min_support=3) is not None
+
+
+def test_precision_is_shrunk_toward_the_parents_agreement():
+    # two sessions, both decided as the rule says: enough where the agent already agrees with
+    # the reviewers nine times in ten, not where it agrees one time in ten
+    both = FeatureTest("vendor", "eq", "Acme", rows(40, [0, 1]))
+    group, correct = rows(40, [0, 1]), rows(40, [0, 1])
+    assert RuleInducer([both], 40, prior=0.9).induce(group, correct, min_support=2) is not None
+    assert RuleInducer([both], 40, prior=0.1).induce(group, correct, min_support=2) is None
