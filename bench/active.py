@@ -172,7 +172,7 @@ def queue_speed(domain: Domain, size: int, scratch: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", default="procurement,support,moderation")
-    parser.add_argument("--seeds", default="1,2,3,4,5")
+    parser.add_argument("--seeds", default="1,2,3,4,5", help="empty: run no curve (e.g. only the queue timing)")
     parser.add_argument("--pool", type=int, default=3000)
     parser.add_argument("--fresh", type=int, default=1000)
     parser.add_argument("--start", type=int, default=50)
@@ -182,18 +182,48 @@ def main() -> None:
     parser.add_argument("--max-cycles", type=int, default=2)
     parser.add_argument("--queue-size", type=int, default=100_000, help="0 skips the queue timing")
     parser.add_argument("--plot", default="", help="save the curves here (PNG; needs matplotlib)")
+    parser.add_argument("--save", default="", help="also write the per-seed figures here (JSON), to --load later")
+    parser.add_argument("--load", nargs="*", default=[], help="print and plot saved figures (seeds run apart) instead")
     args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.load:
+        found: dict = {}
+        for path in args.load:
+            for name, part in json.loads(Path(path).read_text()).items():
+                merge(found.setdefault(name, empty()), part)
+        figures = found
+    else:
+        figures = run_all(args)
+        if args.save:
+            Path(args.save).write_text(json.dumps(figures))
+    for name, part in figures.items():
+        report(name, part)
+    if args.plot and figures:
+        plot({name: part["curves"] for name, part in figures.items()}, args.plot)
+
+
+def empty() -> dict:
+    return {"curves": {"random": {}, "queue": {}}, "kappas": {"random": {}, "queue": {}}, "estimates": {}, "flagged": []}
+
+
+def merge(into: dict, part: dict) -> None:
+    for kind in ("curves", "kappas"):
+        for strategy, points in part[kind].items():
+            for n, values in points.items():
+                into[kind][strategy].setdefault(n, []).extend(values)
+    for n, values in part["estimates"].items():
+        into["estimates"].setdefault(n, []).extend(values)
+    into["flagged"] += part["flagged"]
+
+
+def run_all(args) -> dict:
+    """Per domain: fresh-case agreement and kappa per strategy and step, estimates, flag precision (per seed)."""
+    seeds = [int(s) for s in args.seeds.split(",") if s]
     every = domains()
-    curves: dict[str, dict[str, dict[int, list[float]]]] = {}
+    figures: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        for name in args.domains.split(","):
-            domain = every[name]
-            curves[name] = {"random": {}, "queue": {}}
-            estimates: dict[int, list[tuple]] = {}
-            kappas: dict[str, dict[int, list[float]]] = {"random": {}, "queue": {}}
-            flagged = []
+        for name in args.domains.split(",") if seeds else []:
+            domain, part = every[name], figures.setdefault(name, empty())
             for seed in seeds:
                 fresh = domain.cases(args.fresh, seed + 10_000)
                 base = decision_events(domain, fresh, domain.config)
@@ -204,25 +234,26 @@ def main() -> None:
                     started = time.perf_counter()
                     rows, ws, traffic = run_one(domain, seed, strategy, args, scratch, fresh, fresh_human)
                     for row in rows:
-                        curves[name][strategy].setdefault(row["reviewed"], []).append(row["fresh"])
-                        kappas[strategy].setdefault(row["reviewed"], []).append(row["kappa"])
+                        n = str(row["reviewed"])
+                        part["curves"][strategy].setdefault(n, []).append(row["fresh"])
+                        part["kappas"][strategy].setdefault(n, []).append(row["kappa"])
                         if strategy == "queue":
-                            estimates.setdefault(row["reviewed"], []).append((base_fresh, row["weighted"], row["unweighted"]))
+                            part["estimates"].setdefault(n, []).append((base_fresh, row["weighted"], row["unweighted"]))
                     if strategy == "queue" and name == "procurement":
-                        flagged.append(flag_precision(domain, ws, traffic, seed))
+                        part["flagged"].append(flag_precision(domain, ws, traffic, seed))
                     print(f"  {name} seed {seed} {strategy}: {len(rows)} steps in {time.perf_counter() - started:.0f} s",
                           file=sys.stderr, flush=True)
-            report(name, curves[name], kappas, estimates, flagged)
         if args.queue_size:
             seconds = queue_speed(every["procurement"], args.queue_size, scratch)
             print(f"\nimprover queue on {args.queue_size:,} unreviewed decisions: {seconds:.1f} s")
-    if args.plot:
-        plot(curves, args.plot)
+    return figures
 
 
-def report(name: str, curve: dict, kappas: dict, estimates: dict, flagged: list) -> None:
-    mean = {s: {n: statistics.mean(v) for n, v in c.items()} for s, c in curve.items()}
-    kappa = {s: {n: statistics.mean(v) for n, v in c.items()} for s, c in kappas.items()}
+def report(name: str, part: dict) -> None:
+    curve, kappas, estimates, flagged = part["curves"], part["kappas"], part["estimates"], part["flagged"]
+    mean = {s: {int(n): statistics.mean(v) for n, v in c.items()} for s, c in curve.items()}
+    kappa = {s: {int(n): statistics.mean(v) for n, v in c.items()} for s, c in kappas.items()}
+    estimates = {int(n): v for n, v in estimates.items()}
     print(f"\n{name}: agreement (and Cohen's kappa) on fresh cases after each batch, mean over seeds; the agent's "
           "own agreement on fresh cases beside its estimates from the queue-picked reviews")
     print(f"{'reviews':>7} {'random':>7} {'queue':>7} {'q - r':>6} {'κ random':>8} {'κ queue':>7}   {'agent fresh':>11} "
@@ -259,8 +290,8 @@ def plot(curves: dict, path: str) -> None:
     figure, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
     for axis, (name, curve) in zip(axes[0], curves.items()):
         for strategy, points in curve.items():
-            xs = sorted(points)
-            axis.plot(xs, [statistics.mean(points[x]) for x in xs], marker="o", label=strategy)
+            xs = sorted(points, key=int)
+            axis.plot([int(x) for x in xs], [statistics.mean(points[x]) for x in xs], marker="o", label=strategy)
         axis.set_title(name)
         axis.set_xlabel("reviewed sessions")
         axis.set_ylabel("agreement on fresh cases")
