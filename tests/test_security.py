@@ -293,3 +293,22 @@ def test_the_leak_scan_refuses_to_write_unmasked_pii_and_says_how(tmp_path):
     result = mcp_call(project, "list_disagreements", {"split": "all"})
     assert result.is_error and "refusing to write this MCP answer" in result.content[0].text
     assert "123-45-6789" not in result.content[0].text
+
+
+def test_review_queue_files_pass_the_leak_scan(tmp_path):
+    from improver.cli.queue import write_picks
+    from improver.leakscan import LeakError, LeakScan
+
+    class Pick:
+        def __init__(self, reason):
+            self.reason = reason
+
+        def as_dict(self):
+            return {"session_id": "PR-1", "reason": self.reason}
+
+    out = tmp_path / "queue.jsonl"
+    write_picks(out, [Pick("largest disagreement")], LeakScan())
+    assert out.exists()
+    with pytest.raises(LeakError, match="the review queue"):
+        write_picks(tmp_path / "leak.jsonl", [Pick("call 415-555-0132, SSN 123-45-6789")], LeakScan())
+    assert not (tmp_path / "leak.jsonl").exists()

@@ -23,10 +23,11 @@ def check_command(project: Path = ProjectOption,
 
     with workspace(project) as ws:
         outcome = ws.check(margin=margin, split=split, against=against)
-    if junit:
-        junit.write_text(junit_xml(outcome), encoding="utf-8")
-    if summary:
-        summary.write_text(markdown(outcome), encoding="utf-8")
+    for path, render in ((junit, junit_xml), (summary, markdown)):
+        if path:
+            text = render(outcome)
+            ws.leak_scan.check(text, f"the check report {path}")  # CI shows it: no unmasked personal data
+            path.write_text(text, encoding="utf-8")
     console.print(verdict(outcome), markup=False, highlight=False, soft_wrap=True)
     for r in outcome.regressions[:50]:
         console.print(f"  regressed {r['session_id']} ({r['split']}): human {r['human']}, "

@@ -34,7 +34,7 @@ def queue_command(project: Path = ProjectOption, n: int = typer.Option(50, "-n",
             with ws.store() as store:
                 record(store.db, queue)
     if out:
-        write_picks(out, queue.picks)
+        write_picks(out, queue.picks, ws.leak_scan)
     sent = None
     if to:
         from improver.queue_phoenix import send_to_phoenix
@@ -62,8 +62,10 @@ def queue_command(project: Path = ProjectOption, n: int = typer.Option(50, "-n",
                                                                  if sent["not_found"] else "."))
 
 
-def write_picks(path: Path, picks) -> None:
+def write_picks(path: Path, picks, scan=None) -> None:
     rows = [p.as_dict() for p in picks]
+    if scan is not None:  # the project's leak scan: no unmasked personal data in the queue file
+        scan.check("".join(json.dumps(r) + "\n" for r in rows), f"the review queue {path}")
     if path.suffix == ".csv":
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["session_id"])
