@@ -15,13 +15,14 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import orjson
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from improver.errors import ExperimentError
 
@@ -145,7 +146,12 @@ class Experiment:
         self.path = path
         self.scan = scan
         self.id = path.name
-        self.manifest = Manifest.model_validate(read_manifest(path / "manifest.yaml"))
+        self._results: dict | None = None
+        try:
+            self.manifest = Manifest.model_validate(read_manifest(path / "manifest.yaml"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError) as error:
+            raise ExperimentError(f"experiment {self.id}: manifest.yaml is damaged ({_reason(error)}); "
+                                  f"restore it from version control or move {path} aside") from None
 
     @property
     def config_dir(self) -> Path:
@@ -153,16 +159,33 @@ class Experiment:
 
     @property
     def results(self) -> dict | None:
+        """The scores, or None if not scored yet; ExperimentError if results.json is damaged."""
         path = self.path / "results.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        if self._results is None and path.exists():
+            try:
+                self._results = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(self._results, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, UnicodeDecodeError, ValueError) as error:
+                self._results = None
+                raise ExperimentError(f"experiment {self.id}: results.json is damaged ({_reason(error)}); "
+                                      f"move it aside and run `improver score {self.id}` again") from None
+        return self._results
 
     @property
     def decisions(self) -> dict[str, dict] | None:
+        """Each session's decision, or None if not run yet; a damaged file (truncated, say) counts as not run."""
+        return self._read_decisions()[0]
+
+    def _read_decisions(self) -> tuple[dict[str, dict] | None, str | None]:
         path = self.path / "decisions.jsonl"
         if not path.exists():
-            return None
-        rows = (orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip())
-        return {row["session_id"]: row for row in rows}
+            return None, None
+        try:
+            rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+            return {row["session_id"]: row for row in rows}, None
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as error:
+            return None, _reason(error)
 
     @property
     def status(self) -> str:
@@ -177,16 +200,25 @@ class Experiment:
         os.replace(temporary, self.path / "status.json")
 
     def write_decisions(self, rows: list[dict]) -> None:
-        """One JSON line per session, keys in the contract's order (orjson: ~5x json.dumps at 100k rows)."""
+        """One JSON line per session, keys in the contract's order (orjson: ~5x json.dumps at 100k rows).
+        A damaged decisions file is moved aside first (kept as ``decisions.jsonl.damaged-<time>``)."""
+        if self._read_decisions()[1]:
+            os.rename(self.path / "decisions.jsonl", self.path / f"decisions.jsonl.damaged-{time.time_ns()}")
         self._write("decisions.jsonl", b"".join([orjson.dumps(r) + b"\n" for r in rows]))
 
     def write_results(self, results: dict) -> None:
         self._write("results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
+        self._results = None
 
     def _write(self, name: str, content: str | bytes) -> None:
         if self.scan:
             self.scan(content.decode("utf-8") if isinstance(content, bytes) else content, f"experiments/{self.id}/{name}")
         atomic_write(self.path / name, content)
+
+
+def _reason(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
 
 class ExperimentStore:
@@ -195,6 +227,7 @@ class ExperimentStore:
     def __init__(self, folder: Path, scan: Scan | None = None):
         self.folder = folder
         self.scan = scan
+        self.skipped: dict[str, str] = {}  # damaged experiments left out of all(), with the reason
 
     def ids(self) -> list[str]:
         if not self.folder.exists():
@@ -209,7 +242,18 @@ class ExperimentStore:
         return Experiment(path, self.scan)
 
     def all(self) -> list[Experiment]:
-        return [Experiment(self.folder / i, self.scan) for i in self.ids()]
+        """Every readable experiment; a damaged one is left out and named in ``skipped`` with its reason."""
+        experiments = []
+        self.skipped = {}
+        for experiment_id in self.ids():
+            try:
+                experiment = Experiment(self.folder / experiment_id, self.scan)
+                experiment.results  # noqa: B018  (parsed now: a damaged results.json is named here)
+            except ExperimentError as error:
+                self.skipped[experiment_id] = str(error)
+                continue
+            experiments.append(experiment)
+        return experiments
 
     def next_id(self, slug: str) -> str:
         numbers = [int(i[:4]) for i in self.ids()]

@@ -313,3 +313,41 @@ def test_two_concurrent_cycles_neither_crash_nor_duplicate_experiments(tiny_proj
     keys = [(m.parent, m.kind, m.cycle, m.mining.get("run"), m.config_hash) for m in manifests]
     assert len(keys) == len(set(keys))
     assert sum(m.kind == "baseline" for m in manifests) == 1
+
+
+def test_a_damaged_experiment_is_named_and_skipped_and_truncated_decisions_count_as_not_run(tiny_project):
+    import anyio
+    from mcp import Client
+
+    from improver.mcp import build_server
+
+    ws = ingested(tiny_project)
+    run_cycles(ws, max_cycles=1)
+    ids = ws.experiments.ids()
+    baseline, candidate = ws.experiments.get(ids[0]), ws.experiments.get(ids[1])
+    (candidate.path / "manifest.yaml").write_text("id: [unclosed\n")
+    decisions = baseline.path / "decisions.jsonl"
+    decisions.write_bytes(decisions.read_bytes()[:-40])  # cut mid-line
+    (ws.experiments.get(ids[2]).path / "results.json").write_text('{"train": {"agree')
+
+    cli = [sys.executable, "-m", "improver.cli"]
+    log = subprocess.run(cli + ["log", "-p", str(tiny_project)], capture_output=True, text=True)
+    message = " ".join(log.stderr.split())
+    assert log.returncode == 0 and "Traceback" not in log.stderr
+    assert f"skipped {candidate.id}: experiment {candidate.id}: manifest.yaml is damaged (" in message
+    assert f"skipped {ids[2]}: experiment {ids[2]}: results.json is damaged (JSONDecodeError" in message
+    diff = subprocess.run(cli + ["diff", baseline.id, candidate.id, "-p", str(tiny_project)], capture_output=True, text=True)
+    assert diff.returncode == 2 and "manifest.yaml is damaged" in diff.stderr and "Traceback" not in diff.stderr
+
+    async def listed():
+        async with Client(build_server(tiny_project)) as client:
+            return (await client.call_tool("list_experiments", {})).structured_content
+    listing = anyio.run(listed)
+    assert candidate.id in listing["skipped"] and candidate.id not in [e["id"] for e in listing["experiments"]]
+
+    again = Workspace(tiny_project)
+    assert again.experiments.get(baseline.id).decisions is None  # truncated: not run yet
+    rerun = again.run(again.experiments.get(baseline.id))
+    assert len(rerun) == 80 and any(p.name.startswith("decisions.jsonl.damaged-") for p in baseline.path.iterdir())
+    cycle = subprocess.run(cli + ["cycle", "-p", str(tiny_project), "--max-cycles", "1"], capture_output=True, text=True)
+    assert cycle.returncode == 0, cycle.stderr

@@ -99,6 +99,8 @@ def log_command(project: Path = ProjectOption, as_json: bool = typer.Option(Fals
 
     with workspace(project, quiet=True) as ws:
         rows = reviewing.log(ws)
+    for experiment_id, reason in ws.experiments.skipped.items():
+        err.print(f"[yellow]skipped {experiment_id}:[/] {reason}", highlight=False)
     if as_json:
         console.print_json(json.dumps(rows))
         return

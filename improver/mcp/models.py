@@ -194,6 +194,7 @@ class ExperimentRow(BaseModel):
 
 class ExperimentList(BaseModel):
     experiments: list[ExperimentRow]
+    skipped: dict[str, str] = Field(default_factory=dict, description="damaged experiments left out, with the reason")
 
 
 class InitResult(BaseModel):

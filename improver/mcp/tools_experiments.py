@@ -70,5 +70,5 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
                     id=e.id, parent=e.manifest.parent, kind=e.manifest.kind, cycle=e.manifest.cycle, status=e.status,
                     proposals=len(e.manifest.proposals), train=results.get("train", {}).get("agreement"),
                     heldout=results.get("heldout", {}).get("agreement")))
-            return ExperimentList(experiments=rows)
+            return ExperimentList(experiments=rows, skipped=ws.experiments.skipped)
         return await tools.call(work)
