@@ -98,7 +98,8 @@ def build_graph(workspace: Workspace, checkpointer=None):
 
 
 def run_cycles(workspace: Workspace, max_cycles: int = 4, min_gain: float = 0.005, resume: bool = False) -> CycleState:
-    """Run improvement cycles until they stop; with ``resume``, finish the last interrupted run."""
+    """Run improvement cycles until they stop; with ``resume``, finish the last interrupted run
+    (when none is, the last run's outcome is returned; with no run at all, a new one starts)."""
     with workspace.writing("improver cycle"):
         return _run_cycles(workspace, max_cycles, min_gain, resume)
 
@@ -111,6 +112,9 @@ def _run_cycles(workspace: Workspace, max_cycles: int, min_gain: float, resume: 
         graph = build_graph(workspace, saver)
         run_id = _unfinished_run(graph, saver) if resume else None
         if resume and run_id is None:
+            newest = next(iter(saver.list(None, limit=1)), None)
+            if newest is not None:  # nothing interrupted: the last run's outcome, not a new run
+                return graph.get_state({"configurable": {"thread_id": newest.config["configurable"]["thread_id"]}}).values
             resume = False
         run_id = run_id or f"run-{uuid.uuid4().hex[:8]}"
         config = {"configurable": {"thread_id": run_id}, "recursion_limit": 8 * max_cycles + 10}

@@ -351,3 +351,12 @@ def test_a_damaged_experiment_is_named_and_skipped_and_truncated_decisions_count
     assert len(rerun) == 80 and any(p.name.startswith("decisions.jsonl.damaged-") for p in baseline.path.iterdir())
     cycle = subprocess.run(cli + ["cycle", "-p", str(tiny_project), "--max-cycles", "1"], capture_output=True, text=True)
     assert cycle.returncode == 0, cycle.stderr
+
+
+def test_resume_after_a_finished_run_returns_it_instead_of_starting_another(tiny_project):
+    ws = ingested(tiny_project)
+    done = run_cycles(ws, max_cycles=1)
+    made = ws.experiments.ids()
+    again = run_cycles(Workspace(tiny_project), max_cycles=1, resume=True)
+    assert again["run_id"] == done["run_id"] and again["history"] == done["history"]
+    assert ws.experiments.ids() == made
