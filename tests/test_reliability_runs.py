@@ -323,19 +323,20 @@ def test_a_damaged_experiment_is_named_and_skipped_and_truncated_decisions_count
 
     ws = ingested(tiny_project)
     run_cycles(ws, max_cycles=1)
+    ws.score(ws.rerun_of(ws.experiments.get(ws.experiments.ids()[0])))
     ids = ws.experiments.ids()
     baseline, candidate = ws.experiments.get(ids[0]), ws.experiments.get(ids[1])
     (candidate.path / "manifest.yaml").write_text("id: [unclosed\n")
     decisions = baseline.path / "decisions.jsonl"
     decisions.write_bytes(decisions.read_bytes()[:-40])  # cut mid-line
-    (ws.experiments.get(ids[2]).path / "results.json").write_text('{"train": {"agree')
+    (ws.experiments.get(ids[-1]).path / "results.json").write_text('{"train": {"agree')
 
     cli = [sys.executable, "-m", "improver.cli"]
     log = subprocess.run(cli + ["log", "-p", str(tiny_project)], capture_output=True, text=True)
     message = " ".join(log.stderr.split())
     assert log.returncode == 0 and "Traceback" not in log.stderr
     assert f"skipped {candidate.id}: experiment {candidate.id}: manifest.yaml is damaged (" in message
-    assert f"skipped {ids[2]}: experiment {ids[2]}: results.json is damaged (JSONDecodeError" in message
+    assert f"skipped {ids[-1]}: experiment {ids[-1]}: results.json is damaged (JSONDecodeError" in message
     diff = subprocess.run(cli + ["diff", baseline.id, candidate.id, "-p", str(tiny_project)], capture_output=True, text=True)
     assert diff.returncode == 2 and "manifest.yaml is damaged" in diff.stderr and "Traceback" not in diff.stderr
 
