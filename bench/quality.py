@@ -230,6 +230,7 @@ def plot(curves: dict, path: Path) -> None:
             axis.plot(sizes, [statistics.mean(v) for v in values], line, color=colour, label=label, marker="o", ms=3)
             axis.fill_between(sizes, [min(v) for v in values], [max(v) for v in values], color=colour, alpha=0.12)
         axis.set_xscale("log")
+        axis.minorticks_off()
         axis.set_xticks(sizes, [str(n) for n in sizes])
         axis.set_title(f"{name}: agreement on fresh cases")
         axis.set_xlabel("reviewed sessions (N)")
