@@ -125,11 +125,15 @@ def card_valid(digits: str) -> bool:
 DECIMAL = re.compile(r"\d\.\d{5,}")
 
 
+def decimal_edge(text: str, start: int, end: int) -> bool:
+    """True when text[start:end] sits right after or before the point of a decimal number (12.4111…)."""
+    return (start >= 2 and text[start - 1] == "." and text[start - 2].isdigit()) or \
+           (end + 1 < len(text) and text[end] == "." and text[end + 1].isdigit())
+
+
 def decimal_part(text: str, start: int, end: int) -> bool:
     """True when text[start:end] is cut from a decimal number (472.988281, a chart coordinate), not a phone."""
-    edge = (start >= 2 and text[start - 1] == "." and text[start - 2].isdigit()) or \
-           (end + 1 < len(text) and text[end] == "." and text[end + 1].isdigit())
-    return edge or DECIMAL.search(text, max(0, start - 1), min(len(text), end + 1)) is not None
+    return decimal_edge(text, start, end) or DECIMAL.search(text, max(0, start - 1), min(len(text), end + 1)) is not None
 
 
 def ssn_valid(area: str, group: str, serial: str) -> bool:
@@ -330,7 +334,10 @@ class Redactor:
                         continue
                     shape = tuple(len(g.group()) for g in window)
                     digits = "".join(g.group() for g in window)
-                    if (shape in CARD_SHAPES or (len(window) == 1 and 13 <= shape[0] <= 19)) and card_valid(digits):
+                    unbroken = len(window) == 1 and 13 <= shape[0] <= 19
+                    if unbroken and decimal_edge(run, window[0].start(), window[0].end()):
+                        continue  # the fraction (or whole part) of a decimal number, e.g. a float in a manifest
+                    if (shape in CARD_SHAPES or unbroken) and card_valid(digits):
                         claim(window[0].start(), window[-1].end(), "card")
                         break
         if "phone" in self.kinds and not (before.isalnum() or before in "_-.") and not all(taken):

@@ -30,6 +30,15 @@ def test_checksums_tell_real_numbers_from_look_alikes():
     assert iban_valid("DE89 3704 0044 0532 0130 00") and not iban_valid("DE89 3704 0044 0532 0130 01")
 
 
+def test_a_float_whose_digits_pass_luhn_is_not_a_card_but_a_dotted_card_is():
+    from improver.leakscan import LeakScan
+
+    redactor = Redactor()
+    assert redactor.text("precision: 12.4111111111111111") == "precision: 12.4111111111111111"
+    assert redactor.text("card 4111.1111.1111.1111 and 4111111111111111") == "card [CARD] and [CARD]"
+    LeakScan().check("precision: 0.4111111111111111\nshare: 3.7828224631000050\n", "manifest.yaml")
+
+
 def test_redaction_keeps_the_shape_of_the_case_and_counts_by_kind():
     redactor = Redactor()
     case = {"amount": 4200.0, "is_renewal": False, "contact": "ana@shop.example", "tags": ["call +1 415 555 0132"]}
