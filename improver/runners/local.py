@@ -1,7 +1,7 @@
 """The local backend: a Python callable target, run in supervised worker processes.
 
 The target runs isolated from improver's own LangGraph runtime: each worker is a fresh
-interpreter (``python -m improver.runners.local``, never forked from inside a cycle's
+interpreter (``python -c WORKER``, never forked from inside a cycle's
 node, so no inherited checkpointer, connections, locks or context; the caller's main
 module is not re-imported), and every call runs in a fresh ``contextvars.Context``. The parent hands each worker a chunk at a time and enforces
 the execution contract:
@@ -24,7 +24,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import weakref
 from collections import deque
@@ -72,25 +71,29 @@ def _call(function, *args) -> tuple[bool, object]:
         return False, f"{type(error).__name__}: {error}"
 
 
-def _die_with_parent(parent: int) -> None:
-    """Exit when the parent goes away, even while the target is busy (no PR_SET_PDEATHSIG: it
-    fires when the parent's *thread* that started the worker ends, which is not the parent dying)."""
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(70)
-    threading.Thread(target=watch, daemon=True, name="improver-parent-watch").start()
+# A worker starts by watching its parent, before any slow import: it exits when the parent goes
+# away, even while the target is busy or still loading (no PR_SET_PDEATHSIG: that fires when the
+# parent's *thread* that started the worker ends, which is not the parent dying).
+WORKER = """import os, threading, time
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(70)
+threading.Thread(target=watch, daemon=True, name="improver-parent-watch").start()
+from improver.runners.local import _serve
+_serve()
+"""
 
 
 def _serve() -> None:
     """A worker's loop: chunks in; answers out, one message per case or one per batch call.
 
-    Runs as ``python -m improver.runners.local``: the protocol uses the original stdin and
-    stdout; the target's own prints go to stderr."""
+    Runs in a fresh interpreter started with ``WORKER``: the protocol uses the original stdin
+    and stdout; the target's own prints go to stderr."""
     inbox, outbox = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)
-    _die_with_parent(os.getppid())
     spec, root, path = inbox.recv()
     sys.path += [entry for entry in path if entry not in sys.path]
     try:
@@ -158,7 +161,7 @@ class _Worker:
     """One worker process and the task it is on."""
 
     def __init__(self, spec: TargetSpec, root: Path):
-        self.process = subprocess.Popen([sys.executable, "-m", "improver.runners.local"], cwd=root,
+        self.process = subprocess.Popen([sys.executable, "-c", WORKER], cwd=root,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.conn = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self._send = Connection(os.dup(self.process.stdin.fileno()), readable=False)
@@ -296,6 +299,3 @@ class CallableRunner:
         if rest:
             queue.appendleft(_Task(index + 1, rest, batch=False))
 
-
-if __name__ == "__main__":
-    _serve()
