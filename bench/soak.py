@@ -1,6 +1,6 @@
 """Soak: kill `improver cycle` with SIGKILL at random points, resume, and compare with an uninterrupted run.
 
-    python bench/soak.py kills [--sessions 5000] [--trials 10] [--kills 3] [--max-cycles 3] [--seed 1]
+    python bench/soak.py kills [--sessions 5000] [--trials 10] [--kills 3] [--max-cycles 3] [--seed 1] [--window 1.0]
     python bench/soak.py demos [--sessions 5000] [--runs 20] [--timeout 600]
     python bench/soak.py store [--sessions 5000] [--runs 10]
 
@@ -129,7 +129,7 @@ def kills(args) -> None:
             argv = IMPROVER + cycle + ["-p", str(project)] + (["--resume"] if k else [])
             process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             runs += 1
-            at = rng.uniform(0.5, reference_wall)
+            at = rng.uniform(0.5, max(1.0, args.window * reference_wall))
             try:
                 process.wait(timeout=at)
                 continue  # finished before the kill point
@@ -200,6 +200,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--window", type=float, default=1.0, help="kill points fall within this share of the reference's wall time")
     args = parser.parse_args()
     {"kills": kills, "demos": demos, "store": store}[args.mode](args)
 
