@@ -243,7 +243,7 @@ class Workspace:
             sessions = self.require_sessions()
             with tempfile.TemporaryDirectory(prefix="improver-fold-") as folder:
                 _write_tree(Path(folder), self.fold_config(experiment, fold))
-                results = self.decide(Path(folder), sessions, f"fold {fold + 1} of {experiment.id}")
+                results = self.decide(Path(folder), sessions, f"fold {fold + 1} of {experiment.id}", subset=True)
             self._fold_decisions[key] = {s.session_id: r for s, r in zip(sessions, results)}
         return self._fold_decisions[key]
 
@@ -395,12 +395,21 @@ class Workspace:
     def runner(self):
         return runner_for(self.project)
 
-    def decide(self, config_dir: Path, sessions: list[ReviewedSession], label: str) -> list[dict]:
-        """The target's answers on these sessions; ``RunFailedError`` (sessions named) past the error share."""
+    @cached_property
+    def subset_runner(self):
+        """The runner for reruns of a few sessions (leave-one-out, folds, new sessions): their errors are
+        judged against every reviewed session in ``decide``, not against the few rerun."""
+        target = self.project.config.target.model_copy(update={"max_error_share": 1.0})
+        return runner_for(Project(self.project.root, self.project.config.model_copy(update={"target": target})))
+
+    def decide(self, config_dir: Path, sessions: list[ReviewedSession], label: str, subset: bool = False) -> list[dict]:
+        """The target's answers on these sessions; ``RunFailedError`` (sessions named) past the error share
+        (of every reviewed session when ``subset``: a rule's few matched sessions may all be ones that raise)."""
         try:
-            runner = getattr(self.runner, "inner", self.runner) if self.rerun_answers else self.runner
+            chosen = self.subset_runner if subset else self.runner
+            runner = getattr(chosen, "inner", chosen) if self.rerun_answers else chosen
             answers = runner.run([s.case for s in sessions], config_dir, self._report(label, len(sessions)))
-            ErrorBudget.check(answers, self.project.config.target.max_error_share)
+            ErrorBudget.check(answers, self.project.config.target.max_error_share, len(self.sessions) if subset else None)
         except RunFailedError as error:
             raise error.named([s.session_id for s in sessions]) from None
         return answers
@@ -413,7 +422,7 @@ class Workspace:
         if decisions is not None:
             missing = [s for s in self.require_sessions() if s.session_id not in decisions]
             if missing:  # reviewed after this experiment ran: decided now, kept in memory (the file is written once)
-                results = self.decide(experiment.config_dir, missing, f"run {experiment.id} (new sessions)")
+                results = self.decide(experiment.config_dir, missing, f"run {experiment.id} (new sessions)", subset=True)
                 decisions = dict(decisions, **{s.session_id: {"session_id": s.session_id, **r} for s, r in zip(missing, results)})
             self._decisions[experiment.path] = decisions
             return decisions
@@ -483,7 +492,7 @@ class Workspace:
             config = render_config(parent_config, others, manifest.guidance if others else [], manifest.cycle)
             with tempfile.TemporaryDirectory(prefix="improver-loo-") as folder:
                 _write_tree(Path(folder), config)
-                without = self.decide(Path(folder), matched, f"leave out {proposal.id}") if matched else []
+                without = self.decide(Path(folder), matched, f"leave out {proposal.id}", subset=True) if matched else []
             effect = {"train": 0, "heldout": 0, "sessions_matched": len(matched)}
             for s, result in zip(matched, without):
                 gain = int(decisions[s.session_id] == s.human_decision) - int(result["decision"] == s.human_decision)

@@ -66,9 +66,6 @@ def test_an_agent_that_ignores_the_rules_and_raises_is_explained(tmp_path):
         "    if case['product'] == 'billing' and case['plan'] == 'free':\n"
         "        raise ValueError('no billing data')\n"
         "    return {'decision': 'resolve'}\n")
-    config = yaml.safe_load((tmp_path / "improver.yaml").read_text())
-    config["target"]["max_error_share"] = 0.5  # the leave-one-out reruns see more of the raising cases
-    (tmp_path / "improver.yaml").write_text(yaml.safe_dump(config))
     cli("ingest", str(TRACES), "--project", str(tmp_path))
     result = json.loads(cli("cycle", "--project", str(tmp_path), "--json").output)
     raised = [n for n in result["notices"] if " cases raised: ValueError: no billing data" in n]

@@ -361,3 +361,15 @@ def test_resume_after_a_finished_run_returns_it_instead_of_starting_another(tiny
     again = run_cycles(Workspace(tiny_project), max_cycles=1, resume=True)
     assert again["run_id"] == done["run_id"] and again["history"] == done["history"]
     assert ws.experiments.ids() == made
+
+
+def test_a_few_errors_in_a_small_rerun_do_not_fail_it_but_an_all_failing_one_does():
+    from improver.runners import ErrorBudget
+
+    ok, failed = {"decision": "resolve"}, {"decision": "error", "error": "RuntimeError: flaky"}
+    ErrorBudget.check([failed] * 4 + [ok] * 11, 0.2)  # a leave-one-out rerun of the 15 sessions one rule matches
+    with pytest.raises(RunFailedError):
+        ErrorBudget.check([failed] * 3, 0.2)
+    with pytest.raises(RunFailedError):
+        ErrorBudget.check([failed] * 7 + [ok] * 23, 0.2)
+    ErrorBudget.check([failed] * 3, 1.0)  # the user allows every case to fail

@@ -61,7 +61,11 @@ def normalise(result: object) -> dict:
 
 
 class ErrorBudget:
-    """Counts a run's errors; raises ``RunFailedError`` once they pass ``share`` of ``total`` cases."""
+    """Counts a run's errors; raises ``RunFailedError`` once they pass ``share`` of ``total`` cases and
+    number more than ``MIN_ERRORS`` (a share of a handful of cases, as a leave-one-out rerun of the few
+    sessions one rule matches, says little), and at the end of a run whose every case failed."""
+
+    MIN_ERRORS = 5
 
     def __init__(self, total: int, share: float):
         self.total, self.share, self.errors, self.first = total, share, 0, []
@@ -72,14 +76,17 @@ class ErrorBudget:
         self.errors += 1
         if len(self.first) < FIRST_ERRORS:
             self.first.append((index, answer.get("error", "")))
-        if self.errors > self.share * self.total:
+        if self.errors > self.share * self.total and self.errors > self.MIN_ERRORS:
             raise RunFailedError(self.errors, self.total, self.share, self.first)
 
     @classmethod
-    def check(cls, answers: list[dict], share: float) -> None:
-        budget = cls(len(answers), share)
+    def check(cls, answers: list[dict], share: float, of: int | None = None) -> None:
+        """Raise past the share of ``answers`` (or of ``of`` cases, when these are a rerun of a few of them)."""
+        budget = cls(of or len(answers), share)
         for index, answer in enumerate(answers):
             budget.add(index, answer)
+        if of is None and answers and budget.errors == len(answers) and share < 1:
+            raise RunFailedError(budget.errors, budget.total, share, budget.first)
 
 
 def runner_for(project: Project) -> TargetRunner:
