@@ -53,7 +53,7 @@ class RedactionConfig(BaseModel):
     patterns: dict[str, str] = Field(default_factory=dict, description="kind -> regular expression")
     phone_regions: list[str] = Field(default_factory=lambda: ["US"],
                                      description="regions whose national phone formats are recognised (ISO codes)")
-    ner: bool = Field(False, description="also mask person names found by Presidio (pip install 'improver[ner]')")
+    ner: bool = Field(False, description="also mask person names found by Presidio (pip install 'agent-improver[ner]')")
     leak_scan: bool = Field(True, description="refuse to write experiments, PRs, exports and MCP answers that "
                                               "still hold what these detectors find")
 

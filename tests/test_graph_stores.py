@@ -239,7 +239,7 @@ def test_without_the_driver_the_error_names_the_extra(monkeypatch, tmp_path):
     from improver.graphs import open_graph_store
 
     monkeypatch.setitem(sys.modules, "neo4j", None)
-    with pytest.raises(MissingExtraError, match=r"pip install 'improver\[neo4j\]'"):
+    with pytest.raises(MissingExtraError, match=r"pip install 'agent-improver\[neo4j\]'"):
         open_graph_store("bolt://127.0.0.1:7687", project=None)
     with pytest.raises(StoreError, match="unknown graph store"):
         open_graph_store("mongodb://x", project=None)
