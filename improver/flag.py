@@ -9,10 +9,10 @@ fold's own version of the rule on the fold's sessions), else on training session
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import BaseModel
 
 from improver.errors import ImproverError
 from improver.features import Columns
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from improver.workspace import Workspace
 
 
-@dataclass
-class Flag:
+class Flag(BaseModel):
+    """One predicted override: what the agent decided, what the rule predicts the humans decide, and why."""
+
     session_id: str
     ts: str | None
     agent_decision: str
@@ -87,11 +88,12 @@ def flag(ws: "Workspace", since: str | None = None, experiment_id: str | None = 
             continue
         proposal, _ = sources.get(rule.id, (None, None))
         precision, kind = precisions.get(rule.id, (None, "unknown"))
-        flags.append(Flag(item.session_id, item.ts, item.decision, rule.decision, rule.id,
-                          proposal.precedent if proposal else "", proposal.condition if proposal else "",
-                          precision, kind, list(proposal.evidence_sessions[:10]) if proposal else []))
+        flags.append(Flag(session_id=item.session_id, ts=item.ts, agent_decision=item.decision, predicted=rule.decision,
+                          rule=rule.id, precedent=proposal.precedent if proposal else "",
+                          condition=proposal.condition if proposal else "", precision=precision, precision_kind=kind,
+                          evidence_sessions=list(proposal.evidence_sessions[:10]) if proposal else []))
     return reference.id, flags
 
 
 def as_dicts(flags: list[Flag]) -> list[dict]:
-    return [asdict(f) for f in flags]
+    return [f.model_dump() for f in flags]

@@ -6,6 +6,7 @@ from typing import Annotated
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
+from improver.flag import Flag
 from improver.mcp.server import ADDITIVE, ImproverTools, tool
 
 
@@ -28,22 +29,9 @@ class ReviewQueue(BaseModel):
     picks: list[QueuedSession]
 
 
-class PredictedOverride(BaseModel):
-    session_id: str
-    ts: str | None
-    agent_decision: str
-    predicted: str
-    rule: str
-    precedent: str
-    condition: str
-    precision: float | None
-    precision_kind: str
-    evidence_sessions: list[str]
-
-
 class PredictedOverrides(BaseModel):
     experiment: str
-    flags: list[PredictedOverride]
+    flags: list[Flag]
 
 
 class TrackedPrecedent(BaseModel):
@@ -90,10 +78,10 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
         """Unreviewed decisions that the accepted experiment's rules (else the best scored one's) would decide
         differently: what the humans would probably override, with the rule, its evidence sessions and precision."""
         def work() -> PredictedOverrides:
-            from improver.flag import as_dicts, flag
+            from improver.flag import flag
 
             reference, flags = flag(ws, since)
-            return PredictedOverrides(experiment=reference, flags=as_dicts(flags))
+            return PredictedOverrides(experiment=reference, flags=flags)
         return await tools.call(work, ctx)
 
     @tool(server, ADDITIVE)
