@@ -76,9 +76,9 @@ def timed_cli(out: Path, argv: list[str]) -> None:
     timer.wrap(Experiment, "write_decisions", "write decisions")
     asked = Workspace.decide
 
-    def decide(self, config_dir, sessions, label):  # count the cases the target is asked to decide
+    def decide(self, config_dir, sessions, label, **options):  # count the cases the target is asked to decide
         timer.totals["cases decided or answered from the cache"] += len(sessions)
-        return asked(self, config_dir, sessions, label)
+        return asked(self, config_dir, sessions, label, **options)
     Workspace.decide = decide
     sessions = Workspace.__dict__["sessions"]  # a cached_property: time the one read of the store
     sessions.func = timer.timed(sessions.func, "load sessions")
