@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from improver.errors import ExperimentError, ImproverError, require
+from improver.errors import ExperimentError, ImproverError
 from improver.experiments import Experiment
-from improver.sources.phoenix import SCHEMES, api_key_for, origin
+from improver.sources.phoenix import SCHEMES, origin, phoenix_client
 from improver.workspace import Workspace
 
 
@@ -48,16 +48,11 @@ def examples_of(ws: Workspace) -> list[dict]:
 
 def push_to_phoenix(ws: Workspace, spec: str, experiment: Experiment, dataset_name: str | None = None) -> PushOutcome:
     """Upload the reviewed sessions as a dataset and the experiment's decisions as a run on it."""
-    client_module = require("phoenix.client", "pushing results to Phoenix", "phoenix")
-    httpx = require("httpx", "pushing results to Phoenix", "phoenix")
     base = phoenix_base(spec)
     results = ws.score(experiment)
     decisions = ws.run(experiment)
     name = dataset_name or f"improver {ws.project.root.name} {experiment.id}"
-    key = api_key_for(spec, ws.project.remote_sources)
-    http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=60)
-    client = client_module.Client(http_client=http)  # our own httpx client: no key read from the environment
-    try:
+    with phoenix_client(spec, ws.project.remote_sources, "pushing results to Phoenix") as client:
         existing = {d["name"] for d in client.datasets.list()}
         if name in existing:
             raise ExperimentError(f"Phoenix at {base} already has a dataset named {name!r} (pushed before?); "
@@ -85,13 +80,6 @@ def push_to_phoenix(ws: Workspace, spec: str, experiment: Experiment, dataset_na
                                  **{f"agreement_{k}": v["agreement"] for k, v in results.items()
                                     if isinstance(v, dict) and "agreement" in v}},
             print_summary=False)
-    except httpx.HTTPError as error:  # never repeat what the server answered: give the status and the fix
-        status = getattr(getattr(error, "response", None), "status_code", None)
-        raise ImproverError(f"pushing to Phoenix at {base} failed ({type(error).__name__}"
-                            + (f", HTTP {status}" if status else "") + "); check the URL, that the server runs, "
-                            "and PHOENIX_API_KEY with the server named in improver.yaml sources.remote") from None
-    finally:
-        http.close()
     experiment_id = ran["experiment_id"] if isinstance(ran, dict) else ran.experiment_id
     return PushOutcome(dataset_id=dataset.id, dataset_name=name, experiment_id=experiment_id,
                        examples=len(dataset.examples), agreement=(results.get("all") or {}).get("agreement"),

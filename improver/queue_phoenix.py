@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from improver.errors import ImproverError, require
+from improver.errors import ImproverError
 from improver.sources.mapping import SpanMapping
-from improver.sources.phoenix import SCHEMES, api_key_for, origin
+from improver.sources.phoenix import SCHEMES, origin, phoenix_client
 
 if TYPE_CHECKING:
     from improver.queue import Queue
@@ -35,15 +35,9 @@ def send_to_phoenix(ws: "Workspace", queue: "Queue", spec: str) -> dict:
     project = parts.path.strip("/")
     if parts.scheme not in SCHEMES or not parts.netloc or not project:
         raise ImproverError(f"--to {spec!r}: write phoenix+http://HOST:PORT/PROJECT (the project the traces came from)")
-    client_module = require("phoenix.client", "sending the review queue to Phoenix", "phoenix")
-    httpx = require("httpx", "sending the review queue to Phoenix", "phoenix")
-    base = origin(spec)
-    key = api_key_for(spec, ws.project.remote_sources)
     mapping = SpanMapping.from_project(ws.project)
-    http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=60)
-    client = client_module.Client(http_client=http)  # our own httpx client: no key read from the environment
     wanted = {p.session_id for p in queue.picks}
-    try:
+    with phoenix_client(spec, ws.project.remote_sources, "sending the review queue to Phoenix") as client:
         spans = client.spans.get_spans(project_identifier=project, name=mapping.decision_spans, limit=1_000_000)
         span_of = {}
         for span in spans:
@@ -58,11 +52,5 @@ def send_to_phoenix(ws: "Workspace", queue: "Queue", spec: str) -> dict:
                        for p in queue.picks if p.session_id in span_of]
         if annotations:
             client.spans.log_span_annotations(span_annotations=annotations, sync=True)
-    except httpx.HTTPError as error:  # never repeat what the server answered: give the status and the fix
-        status = getattr(getattr(error, "response", None), "status_code", None)
-        raise ImproverError(f"sending the queue to Phoenix at {base} failed ({type(error).__name__}"
-                            + (f", HTTP {status}" if status else "") + "); check the URL and project, that the server "
-                            "runs, and PHOENIX_API_KEY with the server named in improver.yaml sources.remote") from None
-    finally:
-        http.close()
-    return {"annotated": len(annotations), "not_found": sorted(wanted - set(span_of)), "project": project, "url": base}
+    return {"annotated": len(annotations), "not_found": sorted(wanted - set(span_of)), "project": project,
+            "url": origin(spec)}

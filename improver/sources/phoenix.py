@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from contextlib import contextmanager
 from typing import Iterator
 from urllib.parse import urlsplit
 
 import httpx
 
-from improver.errors import TraceError
+from improver.errors import ImproverError, TraceError, require
 from improver.models import Event, Quarantined
 from improver.sources.mapping import SpanAssembler, SpanMapping
 
@@ -42,6 +43,25 @@ def api_key_for(url: str, named: list[str]) -> str | None:
     """``PHOENIX_API_KEY`` when ``url`` is on a server the project names (``named``), else None."""
     key = os.environ.get("PHOENIX_API_KEY")
     return key if key and origin(url) in {origin(n) for n in named} else None
+
+
+@contextmanager
+def phoenix_client(url: str, named: list[str], doing: str):
+    """Phoenix's own client (the ``phoenix`` extra) on improver's httpx client, so ``PHOENIX_API_KEY`` goes
+    only to a server the project names; an HTTP error becomes an ImproverError with the status and the fix,
+    never the server's body. ``doing`` names the work in messages ("pushing results to Phoenix")."""
+    client_module = require("phoenix.client", doing, "phoenix")
+    key, base = api_key_for(url, named), origin(url)
+    http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=60)
+    try:
+        yield client_module.Client(http_client=http)
+    except httpx.HTTPError as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        raise ImproverError(f"{doing} at {base} failed ({type(error).__name__}" + (f", HTTP {status}" if status else "")
+                            + "); check the URL, that the server runs, and PHOENIX_API_KEY with the server named in "
+                            "improver.yaml sources.remote") from None
+    finally:
+        http.close()
 
 
 class PhoenixSource:
