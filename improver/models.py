@@ -46,6 +46,8 @@ class ReviewEvent(BaseModel):
     precedent: str | None = None
     conditions: list[str] = Field(default_factory=list)
     ts: str | None = None
+    confidence: str | None = Field(default=None, description="how sure the reviewer said they were, as they said it "
+                                   "(e.g. Arize's \"Reviewer Confidence\"); not part of the review's identity")
     inferred: bool = Field(default=False, exclude=True,
                            description="read from a span's output, not from a reviewer's own annotation; loses to one that is")
 
@@ -80,6 +82,7 @@ class ReviewedSession:
     human_reasoning: str = ""
     precedent: str | None = None
     conditions: list[str] = field(default_factory=list)
+    human_confidence: str | None = None
 
     @property
     def agrees(self) -> bool:

@@ -423,7 +423,7 @@ class Redactor:
             fields = {"session_id": self.text(item.session_id, True), "reviewer": self.text(item.reviewer, True),
                       "decision": self.text(item.decision, True), "reasoning": self.text(item.reasoning),
                       "precedent": self.value(item.precedent, True), "conditions": self.value(item.conditions),
-                      "ts": self.value(item.ts)}
+                      "ts": self.value(item.ts), "confidence": self.value(item.confidence, True)}
         update = {name: new for name, new in fields.items() if not self._same(getattr(item, name), new)}
         return item.model_copy(update=update) if update else item
 
@@ -440,7 +440,7 @@ def _screen_text(item: Event | Quarantined) -> str:
         return "\n".join((item.session_id, item.decision, item.confidence or "", item.reasoning, item.config_version or "",
                           item.ts or "", json.dumps(item.case, ensure_ascii=False), *item.cited))
     return "\n".join((item.session_id, item.reviewer, item.decision, item.reasoning, item.precedent or "", item.ts or "",
-                      *item.conditions))
+                      item.confidence or "", *item.conditions))
 
 
 def redaction_config(project) -> RedactionConfig:

@@ -32,7 +32,7 @@ CREATE INDEX IF NOT EXISTS decision_history_by_session ON decision_history (sess
 CREATE TABLE IF NOT EXISTS reviews (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, reviewer TEXT,
     decision TEXT NOT NULL, reasoning TEXT, precedent TEXT, conditions_json TEXT, ts TEXT,
-    fingerprint TEXT NOT NULL UNIQUE);
+    fingerprint TEXT NOT NULL UNIQUE, inferred INTEGER NOT NULL DEFAULT 0, confidence TEXT);
 CREATE INDEX IF NOT EXISTS reviews_by_session ON reviews (session_id, ts, seq);
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT, line INTEGER, reason TEXT, raw TEXT,
@@ -104,7 +104,8 @@ class IngestReport:
 
 
 def _fingerprint(event: ReviewEvent) -> str:
-    return hashlib.sha1(json.dumps(event.model_dump(), sort_keys=True, default=str).encode()).hexdigest()
+    """A review's identity; its confidence is not part of it (reviews stored before it was read keep theirs)."""
+    return hashlib.sha1(json.dumps(event.model_dump(exclude={"confidence"}), sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _with_fingerprint(row: tuple) -> tuple:
@@ -120,8 +121,10 @@ class TraceStore:
         try:
             self.db = sqlite3.connect(self.path)
             self.db.executescript(SCHEMA)
-            if "inferred" not in {row[1] for row in self.db.execute("PRAGMA table_info(reviews)")}:
-                self.db.execute("ALTER TABLE reviews ADD COLUMN inferred INTEGER NOT NULL DEFAULT 0")
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(reviews)")}
+            for name, kind in (("inferred", "INTEGER NOT NULL DEFAULT 0"), ("confidence", "TEXT")):  # stores from before
+                if name not in columns:
+                    self.db.execute(f"ALTER TABLE reviews ADD COLUMN {name} {kind}")
             self.db.executescript(CURRENT_REVIEWS)
             self.db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as error:
@@ -165,7 +168,7 @@ class TraceStore:
                                   item.confidence, item.reasoning, json.dumps(item.cited), item.config_version, item.ts))
             else:
                 reviews.append((item.session_id, item.reviewer, item.decision, item.reasoning, item.precedent,
-                                json.dumps(item.conditions), item.ts, _fingerprint(item), int(item.inferred)))
+                                json.dumps(item.conditions), item.ts, _fingerprint(item), int(item.inferred), item.confidence))
         report.events += len(decisions) + len(reviews)
         report.quarantined += len(quarantined)
         with self.db:
@@ -181,11 +184,13 @@ class TraceStore:
             before = self.db.total_changes
             self.db.executemany(  # a review inferred from a span is not kept once a reviewer's own review is
                 "INSERT OR IGNORE INTO reviews (session_id, reviewer, decision, reasoning, precedent,"
-                " conditions_json, ts, fingerprint, inferred) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9"
+                 " conditions_json, ts, fingerprint, inferred, confidence) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10"
                 " WHERE NOT (?9 AND EXISTS (SELECT 1 FROM reviews WHERE session_id = ?1 AND inferred = 0))",
                 reviews,
             )
             new_reviews = self.db.total_changes - before
+            self.db.executemany("UPDATE reviews SET confidence = ? WHERE fingerprint = ? AND confidence IS NULL",
+                                [(row[9], row[7]) for row in reviews if row[9] is not None])  # read since it was stored
             self.db.executemany("DELETE FROM reviews WHERE session_id = ? AND inferred = 1",  # stand-ins, now replaced
                                 {(row[0],) for row in reviews if not row[8]})
             self.db.executemany("INSERT OR IGNORE INTO quarantine (source, line, reason, raw) VALUES (?, ?, ?, ?)",
@@ -297,7 +302,7 @@ class TraceStore:
         """Every session that has an agent decision and a current review, by session id."""
         rows = self.db.execute(
             """SELECT d.session_id, d.case_json, d.decision, d.confidence, d.reasoning, d.cited_json,
-                      r.decision, r.reviewer, r.reasoning, r.precedent, r.conditions_json
+                      r.decision, r.reviewer, r.reasoning, r.precedent, r.conditions_json, r.confidence
                FROM decisions d JOIN current_reviews r USING (session_id) ORDER BY d.session_id"""
         )
         for row in rows:
@@ -305,15 +310,15 @@ class TraceStore:
                 session_id=row[0], case=json.loads(row[1]), agent_decision=row[2], agent_confidence=row[3],
                 agent_reasoning=row[4] or "", cited=json.loads(row[5] or "[]"), human_decision=row[6],
                 reviewer=row[7] or "unknown", human_reasoning=row[8] or "", precedent=row[9] or None,
-                conditions=json.loads(row[10] or "[]"),
+                conditions=json.loads(row[10] or "[]"), human_confidence=row[11],
             )
 
     def review_history(self, session_id: str) -> list[dict]:
         rows = self.db.execute(
-            "SELECT reviewer, decision, reasoning, precedent, conditions_json, ts FROM reviews"
+            "SELECT reviewer, decision, reasoning, precedent, conditions_json, ts, confidence FROM reviews"
             " WHERE session_id = ? ORDER BY COALESCE(ts, ''), seq", (session_id,))
-        keys = ("reviewer", "decision", "reasoning", "precedent", "conditions", "ts")
-        return [dict(zip(keys, (*row[:4], json.loads(row[4] or "[]"), row[5]))) for row in rows]
+        keys = ("reviewer", "decision", "reasoning", "precedent", "conditions", "ts", "confidence")
+        return [dict(zip(keys, (*row[:4], json.loads(row[4] or "[]"), *row[5:]))) for row in rows]
 
     def decision_history(self, session_id: str) -> list[dict]:
         """Every decision stored for a session, in the order stored (the current one is in ``decisions``)."""

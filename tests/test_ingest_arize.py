@@ -141,7 +141,9 @@ def test_arize_annotations_join_otlp_spans_across_ingests_in_either_order(traced
         assert (first["decisions_new"], first["reviews_new"]) == (N, overrides)  # inferred from override.run spans
         assert (second["reviews_new"], second["rows_joined"], second["rows_waiting"]) == (N, N, 0)
     sessions = {s.session_id: asdict(s) for s in Workspace(project).sessions}
-    assert sessions == native  # every review joined, with reviewer, reasoning, precedent and conditions
+    assert {s.pop("human_confidence") for s in sessions.values()} == {"high"}  # "Reviewer Confidence"
+    # every review joined, with reviewer, reasoning, precedent and conditions
+    assert sessions == {k: {f: v for f, v in s.items() if f != "human_confidence"} for k, s in native.items()}
     again = [cli_ingest(project, f) for f in files]  # nothing new, and no span-inferred review joins the history
     assert [(r["decisions_new"], r["reviews_new"], r["re_reviewed_sessions"]) for r in again] == [(0, 0, 0)] * 2
     assert sum(bool(s["precedent"]) for s in sessions.values()) > 0 and all(s["reviewer"] == "vera.fye" for s in sessions.values())
@@ -230,3 +232,16 @@ def test_sources_show_prints_what_each_field_resolved_to_before_ingesting(traced
         "annotation Reviewer Decision", "vera.fye", "parsed notes")
     table = runner.invoke(app, ["sources", "show", str(tmp_path / "otlp.json")]).output
     assert "read as otlp" in table and "not found" in table
+
+
+def test_a_reviewers_confidence_is_stored_and_filled_into_a_review_stored_without_it(tmp_path):
+    from improver.models import ReviewEvent
+    from improver.store import TraceStore
+
+    with TraceStore(tmp_path / "t.sqlite") as store:
+        review = ReviewEvent(session_id="S1", reviewer="ann", decision="reject", ts="2026-01-01")
+        store.ingest([review], "first")
+        report = store.ingest([review.model_copy(update={"confidence": "medium"})], "again, with its confidence")
+        assert (report.reviews_new, report.duplicates) == (0, 1)  # the same review, not a second one
+        assert store.review_history("S1") == [{"reviewer": "ann", "decision": "reject", "reasoning": "", "precedent": None,
+                                                "conditions": [], "ts": "2026-01-01", "confidence": "medium"}]

@@ -55,7 +55,7 @@ UNWIND $bands AS b MERGE (x:Band {key: b.key}) SET x.field = b.field, x.band = b
 # One list per field, the i-th entries making the i-th session: FalkorDB evaluates a batch
 # of scalar lists about three times faster than the same batch as a list of maps.
 SESSION_COLUMNS = ("session", "id", "case", "digest", "decision", "agent_decision", "agent_confidence", "agent_reasoning",
-                   "cited", "review", "human_decision", "reviewer", "human_reasoning", "precedent", "conditions",
+                   "cited", "review", "human_decision", "reviewer", "human_reasoning", "precedent", "conditions", "human_confidence",
                    "overridden", "precedents", "entity_keys", "band_keys")
 MERGE_SESSIONS = """
 UNWIND range(0, size($session) - 1) AS i
@@ -66,7 +66,7 @@ SET d.decision = $agent_decision[i], d.confidence = $agent_confidence[i], d.reas
     d.cited = $cited[i]
 MERGE (v:Review {key: $review[i]})
 SET v.decision = $human_decision[i], v.reviewer = $reviewer[i], v.reasoning = $human_reasoning[i],
-    v.precedent = $precedent[i], v.conditions = $conditions[i]
+    v.precedent = $precedent[i], v.conditions = $conditions[i], v.confidence = $human_confidence[i]
 MERGE (s)-[:DECIDED]->(d)
 MERGE (s)-[:REVIEWED]->(v)
 FOREACH (_ IN CASE WHEN $overridden[i] THEN [1] ELSE [] END | MERGE (v)-[:OVERRIDES]->(d))
@@ -84,7 +84,7 @@ def _session_row(s: ReviewedSession, entity_fields: list[str], bands: dict[str, 
         "agent_decision": s.agent_decision, "agent_confidence": s.agent_confidence,
         "agent_reasoning": s.agent_reasoning, "cited": list(s.cited),
         "human_decision": s.human_decision, "reviewer": s.reviewer, "human_reasoning": s.human_reasoning,
-        "precedent": s.precedent, "conditions": list(s.conditions),
+        "precedent": s.precedent, "conditions": list(s.conditions), "human_confidence": s.human_confidence,
         "precedents": [s.precedent] if s.precedent else [],
         "entities": [{"key": f"entity:{f}:{v}", "field": f, "value": v} for f, v in facts["entities"]],
         "bands": [{"key": f"band:{f}:{b}", "field": f, "band": b} for f, b in facts["bands"]],

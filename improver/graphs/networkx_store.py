@@ -82,7 +82,7 @@ class NetworkxGraphStore:
                       (decision, "Decision", _props(decision=s.agent_decision, confidence=s.agent_confidence,
                                                     reasoning=s.agent_reasoning, cited=s.cited)),
                       (review, "Review", _props(decision=s.human_decision, reviewer=s.reviewer, reasoning=s.human_reasoning,
-                                                precedent=s.precedent, conditions=s.conditions))]
+                                                precedent=s.precedent, conditions=s.conditions, confidence=s.human_confidence))]
             edges += [(session, "DECIDED", decision), (session, "REVIEWED", review)]
             reviews.append((review,))  # a new review replaces the old overrides and precedent
             if s.human_decision != s.agent_decision:

@@ -58,6 +58,7 @@ class HumanReview(BaseModel):
     reasoning: str
     precedent: str | None
     conditions: list[str]
+    confidence: str | None = None
 
 
 class SessionContext(BaseModel):

@@ -50,7 +50,7 @@ def register(server: MCPServer, tools: ImproverTools) -> None:
                 agent=AgentDecision(decision=s.agent_decision, confidence=s.agent_confidence, reasoning=s.agent_reasoning,
                                     cited=s.cited),
                 review=HumanReview(decision=s.human_decision, reviewer=s.reviewer, reasoning=s.human_reasoning,
-                                   precedent=s.precedent, conditions=s.conditions),
+                                   precedent=s.precedent, conditions=s.conditions, confidence=s.human_confidence),
                 entities=tools.entities(s), bands=bands, precedent=s.precedent,
                 nodes=subgraph["nodes"], edges=subgraph["edges"])
         return await tools.call(work)

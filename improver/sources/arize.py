@@ -11,7 +11,7 @@ as an annotation of that span.
 Each annotation row becomes one annotation in Phoenix's shape for ``SpanAssembler``: the
 mapping's ``review_annotations`` ("Reviewer Decision") give the decision (label, else
 text); ``reviewer_annotations`` ("Reviewer Name") or the decision's ``updated_by`` the
-reviewer; the notes, parsed by ``note_labels`` (``Reasoning:`` / ``Precedent:`` /
+reviewer; "Reviewer Confidence" the reviewer's confidence; the notes, parsed by ``note_labels`` (``Reasoning:`` / ``Precedent:`` /
 ``Conditions:`` lines, or a JSON object), the reasoning, precedent and conditions.
 """
 from __future__ import annotations
@@ -97,6 +97,8 @@ def annotation_record(row: dict, mapping: SpanMapping) -> dict:
                      if n in found and (found[n].get("label") or found[n].get("text"))), None)
     authors = [review.get("updated_by")] + [note.get("updated_by") for note in notes]
     reviewer = reviewer or next((str(a) for a in authors if a and a != SDK_DEFAULT_AUTHOR), None)
+    confidence = next((found[n].get("label", found[n].get("score")) for n in mapping.confidence_annotations if n in found),
+                      None)
     if review_name:
         name = review_name
     elif reviewer and any(n in found for n in mapping.reviewer_annotations):
@@ -110,7 +112,7 @@ def annotation_record(row: dict, mapping: SpanMapping) -> dict:
               "result": {k: v for k, v in {"label": review.get("label") or review.get("text"), "score": review.get("score"),
                                            "explanation": review.get("text") if review.get("label") else None}.items()
                          if v is not None},
-              "metadata": {"reviewer": reviewer} if reviewer else {},
+              "metadata": {k: str(v) for k, v in {"reviewer": reviewer, "confidence": confidence}.items() if v is not None},
               "notes": [note["text"] for note in notes],
               "updated_at": iso(review.get("updated_at") or next((n.get("updated_at") for n in notes), None))}
     if row.get("attributes.session.id") or row.get("session_id"):

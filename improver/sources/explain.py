@@ -19,7 +19,7 @@ from improver.sources.mapping import MISSING, SpanAssembler, SpanFileSource, loo
 
 DECISION_FIELDS = ("session", "span_id", "case", "decision", "confidence", "reasoning", "cited", "config_version", "time")
 REVIEW_FIELDS = {"decision": "review_decision", "reviewer": "reviewer", "reasoning": "review_reasoning",
-                 "precedent": "precedent", "conditions": "conditions"}
+                 "precedent": "precedent", "conditions": "conditions", "confidence": "review_confidence"}
 
 
 class Sampler(SpanAssembler):

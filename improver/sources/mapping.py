@@ -52,6 +52,7 @@ class SpanMapping(BaseModel):
     span_name: list[str] = Field(default_factory=lambda: ["name"])
     review_annotations: list[str] = Field(default_factory=lambda: ["Reviewer Decision"])
     reviewer_annotations: list[str] = Field(default_factory=lambda: ["Reviewer Name", "Reviewer"])
+    confidence_annotations: list[str] = Field(default_factory=lambda: ["Reviewer Confidence", "Confidence"])
     note_annotations: list[str] = Field(default_factory=lambda: ["note"])
     note_labels: dict[str, list[str]] = Field(default_factory=lambda: {
         "reasoning": ["Reasoning", "Rationale", "Why"], "precedent": ["Precedent"], "conditions": ["Conditions"]})
@@ -69,6 +70,8 @@ class SpanMapping(BaseModel):
     review_decision: list[str] = Field(default_factory=lambda: ["result.label", *under(OUTPUT, DECISION_NAMES)])
     reviewer: list[str] = Field(default_factory=lambda: [
         "metadata.reviewer", "attributes.user.id", "attributes.metadata.reviewer", "user_id"])
+    review_confidence: list[str] = Field(default_factory=lambda: [
+        "metadata.confidence", "metadata.reviewer_confidence", "metadata.notes.confidence"])
     review_reasoning: list[str] = Field(default_factory=lambda: [
         "metadata.notes.reasoning", "metadata.reasoning", "result.explanation.reasoning", "result.explanation",
         *under(OUTPUT, REASONING_NAMES)])
@@ -280,9 +283,10 @@ class SpanAssembler:
         """An annotation or note on a span (Phoenix's shape; other layouts are brought to it)."""
         self.count_fixes()
         name = record.get("annotation_name", record.get("name"))
-        known = (self.mapping.review_annotations + self.mapping.note_annotations + self.mapping.reviewer_annotations)
-        if name not in known:
-            self.ignore("annotations not named in review_annotations, reviewer_annotations or note_annotations")
+        m = self.mapping
+        if name not in m.review_annotations + m.note_annotations + m.reviewer_annotations + m.confidence_annotations:
+            self.ignore("annotations not named in review_annotations, reviewer_annotations, confidence_annotations"
+                        " or note_annotations")
             return
         record = without_nan(record, self.fixes)
         span_id = self.text(record, self.mapping.span_id)
@@ -352,6 +356,7 @@ class SpanAssembler:
                           precedent=self.text(record, paths("precedent")), conditions=self.strings(record, paths("conditions")),
                           ts=self.text(record, [f"review.{i}.{p}" for i in range(len(sources))
                                                 for p in ("updated_at", "created_at", *m.time)]),
+                          confidence=self.text(record, paths("review_confidence")),
                           inferred=not annotations)
 
     def review_sources(self, parts: dict) -> tuple[list[dict], list[dict], list[dict]]:
@@ -371,9 +376,10 @@ class SpanAssembler:
         decisions = [a for a in annotations if named(a, m.review_annotations)]
         others = [a for a in annotations if not named(a, m.review_annotations)]
         found = {"notes": merged} if merged else {}
-        reviewer = next((self.text(a, ["result.label"]) for a in others if named(a, m.reviewer_annotations)), None)
-        if reviewer:
-            found["reviewer"] = reviewer
+        for key, names in (("reviewer", m.reviewer_annotations), ("confidence", m.confidence_annotations)):
+            value = next((self.text(a, ["result.label", "result.score"]) for a in others if named(a, names)), None)
+            if value:
+                found[key] = value
         sources = ([{"metadata": found}] if found else []) + decisions + others
         sources += [parts["span"][2]] if "span" in parts else []
         return sources, annotations, decisions
