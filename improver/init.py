@@ -148,7 +148,7 @@ def init_project(folder: Path, agent: str = "callable", entity_fields: list[str]
     config = {"target": {**target, "config": "config"},
               "entity_fields": entity_fields if entity_fields is not None else (guess.entity_fields if guess else []),
               "bands": bands if bands is not None else (guess.bands if guess else {}),
-              "decisions": labels, "holdout": 0.3}
+              "decisions": labels, "holdout": 0.0}  # cross-validation uses every review; a locked split is opt-in
     folder.mkdir(parents=True, exist_ok=True)
     written, kept = [], []
 

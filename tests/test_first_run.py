@@ -38,6 +38,7 @@ def test_init_proposes_fields_bands_and_labels_from_the_traces(tmp_path):
     assert set(config["decisions"]) == {"escalate", "resolve"}
     assert config["target"] == {"callable": "my_agent:decide", "python_path": ".", "config": "config"}
     assert (tmp_path / ".gitignore").read_text().splitlines() == [".improver/"]
+    assert config["holdout"] == 0  # every review is cross-validated; a locked test split is opt-in
     assert json.loads(result.output)["from_traces"]["sessions"] == 120
 
 
@@ -56,7 +57,7 @@ def test_the_stub_agent_reads_the_learned_rules_so_a_first_cycle_gains(tmp_path)
     cli("init", str(tmp_path), "--traces", str(TRACES))
     cli("ingest", str(TRACES), "--project", str(tmp_path), "--json")
     history = json.loads(cli("cycle", "--project", str(tmp_path), "--json", "--max-cycles", "1").output)["history"]
-    assert history[-1]["heldout"] > history[0]["heldout"]
+    assert history[-1]["cv"] > history[0]["cv"]  # out-of-fold: every review scored by rules mined without it
 
 
 def test_an_agent_that_ignores_the_rules_and_raises_is_explained(tmp_path):
@@ -100,3 +101,9 @@ def test_an_installation_without_its_examples_or_skills_writes_nothing(tmp_path,
     installed = CliRunner().invoke(app, ["install-claude", "--project", str(tmp_path)])
     assert installed.exit_code != 0 and "no skills/ folder" in str(installed.exception)
     assert list(tmp_path.iterdir()) == []  # no stray demo folder, .mcp.json or empty skill folders
+
+
+def test_the_demo_prints_its_ingest_cycles_and_best_scores_as_json(tmp_path):
+    shown = json.loads(cli("demo", "--dir", str(tmp_path / "demo"), "--requests", "40", "--max-cycles", "1", "--json").output)
+    assert shown["ingest"]["decisions_new"] == 40 and shown["stop_reason"]
+    assert shown["best"]["cv"]["sessions"] == 40 and "agreement" in shown["best"]["train"]  # out-of-fold and in-sample

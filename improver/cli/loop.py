@@ -201,7 +201,8 @@ def print_reruns(ws) -> None:
 def demo(folder: Path = typer.Option(Path("improver-demo"), "--dir", help="Where to make the demo project."),
          requests: int = typer.Option(130, "--requests", "-n", min=10), seed: int = 7, max_cycles: int = 4,
          tag_share: float = typer.Option(0.8, help="Share of reviews carrying a precedent tag."),
-         inconsistency: float = typer.Option(0.05, help="How often the reviewer flips on a precedent case.")):
+         inconsistency: float = typer.Option(0.05, help="How often the reviewer flips on a precedent case."),
+         as_json: bool = typer.Option(False, "--json", help="Print the ingest report, the cycles and the best scores as JSON.")):
     """The whole loop on the bundled procurement example, in seconds and without model tokens."""
     import time
 
@@ -213,6 +214,13 @@ def demo(folder: Path = typer.Option(Path("improver-demo"), "--dir", help="Where
     with workspace(path) as ws:
         report = ws.ingest(str(path / "traces.jsonl"))
         config = ws.project.config
+        if as_json:
+            state = run_cycles(ws, max_cycles=max_cycles)
+            console.print_json(json.dumps({"project": str(path), "ingest": report.as_dict(), **state,
+                                           "best": ws.experiments.get(state["parent"]).results,
+                                           "experiments": str(ws.experiments.folder),
+                                           "seconds": round(time.perf_counter() - started, 1)}))
+            return
         console.print(f"Ingested {report.events} events ({len(ws.sessions)} reviewed sessions; {config.folds}-fold "
                       f"cross-validated mining" + (f", locked test split {config.holdout:.0%}" if config.holdout else "") + ").")
         state = run_cycles(ws, max_cycles=max_cycles)
