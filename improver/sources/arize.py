@@ -24,7 +24,6 @@ from typing import Iterator
 from improver.models import Event, Quarantined
 from improver.sources.mapping import SpanAssembler, SpanFileSource, SpanMapping, json_text, MISSING
 from improver.sources.openinference import is_span
-from improver.sources.rows import read_rows
 
 LAYOUT = "arize"
 EXPECTS = "context.span_id with annotation.<name>.label|score|text|updated_by columns and annotation.notes"
@@ -121,23 +120,18 @@ def annotation_record(row: dict, mapping: SpanMapping) -> dict:
 
 
 class ArizeSource(SpanFileSource):
-    def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
-        assembler.source = self.name
-        for number, row in read_rows(self.path, self.name, self.limits):
-            if isinstance(row, Quarantined):
-                assembler.read()
-                yield row
-                continue
-            span, annotated = is_span(row, self.mapping), has_annotations(row)
-            if span:
-                assembler.read()
-                yield from assembler.add_span({k: v for k, v in row.items() if not k.startswith("annotation.")}, number)
-            if annotated or not span:
-                assembler.read()
-                if annotated:
-                    yield from assembler.add_annotation(annotation_record(row, self.mapping), number)
-                else:
-                    yield assembler.quarantine(number, "neither a span nor an Arize annotation row", row)
+    def add_row(self, assembler: SpanAssembler, number: int, row: dict) -> Iterator[Event | Quarantined]:
+        """A span, an annotation, or (an Arize span export row) both, each counted as a row read."""
+        span, annotated = is_span(row, self.mapping), has_annotations(row)
+        if span:
+            assembler.read()
+            yield from assembler.add_span({k: v for k, v in row.items() if not k.startswith("annotation.")}, number)
+        if annotated or not span:
+            assembler.read()
+            if annotated:
+                yield from assembler.add_annotation(annotation_record(row, self.mapping), number)
+            else:
+                yield assembler.quarantine(number, "neither a span nor an Arize annotation row", row)
 
 
 SOURCE = ArizeSource

@@ -19,7 +19,6 @@ from typing import Iterator
 
 from improver.models import Event, Quarantined
 from improver.sources.mapping import SpanAssembler, SpanFileSource, SpanMapping
-from improver.sources.rows import read_rows
 
 LAYOUT = "langfuse"
 EXPECTS = "Langfuse observations (id, traceId, type, sessionId, input, output) and scores (name, value, source, traceId)"
@@ -71,24 +70,20 @@ def annotation_record(score: dict, mapping: SpanMapping) -> dict | str:
 
 
 class LangfuseSource(SpanFileSource):
-    def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
-        assembler.source = self.name
-        for number, row in read_rows(self.path, self.name, self.limits):
-            assembler.read()
-            if isinstance(row, Quarantined):
-                yield row
-            elif is_score(row):
-                record = annotation_record(row, self.mapping)
-                if isinstance(record, str):
-                    assembler.ignore(record)
-                else:
-                    yield from assembler.add_annotation(record, number)
-            elif is_observation(row):
-                root = row.get("isRootObservation") or not row.get("parentObservationId")
-                yield from assembler.add_span(span_record(row), number,
-                                              aliases=[row.get("traceId")] if root and row.get("traceId") else [])
+    def add_row(self, assembler: SpanAssembler, number: int, row: dict) -> Iterator[Event | Quarantined]:
+        assembler.read()
+        if is_score(row):
+            record = annotation_record(row, self.mapping)
+            if isinstance(record, str):
+                assembler.ignore(record)
             else:
-                yield assembler.quarantine(number, "neither a Langfuse observation nor a score", row)
+                yield from assembler.add_annotation(record, number)
+        elif is_observation(row):
+            root = row.get("isRootObservation") or not row.get("parentObservationId")
+            yield from assembler.add_span(span_record(row), number,
+                                          aliases=[row.get("traceId")] if root and row.get("traceId") else [])
+        else:
+            yield assembler.quarantine(number, "neither a Langfuse observation nor a score", row)
 
 
 SOURCE = LangfuseSource

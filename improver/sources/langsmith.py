@@ -18,7 +18,6 @@ from typing import Iterator
 
 from improver.models import Event, Quarantined
 from improver.sources.mapping import DECISION_NAMES, SpanAssembler, SpanFileSource, SpanMapping
-from improver.sources.rows import read_rows
 
 LAYOUT = "langsmith"
 EXPECTS = "LangSmith runs (id, run_type, trace_id, inputs, outputs) and feedback (run_id, key, score, value, correction)"
@@ -85,23 +84,19 @@ def annotation_record(feedback: dict, mapping: SpanMapping) -> dict | str:
 
 
 class LangSmithSource(SpanFileSource):
-    def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
-        assembler.source = self.name
-        for number, row in read_rows(self.path, self.name, self.limits):
-            assembler.read()
-            if isinstance(row, Quarantined):
-                yield row
-            elif is_run(row):
-                root = not row.get("parent_run_id")
-                yield from assembler.add_span(span_record(row), number, aliases=[row.get("trace_id")] if root else [])
-            elif is_feedback(row):
-                record = annotation_record(row, self.mapping)
-                if isinstance(record, str):
-                    assembler.ignore(record)
-                else:
-                    yield from assembler.add_annotation(record, number)
+    def add_row(self, assembler: SpanAssembler, number: int, row: dict) -> Iterator[Event | Quarantined]:
+        assembler.read()
+        if is_run(row):
+            root = not row.get("parent_run_id")
+            yield from assembler.add_span(span_record(row), number, aliases=[row.get("trace_id")] if root else [])
+        elif is_feedback(row):
+            record = annotation_record(row, self.mapping)
+            if isinstance(record, str):
+                assembler.ignore(record)
             else:
-                yield assembler.quarantine(number, "neither a LangSmith run nor a feedback row", row)
+                yield from assembler.add_annotation(record, number)
+        else:
+            yield assembler.quarantine(number, "neither a LangSmith run nor a feedback row", row)
 
 
 SOURCE = LangSmithSource

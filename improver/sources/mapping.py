@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from improver.errors import ProjectError
 from improver.models import DecisionEvent, Event, Quarantined, ReviewEvent
 from improver.sources import DEFAULT_LIMITS, loads
+from improver.sources.rows import read_rows
 
 MISSING = object()
 
@@ -424,6 +425,17 @@ class SpanFileSource:
         self.index = index
 
     def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
+        """Every row of the file into the assembler; a row that is not valid JSON is read and quarantined."""
+        assembler.source = self.name
+        for number, row in read_rows(self.path, self.name, self.limits):
+            if isinstance(row, Quarantined):
+                assembler.read()
+                yield row
+            else:
+                yield from self.add_row(assembler, number, row)
+
+    def add_row(self, assembler: SpanAssembler, number: int, row: dict) -> Iterator[Event | Quarantined]:
+        """One parsed row of this layout: count each record it holds as read, then add or quarantine it."""
         raise NotImplementedError
 
     def events(self) -> Iterator[Event | Quarantined]:

@@ -13,7 +13,6 @@ from typing import Iterator
 
 from improver.models import Event, Quarantined
 from improver.sources.mapping import MISSING, SpanAssembler, SpanFileSource, SpanMapping, lookup
-from improver.sources.rows import read_rows
 
 LAYOUT = "openinference"
 EXPECTS = "spans with name, context.span_id and attributes.session.id; annotations with annotation_name and span_id"
@@ -36,16 +35,12 @@ def sniff(rows: list[dict], mapping: SpanMapping) -> float:
 
 
 class OpenInferenceSource(SpanFileSource):
-    def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
-        assembler.source = self.name
-        for number, row in read_rows(self.path, self.name, self.limits):
-            assembler.read()
-            if isinstance(row, Quarantined):
-                yield row
-            elif is_annotation(row):
-                yield from assembler.add_annotation(row, number)
-            else:
-                yield from assembler.add_span(row, number)
+    def add_row(self, assembler: SpanAssembler, number: int, row: dict) -> Iterator[Event | Quarantined]:
+        assembler.read()
+        if is_annotation(row):
+            yield from assembler.add_annotation(row, number)
+        else:
+            yield from assembler.add_span(row, number)
 
 
 SOURCE = OpenInferenceSource

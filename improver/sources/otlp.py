@@ -19,7 +19,6 @@ from typing import Any, Iterator
 
 from improver.models import Event, Quarantined
 from improver.sources.mapping import SpanAssembler, SpanFileSource
-from improver.sources.rows import read_rows
 
 LAYOUT = "otlp"
 EXPECTS = "OTLP export requests: resourceSpans → scopeSpans → spans"
@@ -81,25 +80,20 @@ def flat_span(span: dict) -> dict:
 
 
 class OtlpJsonSource(SpanFileSource):
-    def feed(self, assembler: SpanAssembler) -> Iterator[Event | Quarantined]:
-        assembler.source = self.name
-        for number, row in read_rows(self.path, self.name, self.limits):
-            if isinstance(row, Quarantined):
-                assembler.read()
-                yield row
-                continue
-            if not isinstance(row.get("resourceSpans"), list):
-                assembler.read()
-                yield assembler.quarantine(number, "not an OTLP export request (no resourceSpans list)", row)
-                continue
-            for resource in row["resourceSpans"]:
-                for scope in (resource or {}).get("scopeSpans") or []:
-                    for span in (scope or {}).get("spans") or []:
-                        assembler.read()
-                        if isinstance(span, dict):
-                            yield from assembler.add_span(flat_span(span), number)
-                        else:
-                            yield assembler.quarantine(number, "span is not a JSON object", span)
+    def add_row(self, assembler: SpanAssembler, number: int, row: dict) -> Iterator[Event | Quarantined]:
+        """An export request: each of its spans counts as a row read."""
+        if not isinstance(row.get("resourceSpans"), list):
+            assembler.read()
+            yield assembler.quarantine(number, "not an OTLP export request (no resourceSpans list)", row)
+            return
+        for resource in row["resourceSpans"]:
+            for scope in (resource or {}).get("scopeSpans") or []:
+                for span in (scope or {}).get("spans") or []:
+                    assembler.read()
+                    if isinstance(span, dict):
+                        yield from assembler.add_span(flat_span(span), number)
+                    else:
+                        yield assembler.quarantine(number, "span is not a JSON object", span)
 
 
 SOURCE = OtlpJsonSource
