@@ -144,7 +144,7 @@ def init_project(folder: Path, agent: str = "callable", entity_fields: list[str]
     guess = guess_from_traces(traces) if traces else None
     labels = decisions or (guess.decisions if guess else []) or ["approve", "reject"]
     target = ({"callable": "my_agent:decide", "python_path": "."} if agent == "callable"
-              else {"command": ["python", AGENT_FILE, "{config_dir}"]})
+              else {"command": ["{python}", AGENT_FILE, "{config_dir}"]})
     config = {"target": {**target, "config": "config"},
               "entity_fields": entity_fields if entity_fields is not None else (guess.entity_fields if guess else []),
               "bands": bands if bands is not None else (guess.bands if guess else {}),

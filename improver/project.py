@@ -21,7 +21,8 @@ class TargetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     callable: str | None = Field(None, description="module:function taking (case, config_dir)")
-    command: list[str] | None = Field(None, description="argv reading cases as JSONL on stdin; must hold {config_dir}")
+    command: list[str] | None = Field(None, description="argv reading cases as JSONL on stdin; must hold {config_dir}; "
+                                        "{python} is the interpreter improver runs in (its improver.runtime importable)")
     python_path: str | None = Field(None, description="folder added to sys.path to import the callable")
     config: str = Field(description="the target's base config folder")
     workers: int = Field(2, ge=1)

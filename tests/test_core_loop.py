@@ -1,5 +1,6 @@
 """The loop on a tiny non-procurement project: mine, propose, rerun, score, cycle."""
 import json
+import sys
 
 import yaml
 
@@ -62,13 +63,15 @@ def test_a_target_that_raises_gets_error_decisions_and_the_run_goes_on(tiny_proj
 def test_command_targets_read_jsonl_on_stdin(tiny_project):
     (tiny_project / "cmd_agent.py").write_text(
         "import json, sys\nfor line in sys.stdin:\n    case = json.loads(line)\n"
-        "    print(json.dumps({'decision': 'escalate' if case['minutes'] > 30 else 'resolve'}))\n")
+        "    print(json.dumps({'decision': 'escalate' if case['minutes'] > 30 else 'resolve', 'reasoning': sys.executable}))\n")
     (tiny_project / "improver.yaml").write_text(
-        "target:\n  command: [python, cmd_agent.py, '{config_dir}']\n  config: config\n")
+        "target:\n  command: ['{python}', cmd_agent.py, '{config_dir}']\n  config: config\n")
     ws = ingested(tiny_project)
     results = ws.score(ws.baseline())
     recorded = sum(s.agent_decision == s.human_decision for s in ws.sessions) / len(ws.sessions)
     assert results["errors"]["count"] == 0 and results["all"]["agreement"] == recorded < 1
+    decided = [json.loads(line) for line in (ws.baseline().path / "decisions.jsonl").read_text().splitlines()]
+    assert {d["reasoning"] for d in decided} == {sys.executable}  # {python}: the interpreter improver runs in
 
 
 def test_an_interrupted_cycle_resumes_without_repeating_experiments(tiny_project, monkeypatch):

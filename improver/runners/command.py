@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import queue
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +60,8 @@ class CommandRunner:
     def _invoke(self, start: int, cases: list[dict], config_dir: Path, answers: list[dict],
                 budget: ErrorBudget, progress) -> str | None:
         """One command over ``cases``, answers appended; the reason if it failed on the case in flight."""
-        argv = [part.replace("{config_dir}", str(config_dir)) for part in self.spec.command]
+        argv = [part.replace("{config_dir}", str(config_dir)).replace("{python}", sys.executable)
+                for part in self.spec.command]
         try:
             process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        cwd=self.root, text=True, encoding="utf-8", errors="backslashreplace")
