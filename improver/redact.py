@@ -13,11 +13,11 @@ integers that look like cards or phones are masked too. Free text gets ``[KIND]`
 identifiers and keys get ``[KIND:token]``, a keyed hash of the value (the key lives in
 ``.improver/redaction.key``), so ids stay stable across ingests and distinct from each other.
 
-Speed: an event's strings are joined and checked once by a screen built from C-speed
-string operations (``str.translate`` maps digits and phone separators to ``0``, then
-substring tests look for 10-long digit runs, grouped digits, ``@``, dotted quads and secret
-words). An event the screen passes has nothing to mask and is returned as it is, with no
-copy; only the rest goes through the compiled detectors string by string. ``find`` reports
+Speed: an event's strings are serialised together by one orjson call and checked once by a
+screen built from C-speed byte operations (``bytes.translate`` maps digits and phone separators
+to ``0``, then substring tests look for 10-long digit runs, grouped digits, ``@``, dotted quads
+and secret words). An event the screen passes has nothing to mask and is returned as it is,
+with no copy; only the rest goes through the compiled detectors string by string. ``find`` reports
 what a text holds without changing it: the final leak scan (``improver.leakscan``) uses it.
 """
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import os
 import re
 import secrets
@@ -33,6 +32,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from improver.errors import ProjectError, require
@@ -186,7 +186,11 @@ FAMILIES = {"email": ("email",), "secret": ("keyword", "token", "awssecret"), "d
 def screen(text: str) -> tuple[bool, bool, bool]:
     """(may hold an email, a secret, a number-like kind), decided by byte translations and
     substring tests only (no regex over the text). False surely holds none of that kind."""
-    data = text.encode("utf-8", "surrogatepass")
+    return screen_bytes(text.encode("utf-8", "surrogatepass"))
+
+
+def screen_bytes(data: bytes) -> tuple[bool, bool, bool]:
+    """``screen`` of UTF-8 bytes."""
     email = b"@" in data
     digits = data.translate(DIGIT_MARKS)
     numbers = (b"::" in data or b"0000000000" in digits or b"0-000" in digits or b"0.0000" in digits
@@ -403,8 +407,8 @@ class Redactor:
         if self.extra or self.ner is not None:
             return False
         try:
-            return not might_hold(_screen_text(item))
-        except TypeError:  # not JSON-serialisable: look closer
+            return not any(screen_bytes(_screen_bytes(item)))
+        except TypeError:  # not JSON-serialisable (orjson.JSONEncodeError is a TypeError): look closer
             return False
 
     def event(self, item: Event | Quarantined) -> Event | Quarantined:
@@ -432,15 +436,23 @@ class Redactor:
             yield self.event(item)
 
 
-def _screen_text(item: Event | Quarantined) -> str:
-    """Every string of an item (keys and numbers too) as one text, for the screen."""
+def _screen_bytes(item: Event | Quarantined) -> bytes:
+    """Every string of an item (keys and numbers too) in one UTF-8 text, for the screen.
+
+    An event's fields go through orjson in one call: each string appears as it is except that
+    JSON escapes quotes, backslashes and control characters. No screen mark is a quote or a
+    backslash, and the one control character that is (the tab, a digit separator) is put back,
+    so every mark of every string, as ``text`` screens it, is still in the text. Numbers print
+    as Python prints them (orjson writes floats the same shortest way)."""
     if isinstance(item, Quarantined):
-        return "\n".join((item.raw, item.reason, item.source))
+        return "\n".join((item.raw, item.reason, item.source)).encode("utf-8", "surrogatepass")
     if isinstance(item, DecisionEvent):
-        return "\n".join((item.session_id, item.decision, item.confidence or "", item.reasoning, item.config_version or "",
-                          item.ts or "", json.dumps(item.case, ensure_ascii=False), *item.cited))
-    return "\n".join((item.session_id, item.reviewer, item.decision, item.reasoning, item.precedent or "", item.ts or "",
-                      item.confidence or "", *item.conditions))
+        fields = (item.session_id, item.decision, item.confidence, item.reasoning, item.config_version, item.ts,
+                  item.case, item.cited)
+    else:
+        fields = (item.session_id, item.reviewer, item.decision, item.reasoning, item.precedent, item.ts,
+                  item.confidence, item.conditions)
+    return orjson.dumps(fields).replace(b"\\t", b"\t")
 
 
 def redaction_config(project) -> RedactionConfig:
