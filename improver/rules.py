@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from improver.features import Test, count, pack
+from improver.features import Test, TestCounts, count, pack
 
 OCCAM_MARGIN = 0.1  # a rule's extra test must raise its quality by 10%
 HINT_TOLERANCE = 0.8  # a rule starting from the entity a precedent is named after may be 20% worse
@@ -48,6 +48,16 @@ class InducedRule:
         return when
 
 
+class _Within:
+    """``matrix & within`` row by row, each row made only when indexed (a search keeps a few of them)."""
+
+    def __init__(self, matrix: np.ndarray, within: np.ndarray):
+        self.matrix, self.within = matrix, within
+
+    def __getitem__(self, i) -> np.ndarray:
+        return self.matrix[i] & self.within
+
+
 def wilson_lower(successes: int, trials: int, z: float = 1.0) -> float:
     if trials == 0:
         return 0.0
@@ -67,6 +77,7 @@ class RuleInducer:
         self.preferred_fields = set(preferred_fields)
         self.rows = rows
         self.matrix = np.stack([t.bits for t in tests]) if tests else np.zeros((0, (rows + 63) // 64), np.uint64)
+        self.counts = TestCounts(self.matrix, rows)
         self.beam_width = beam_width
         self.max_tests = max_tests
         self.min_precision = min_precision
@@ -74,11 +85,10 @@ class RuleInducer:
         self.prior = prior  # the parent's agreement rate: where a rule's precision starts before evidence
 
     def _counts(self, within: np.ndarray, positives: np.ndarray, correct: np.ndarray):
-        rows = self.matrix & within
-        covered = np.bitwise_count(rows).sum(axis=1, dtype=np.int64)
-        hit = np.bitwise_count(rows & positives).sum(axis=1, dtype=np.int64)
-        right = np.bitwise_count(rows & correct).sum(axis=1, dtype=np.int64)
-        return rows, covered, hit, right
+        """Each test's rows within ``within`` (``rows[i]``, a bitset made when asked for), and how many
+        of them there are, are positives and are correct."""
+        rows = _Within(self.matrix, within)
+        return rows, self.counts(within), self.counts(within & positives), self.counts(within & correct)
 
     @staticmethod
     def _quality(hit: np.ndarray, contradicting: np.ndarray, base_rate: float) -> np.ndarray:

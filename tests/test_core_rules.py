@@ -29,3 +29,17 @@ def test_precision_is_shrunk_toward_the_parents_agreement():
     group, correct = rows(40, [0, 1]), rows(40, [0, 1])
     assert RuleInducer([both], 40, prior=0.9).induce(group, correct, min_support=2) is not None
     assert RuleInducer([both], 40, prior=0.1).induce(group, correct, min_support=2) is None
+
+
+def test_test_counts_equal_the_bitset_popcount_for_small_large_and_middling_row_sets():
+    from improver.features import TestCounts
+
+    rng = np.random.default_rng(3)
+    rows = 5000
+    matrix = np.stack([pack(rng.random(rows) < share) for share in (0.01, 0.2, 0.5, 0.9, 1.0)])
+    counts = TestCounts(matrix, rows)
+    for share in (0.0, 0.001, 0.03, 0.3, 0.97, 0.999, 1.0):  # row by row, all-but-a-few, bitsets
+        within = pack(rng.random(rows) < share)
+        expected = np.bitwise_count(matrix & within).sum(axis=1)
+        assert counts(within).tolist() == expected.tolist()
+        assert counts(within.copy()).tolist() == expected.tolist()  # asked again: remembered, same answer
