@@ -10,6 +10,7 @@ version is kept in ``decision_history``, and the ingest report counts and names 
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import sqlite3
@@ -43,8 +44,11 @@ CREATE TABLE IF NOT EXISTS waiting (
     id INTEGER PRIMARY KEY AUTOINCREMENT, span_id TEXT NOT NULL, source TEXT, line INTEGER, record TEXT NOT NULL,
     UNIQUE (span_id, record));
 """
-# A review read from a reviewer's annotation wins over one inferred from a span; then the latest wins.
+# Made after the columns of stores from before are added. The index finds the reviews inferred from
+# spans (none unless a span source inferred one); in the view, a review read from a reviewer's
+# annotation wins over one inferred from a span, then the latest wins.
 CURRENT_REVIEWS = """
+CREATE INDEX IF NOT EXISTS inferred_reviews ON reviews (session_id) WHERE inferred = 1;
 DROP VIEW IF EXISTS current_reviews;
 CREATE VIEW current_reviews AS
     SELECT * FROM (SELECT *, ROW_NUMBER() OVER (
@@ -103,9 +107,16 @@ class IngestReport:
         return self.rows_read == self.rows_joined + sum(self.rows_ignored.values()) + self.rows_waiting + self.quarantined
 
 
+_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # made once: json.dumps(..., sort_keys=True) makes one a call
+_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str).encode
+
+
 def _fingerprint(event: ReviewEvent) -> str:
-    """A review's identity; its confidence is not part of it (reviews stored before it was read keep theirs)."""
-    return hashlib.sha1(json.dumps(event.model_dump(exclude={"confidence"}), sort_keys=True, default=str).encode()).hexdigest()
+    """A review's identity: the sha1 of its ``model_dump`` as sorted JSON, without its confidence (reviews
+    stored before it was read keep theirs). The fields are listed here, not dumped, for speed."""
+    fields = {"type": event.type, "session_id": event.session_id, "reviewer": event.reviewer, "decision": event.decision,
+              "reasoning": event.reasoning, "precedent": event.precedent, "conditions": event.conditions, "ts": event.ts}
+    return hashlib.sha1(_FINGERPRINT_JSON(fields).encode()).hexdigest()
 
 
 def _with_fingerprint(row: tuple) -> tuple:
@@ -144,12 +155,26 @@ class TraceStore:
         """Store decisions, reviews and quarantined lines, a batch per transaction."""
         report = IngestReport(source=source)
         batch: list[Event | Quarantined] = []
-        for item in items:
-            batch.append(item)
-            if len(batch) >= BATCH:
-                self._write(batch, report)
-                batch = []
-        self._write(batch, report)
+        # In WAL mode, synchronous=NORMAL commits a batch without waiting for the disk (one fsync a
+        # checkpoint instead of one a commit). A crash of improver loses nothing committed; a power
+        # cut may lose the last batches, but never corrupts the store or keeps a later commit without
+        # an earlier one (so no cursor without its events), and ingesting again stores them.
+        synchronous = self.db.execute("PRAGMA synchronous").fetchone()[0]
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        collecting = gc.isenabled()
+        gc.disable()  # events hold no reference cycles: refcounts free them, no collector pass rescans a batch
+        try:
+            for item in items:
+                batch.append(item)
+                if len(batch) >= BATCH:
+                    self._write(batch, report)
+                    batch = []
+                    gc.collect(1)  # what a source left in cycles (rare) goes with each batch
+            self._write(batch, report)
+        finally:
+            if collecting:
+                gc.enable()
+            self.db.execute(f"PRAGMA synchronous={int(synchronous)}")
         report.conflicting_sessions = sorted(report.conflicting_sessions)
         report.orphan_reviews = self.count_orphan_reviews()
         report.re_reviewed_sessions = self.db.execute(
@@ -164,7 +189,7 @@ class TraceStore:
                 quarantined.append((item.source, item.line, item.reason, item.raw[:10000]))
                 report.quarantine_reasons[item.reason.split(":")[0]] += 1
             elif isinstance(item, DecisionEvent):
-                decisions.append((item.session_id, json.dumps(item.case, sort_keys=True), item.decision,
+                decisions.append((item.session_id, _SORTED_JSON(item.case), item.decision,
                                   item.confidence, item.reasoning, json.dumps(item.cited), item.config_version, item.ts))
             else:
                 reviews.append((item.session_id, item.reviewer, item.decision, item.reasoning, item.precedent,
@@ -191,8 +216,8 @@ class TraceStore:
             new_reviews = self.db.total_changes - before
             self.db.executemany("UPDATE reviews SET confidence = ? WHERE fingerprint = ? AND confidence IS NULL",
                                 [(row[9], row[7]) for row in reviews if row[9] is not None])  # read since it was stored
-            self.db.executemany("DELETE FROM reviews WHERE session_id = ? AND inferred = 1",  # stand-ins, now replaced
-                                {(row[0],) for row in reviews if not row[8]})
+            self.db.execute("DELETE FROM reviews WHERE inferred = 1 AND session_id IN (SELECT value FROM json_each(?))",
+                            (json.dumps([row[0] for row in reviews if not row[8]]),))  # stand-ins, now replaced
             self.db.executemany("INSERT OR IGNORE INTO quarantine (source, line, reason, raw) VALUES (?, ?, ?, ?)",
                                 quarantined)
         report.reviews_new += new_reviews

@@ -56,3 +56,20 @@ def test_reviews_of_unknown_sessions_are_reported_and_joined_later(tiny_project)
     assert report.orphan_reviews == 1 and ws.sessions == []
     ws.ingest(str(write_jsonl(tiny_project / "d.jsonl", [decision("S9")])))
     assert [s.session_id for s in ws.sessions] == ["S9"]
+
+
+def test_a_review_keeps_the_fingerprint_stores_written_before_gave_it(tiny_project):
+    """The fingerprint is the review's identity in every store already written: the sha1 of its
+    model_dump (without confidence) as sorted JSON, whatever makes it faster."""
+    import hashlib
+
+    from improver.models import ReviewEvent
+    from improver.store import _fingerprint
+
+    lines = (tiny_project / "traces.jsonl").read_text(encoding="utf-8").splitlines()
+    reviews = [ReviewEvent.model_validate(json.loads(line)) for line in lines if '"review"' in line]
+    reviews += [ReviewEvent(session_id="S1", decision="réject ✓", precedent=None, conditions=["a", "b"], confidence="high"),
+                ReviewEvent(session_id="S2", decision="approve", ts="2026-01-01", inferred=True)]
+    for event in reviews:
+        dumped = json.dumps(event.model_dump(exclude={"confidence"}), sort_keys=True, default=str)
+        assert _fingerprint(event) == hashlib.sha1(dumped.encode()).hexdigest()
