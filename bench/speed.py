@@ -69,17 +69,22 @@ def timed_cli(out: Path, argv: list[str]) -> None:
     from improver.workspace import Workspace
 
     timer = Timer()
-    for name, label in (("ingest", "ingest"), ("decide", "target reruns"), ("_mine", "mine"), ("propose", "propose"),
+    for name, label in (("ingest", "ingest"), ("decide", "target reruns"), ("decide_many", "target reruns"),
+                        ("_mine", "mine"), ("propose", "propose"),
                         ("cross_validate", "cross-validate (without mine, reruns)"),
                         ("subset", "propose"), ("score", "score (without reruns)"), ("graph", "graph")):
         timer.wrap(Workspace, name, label)
     timer.wrap(Experiment, "write_decisions", "write decisions")
-    asked = Workspace.decide
+    asked, asked_many = Workspace.decide, Workspace.decide_many
 
     def decide(self, config_dir, sessions, label, **options):  # count the cases the target is asked to decide
         timer.totals["cases decided or answered from the cache"] += len(sessions)
         return asked(self, config_dir, sessions, label, **options)
-    Workspace.decide = decide
+
+    def decide_many(self, jobs, label):
+        timer.totals["cases decided or answered from the cache"] += sum(len(sessions) for _, sessions in jobs)
+        return asked_many(self, jobs, label)
+    Workspace.decide, Workspace.decide_many = decide, decide_many
     sessions = Workspace.__dict__["sessions"]  # a cached_property: time the one read of the store
     sessions.func = timer.timed(sessions.func, "load sessions")
     sys.argv = ["improver", *argv]

@@ -32,7 +32,7 @@ from improver.project import Project
 from improver.propose import build_proposals, guidance_from, render_config, report
 from improver.queue import recorded_picks, sampled_agreement
 from improver.redact import Redactor
-from improver.runners import ERROR, ErrorBudget, runner_for
+from improver.runners import ERROR, ErrorBudget, run_many, runner_for
 from improver.runtime import RULES_FILE, load_overlay, parse_rules
 from improver.scoring import score, split_of
 from improver.sources import open_source
@@ -414,6 +414,23 @@ class Workspace:
             raise error.named([s.session_id for s in sessions]) from None
         return answers
 
+    def decide_many(self, jobs: list[tuple[Path, list[ReviewedSession]]], label: str) -> list[list[dict]]:
+        """Reruns of a few sessions each under its own config folder, run as one batch (``runners.run_many``):
+        each job's answers, judged as ``decide(..., subset=True)`` judges them, job by job."""
+        chosen = self.subset_runner
+        runner = getattr(chosen, "inner", chosen) if self.rerun_answers else chosen
+        try:
+            answers = run_many(runner, [([s.case for s in sessions], folder) for folder, sessions in jobs],
+                               self._report(label, sum(len(sessions) for _, sessions in jobs)))
+        except RunFailedError as error:
+            raise error.named([s.session_id for _, sessions in jobs for s in sessions]) from None
+        for (_folder, sessions), found in zip(jobs, answers):
+            try:
+                ErrorBudget.check(found, self.project.config.target.max_error_share, len(self.sessions))
+            except RunFailedError as error:
+                raise error.named([s.session_id for s in sessions]) from None
+        return answers
+
     def run(self, experiment: Experiment) -> dict[str, dict]:
         """The experiment's decision on every reviewed session (rerun once and kept, or read once)."""
         if experiment.path in self._decisions:
@@ -482,19 +499,23 @@ class Workspace:
         """Leave-one-out effect of each proposal: agreements it adds, per split.
 
         Removing a rule can only change decisions on the sessions its condition matches,
-        so only those are rerun without it."""
+        so only those are rerun without it; every proposal's rerun goes in one batch."""
         manifest = experiment.manifest
         parent_config = read_tree(parent.config_dir)
+        matched = {p.id: [self.sessions[i] for i in np.flatnonzero(self.columns.mask(p.when))] for p in manifest.proposals}
+        with tempfile.TemporaryDirectory(prefix="improver-loo-") as folder:
+            jobs = {}
+            for index, proposal in enumerate(manifest.proposals):
+                if matched[proposal.id]:
+                    others = [p for p in manifest.proposals if p.id != proposal.id]
+                    config = render_config(parent_config, others, manifest.guidance if others else [], manifest.cycle)
+                    jobs[proposal.id] = (Path(folder) / f"{index:04d}", matched[proposal.id])
+                    _write_tree(jobs[proposal.id][0], config)
+            answers = dict(zip(jobs, self.decide_many(list(jobs.values()), f"leave out each of {len(jobs)} proposals")))
         effects = {}
         for proposal in manifest.proposals:
-            matched = [self.sessions[i] for i in np.flatnonzero(self.columns.mask(proposal.when))]
-            others = [p for p in manifest.proposals if p.id != proposal.id]
-            config = render_config(parent_config, others, manifest.guidance if others else [], manifest.cycle)
-            with tempfile.TemporaryDirectory(prefix="improver-loo-") as folder:
-                _write_tree(Path(folder), config)
-                without = self.decide(Path(folder), matched, f"leave out {proposal.id}", subset=True) if matched else []
-            effect = {"train": 0, "heldout": 0, "sessions_matched": len(matched)}
-            for s, result in zip(matched, without):
+            effect = {"train": 0, "heldout": 0, "sessions_matched": len(matched[proposal.id])}
+            for s, result in zip(matched[proposal.id], answers.get(proposal.id, [])):
                 gain = int(decisions[s.session_id] == s.human_decision) - int(result["decision"] == s.human_decision)
                 effect[self.split(s.session_id)] += gain
             effects[proposal.id] = effect

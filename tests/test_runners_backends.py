@@ -57,6 +57,32 @@ def test_error_answers_are_not_kept(tiny_project):
     assert (ws.runner.reruns, ws.runner.hits) == (3, 1)
 
 
+def test_runs_batched_together_answer_as_each_run_alone(tiny_project):
+    """Leave-one-out reruns go in one batch: the same answers, errors included, as one run after another."""
+    from improver.runners import run_many
+
+    config, other = tiny_project / "config", tiny_project / "other-config"
+    other.mkdir()
+    (other / "learned_rules.yaml").write_text("rules:\n- {id: r, when: {minutes: {lt: 20}}, decision: escalate}\n")
+    cases = [{"minutes": m} for m in range(5, 60, 3)]
+    jobs = [(cases, config), ([{"boom": True, "minutes": 1}, *cases[:4]], other), ([], config), (cases[::2], other)]
+    cache = tiny_project / ".improver" / "decisions.sqlite"
+    for cached in (False, True):
+        runner = runner_for(with_target(tiny_project, max_error_share=1, cache=cached))
+        alone = [runner.run(cases_, folder) for cases_, folder in jobs]
+        runner.close()
+        cache.unlink(missing_ok=True)
+        fresh = runner_for(with_target(tiny_project, max_error_share=1, cache=cached))
+        together = run_many(fresh, jobs)
+        assert together == alone
+        assert [a["decision"] for a in together[1][:2]] == ["error", "escalate"]
+        if cached:  # every case counted once, as a hit or a rerun; the batch's answers are kept
+            total, hits = sum(len(cases_) for cases_, _ in jobs), fresh.hits
+            assert fresh.reruns + hits == total and fresh.reruns > 0
+            assert run_many(fresh, jobs) == alone and fresh.hits == hits + total - 1  # all but the error answer
+        fresh.close()
+
+
 ASYNC_AGENT = """
 import asyncio, time
 from improver.runtime import load_overlay

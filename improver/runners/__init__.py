@@ -31,6 +31,16 @@ class TargetRunner(Protocol):
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]: ...
 
 
+def run_many(runner: TargetRunner, jobs: list[tuple[list[dict], Path]], progress: Progress | None = None) -> list[list[dict]]:
+    """Several runs, each ``(cases, config_dir)``, through one runner: as one batch where the backend
+    has ``run_many`` (the local pool, the cache), else one after another. Each job's answers are what
+    ``runner.run`` gives it alone."""
+    many = getattr(runner, "run_many", None)
+    if many is not None:
+        return many(jobs, progress)
+    return [runner.run(cases, config_dir, progress) for cases, config_dir in jobs]
+
+
 def _error(message: str) -> dict:
     return {"decision": ERROR, "confidence": None, "reasoning": "", "cited": [], "error": _text(message)[:500]}
 

@@ -22,7 +22,7 @@ import orjson
 from improver.errors import StoreError
 from improver.experiments import read_tree, tree_hash
 from improver.project import TargetSpec
-from improver.runners import ERROR, Progress, TargetRunner
+from improver.runners import ERROR, Progress, TargetRunner, run_many
 
 
 def fingerprint(spec: TargetSpec, root: Path) -> str:
@@ -108,18 +108,30 @@ class CachedRunner:
         return [hashlib.sha256(orjson.dumps(case, option=option, default=str)).hexdigest()[:32] for case in cases]
 
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
-        config = tree_hash(read_tree(Path(config_dir)))
-        keys = self.keys(cases)
-        found = self.cache.get(self.agent, config)
-        missing = [i for i, key in enumerate(keys) if key not in found]
-        self.hits += len(cases) - len(missing)
-        self.reruns += len(missing)
-        if progress and len(cases) > len(missing):
-            progress(len(cases) - len(missing))
-        answers = self.inner.run([cases[i] for i in missing], config_dir, progress) if missing else []
-        self.cache.put(self.agent, config, {keys[i]: a for i, a in zip(missing, answers) if a["decision"] != ERROR})
-        found.update((keys[i], a) for i, a in zip(missing, answers))
-        return [found[key] for key in keys]
+        return self.run_many([(cases, config_dir)], progress)[0]
+
+    def run_many(self, jobs: list[tuple[list[dict], Path]], progress: Progress | None = None) -> list[list[dict]]:
+        """Several runs (cases, config folder): the cases not in the cache are rerun together (``run_many``)."""
+        plans = []
+        for cases, config_dir in jobs:
+            config = tree_hash(read_tree(Path(config_dir)))
+            keys = self.keys(cases)
+            found = self.cache.get(self.agent, config)
+            missing = [i for i, key in enumerate(keys) if key not in found]
+            self.hits += len(cases) - len(missing)
+            self.reruns += len(missing)
+            if progress and len(cases) > len(missing):
+                progress(len(cases) - len(missing))
+            plans.append((config, keys, found, missing))
+        asked = [(j, [cases[i] for i in plans[j][3]], config_dir) for j, (cases, config_dir) in enumerate(jobs) if plans[j][3]]
+        answered = dict(zip((j for j, _, _ in asked), run_many(self.inner, [(c, d) for _, c, d in asked], progress)))
+        out = []
+        for j, (config, keys, found, missing) in enumerate(plans):
+            answers = answered.get(j, [])
+            self.cache.put(self.agent, config, {keys[i]: a for i, a in zip(missing, answers) if a["decision"] != ERROR})
+            found.update((keys[i], a) for i, a in zip(missing, answers))
+            out.append([found[key] for key in keys])
+        return out
 
     def close(self) -> None:
         self.cache.db.close()

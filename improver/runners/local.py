@@ -151,10 +151,10 @@ def _death(worker) -> str:
 
 
 class _Task:
-    """A slice of the run's cases: ``start`` is its first case's index; ``done`` counts answers."""
+    """A slice of one job's cases: ``start`` is its first case's index in the job; ``done`` counts answers."""
 
-    def __init__(self, start: int, cases: list[dict], batch: bool):
-        self.start, self.cases, self.batch, self.done = start, cases, batch, 0
+    def __init__(self, start: int, cases: list[dict], batch: bool, job: int = 0):
+        self.start, self.cases, self.batch, self.done, self.job = start, cases, batch, 0, job
 
 
 class _Worker:
@@ -206,10 +206,17 @@ class CallableRunner:
         self._finalizer()
 
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
-        queue = deque(_Task(i, cases[i:i + CHUNK], batch=True) for i in range(0, len(cases), CHUNK))
-        wanted = self.spec.workers if len(cases) >= PARALLEL_FROM else 1
-        results: list[dict | None] = [None] * len(cases)
-        budget = ErrorBudget(len(cases), self.spec.max_error_share)
+        return self.run_many([(cases, config_dir)], progress)[0]
+
+    def run_many(self, jobs: list[tuple[list[dict], Path]], progress: Progress | None = None) -> list[list[dict]]:
+        """Several runs, each cases with its config folder, as one: their chunks share the workers
+        (a rerun of a few cases under each of many configs keeps every worker busy). The answers
+        of each job, in order, are what ``run`` gives it alone; each job has its own error budget."""
+        queue = deque(_Task(i, cases[i:i + CHUNK], batch=True, job=j)
+                      for j, (cases, _config) in enumerate(jobs) for i in range(0, len(cases), CHUNK))
+        wanted = self.spec.workers if sum(len(cases) for cases, _ in jobs) >= PARALLEL_FROM else 1
+        outcomes: list[list[dict | None]] = [[None] * len(cases) for cases, _ in jobs]
+        budgets = [ErrorBudget(len(cases), self.spec.max_error_share) for cases, _ in jobs]
         try:
             while queue or any(w.task for w in self._workers):
                 for worker in [w for w in self._workers if w.task is None]:
@@ -220,7 +227,7 @@ class CallableRunner:
                     worker = idle[0] if idle else self._start()
                     task = queue.popleft()
                     try:
-                        worker.give(task, config_dir, self.spec.timeout)
+                        worker.give(task, jobs[task.job][1], self.spec.timeout)
                     except OSError:  # died while idle
                         self._retire(worker)
                         queue.appendleft(task)
@@ -230,7 +237,8 @@ class CallableRunner:
                     failure = None
                     try:
                         while worker.task and worker.conn.poll():
-                            self._take(worker, worker.conn.recv(), results, budget, progress)
+                            job = worker.task.job
+                            self._take(worker, worker.conn.recv(), outcomes[job], budgets[job], progress)
                     except (EOFError, OSError):
                         failure = _death(worker)
                         if not worker.ready:
@@ -241,11 +249,11 @@ class CallableRunner:
                     if failure:
                         task = worker.task
                         self._retire(worker)
-                        self._fail(task, failure, queue, results, budget, progress)
+                        self._fail(task, failure, queue, outcomes[task.job], budgets[task.job], progress)
         except BaseException:
             _stop_all(self._workers)  # tasks half done: start clean next time
             raise
-        return results  # type: ignore[return-value]
+        return outcomes  # type: ignore[return-value]
 
     def _start(self) -> _Worker:
         self._workers.append(_Worker(self.spec, self.root))
@@ -288,7 +296,7 @@ class CallableRunner:
         """A worker died or hung on ``task``: a batch is retried case by case; case by case,
         the case in flight gets the error and the rest of the slice goes back in the queue."""
         if task.batch and len(task.cases) > 1:
-            queue.appendleft(_Task(task.start, task.cases, batch=False))
+            queue.appendleft(_Task(task.start, task.cases, batch=False, job=task.job))
             return
         index = task.start + task.done
         results[index] = _error(why)
@@ -297,5 +305,5 @@ class CallableRunner:
             progress(1)
         rest = task.cases[task.done + 1:]
         if rest:
-            queue.appendleft(_Task(index + 1, rest, batch=False))
+            queue.appendleft(_Task(index + 1, rest, batch=False, job=task.job))
 
