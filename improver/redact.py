@@ -22,6 +22,7 @@ what a text holds without changing it: the final leak scan (``improver.leakscan`
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -186,6 +187,17 @@ FAMILIES = {"email": ("email",), "secret": ("keyword", "token", "awssecret"), "d
 def screen(text: str) -> tuple[bool, bool, bool]:
     """(may hold an email, a secret, a number-like kind), decided by byte translations and
     substring tests only (no regex over the text). False surely holds none of that kind."""
+    if len(text) <= SHORT:
+        return _screen_short(text)
+    return screen_bytes(text.encode("utf-8", "surrogatepass"))
+
+
+SHORT = 64
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _screen_short(text: str) -> tuple[bool, bool, bool]:
+    """``screen`` of a short text, remembered: case keys, labels and citations repeat from event to event."""
     return screen_bytes(text.encode("utf-8", "surrogatepass"))
 
 
@@ -402,31 +414,36 @@ class Redactor:
     def _same(self, old: Any, new: Any) -> bool:
         return old is new or old == new
 
-    def _clean(self, item: Event | Quarantined) -> bool:
-        """True when the screen shows the item holds nothing to mask (the common case, decided fast)."""
+    def _passes(self, value: Any) -> bool:
+        """True when the screen shows ``value`` (an item's fields, a case, a list) holds nothing to
+        mask: the common case, decided fast."""
         if self.extra or self.ner is not None:
             return False
         try:
-            return not any(screen_bytes(_screen_bytes(item)))
+            return not any(screen_bytes(_screen_text(value)))
         except TypeError:  # not JSON-serialisable (orjson.JSONEncodeError is a TypeError): look closer
             return False
 
+    def _nested(self, value: Any, keyed: bool = False) -> Any:
+        """``value`` of a case or a list, skipping the walk through it when its screen passes."""
+        return value if self._passes(value) else self.value(value, keyed)
+
     def event(self, item: Event | Quarantined) -> Event | Quarantined:
         """The item with every string masked; the item itself when nothing needed masking."""
-        if self._clean(item):
+        if self._passes(_fields(item)):
             return item
         if isinstance(item, Quarantined):
             fields = {"raw": self.text(item.raw), "reason": self.text(item.reason), "source": self.text(item.source)}
         elif isinstance(item, DecisionEvent):
-            fields = {"session_id": self.text(item.session_id, True), "case": self.value(item.case),
+            fields = {"session_id": self.text(item.session_id, True), "case": self._nested(item.case),
                       "decision": self.text(item.decision, True), "confidence": self.value(item.confidence, True),
-                      "reasoning": self.text(item.reasoning), "cited": self.value(item.cited, True),
+                      "reasoning": self.text(item.reasoning), "cited": self._nested(item.cited, True),
                       "config_version": self.value(item.config_version, True), "ts": self.value(item.ts)}
         else:
             assert isinstance(item, ReviewEvent)
             fields = {"session_id": self.text(item.session_id, True), "reviewer": self.text(item.reviewer, True),
                       "decision": self.text(item.decision, True), "reasoning": self.text(item.reasoning),
-                      "precedent": self.value(item.precedent, True), "conditions": self.value(item.conditions),
+                      "precedent": self.value(item.precedent, True), "conditions": self._nested(item.conditions),
                       "ts": self.value(item.ts), "confidence": self.value(item.confidence, True)}
         update = {name: new for name, new in fields.items() if not self._same(getattr(item, name), new)}
         return item.model_copy(update=update) if update else item
@@ -436,23 +453,26 @@ class Redactor:
             yield self.event(item)
 
 
-def _screen_bytes(item: Event | Quarantined) -> bytes:
-    """Every string of an item (keys and numbers too) in one UTF-8 text, for the screen.
-
-    An event's fields go through orjson in one call: each string appears as it is except that
-    JSON escapes quotes, backslashes and control characters. No screen mark is a quote or a
-    backslash, and the one control character that is (the tab, a digit separator) is put back,
-    so every mark of every string, as ``text`` screens it, is still in the text. Numbers print
-    as Python prints them (orjson writes floats the same shortest way)."""
+def _fields(item: Event | Quarantined) -> tuple:
+    """Every value of an item that redaction looks at."""
     if isinstance(item, Quarantined):
-        return "\n".join((item.raw, item.reason, item.source)).encode("utf-8", "surrogatepass")
+        return item.raw, item.reason, item.source
     if isinstance(item, DecisionEvent):
-        fields = (item.session_id, item.decision, item.confidence, item.reasoning, item.config_version, item.ts,
-                  item.case, item.cited)
-    else:
-        fields = (item.session_id, item.reviewer, item.decision, item.reasoning, item.precedent, item.ts,
-                  item.confidence, item.conditions)
-    return orjson.dumps(fields).replace(b"\\t", b"\t")
+        return (item.session_id, item.decision, item.confidence, item.reasoning, item.config_version, item.ts,
+                item.case, item.cited)
+    return (item.session_id, item.reviewer, item.decision, item.reasoning, item.precedent, item.ts, item.confidence,
+            item.conditions)
+
+
+def _screen_text(value: Any) -> bytes:
+    """Every string in ``value`` (keys and numbers too) in one UTF-8 text, by one orjson call, for the screen.
+
+    Each string appears as it is except that JSON escapes quotes, backslashes and control
+    characters. No screen mark is a quote or a backslash, and the one control character that is
+    (the tab, a digit separator) is put back, so every mark of every string, as ``text`` screens
+    it, is still in the text. Numbers print as Python prints them (orjson writes floats the same
+    shortest way)."""
+    return orjson.dumps(value).replace(b"\\t", b"\t")
 
 
 def redaction_config(project) -> RedactionConfig:
