@@ -11,6 +11,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -63,8 +64,10 @@ def round_cut(value: float) -> float:
     return float(round(value, digits))
 
 
-def words(text: str) -> set[str]:
-    return {w for w in WORD.findall(text.lower()) if not w.isdigit()} - STOPWORDS
+@lru_cache(maxsize=65536)
+def words(text: str) -> frozenset[str]:
+    """The keywords of a text (cached: case fields and notes repeat their texts across sessions)."""
+    return frozenset(w for w in WORD.findall(text.lower()) if not w.isdigit()) - STOPWORDS
 
 
 def _paths(case: dict, prefix: str = "") -> list[str]:

@@ -110,17 +110,29 @@ def _ceiling(sessions: Sequence[ReviewedSession], rules_fields: set[str], keywor
     """Agreement reachable if identical-looking cases get one decision each."""
     signatures: dict[tuple, Counter] = defaultdict(Counter)
     members: dict[tuple, list[str]] = defaultdict(list)
-    for s in sessions:
-        parts = []
-        for path in sorted(rules_fields):
-            value = field_value(s.case, path)
-            parts.append(tuple(sorted(words(value) & keywords)) if isinstance(value, str) and len(value) > 25 else repr(value))
-        signature = tuple(parts)
+    columns = [_signature_parts([field_value(s.case, path) for s in sessions], keywords) for path in sorted(rules_fields)]
+    for s, signature in zip(sessions, zip(*columns) if columns else [()] * len(sessions)):
         signatures[signature][s.human_decision] += 1
         members[signature].append(s.session_id)
     best = sum(c.most_common(1)[0][1] for c in signatures.values())
     noisy = [sid for sig, c in signatures.items() if len(c) > 1 for sid in members[sig]]
     return best / max(len(sessions), 1), noisy
+
+
+def _signature_parts(values: list, keywords: set[str]) -> list:
+    """Each value as a signature part: a long text by the keywords it holds, anything else by its repr
+    (a text's part found once per distinct text)."""
+    known: dict[str, object] = {}
+    parts = []
+    for value in values:
+        if type(value) is str:
+            part = known.get(value)
+            if part is None:
+                part = known[value] = tuple(sorted(words(value) & keywords)) if len(value) > 25 else repr(value)
+        else:
+            part = tuple(sorted(words(value) & keywords)) if isinstance(value, str) and len(value) > 25 else repr(value)
+        parts.append(part)
+    return parts
 
 
 def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = None,
@@ -334,8 +346,12 @@ def _findings(sessions, current, agent, human, noisy) -> list[Finding]:
                     f"({Counter(human[i] for i in over).most_common(1)[0][0]} most often): the agent lacked permission, "
                     "not information. The proposed rules say when it may decide.",
             sessions=[sessions[i].session_id for i in over[:20]]))
-    for tag in sorted({s.precedent for s in sessions if s.precedent}):
-        members = [i for i, s in enumerate(sessions) if s.precedent == tag]
+    tagged: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(sessions):
+        if s.precedent:
+            tagged[s.precedent].append(i)
+    for tag in sorted(tagged):
+        members = tagged[tag]
         tag_words = {w for w in re.split(r"[^a-z0-9]+", tag.lower()) if len(w) >= 5}
         cited = Counter(c for i in members for c in sorted(set(current[i].get("cited") or [])))
         for item, n in cited.items():

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import orjson
+
 from improver.errors import StoreError
 from improver.models import DecisionEvent, Event, Quarantined, ReviewedSession, ReviewEvent
 
@@ -332,10 +334,10 @@ class TraceStore:
         )
         for row in rows:
             yield ReviewedSession(
-                session_id=row[0], case=json.loads(row[1]), agent_decision=row[2], agent_confidence=row[3],
-                agent_reasoning=row[4] or "", cited=json.loads(row[5] or "[]"), human_decision=row[6],
+                session_id=row[0], case=_loads(row[1]), agent_decision=row[2], agent_confidence=row[3],
+                agent_reasoning=row[4] or "", cited=_loads(row[5] or "[]"), human_decision=row[6],
                 reviewer=row[7] or "unknown", human_reasoning=row[8] or "", precedent=row[9] or None,
-                conditions=json.loads(row[10] or "[]"), human_confidence=row[11],
+                conditions=_loads(row[10] or "[]"), human_confidence=row[11],
             )
 
     def review_history(self, session_id: str) -> list[dict]:
@@ -357,3 +359,11 @@ class TraceStore:
     def quarantine(self, limit: int = 100) -> list[dict]:
         rows = self.db.execute("SELECT source, line, reason, raw FROM quarantine ORDER BY id LIMIT ?", (limit,))
         return [dict(zip(("source", "line", "reason", "raw"), row)) for row in rows]
+
+
+def _loads(text: str):
+    """A stored JSON value, parsed by orjson (what it refuses, such as NaN or a lone surrogate, by json)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
