@@ -1,6 +1,6 @@
 """Active review: does picking what humans review (``improver queue``) beat random picks?
 
-    python bench/active.py [--domains procurement,support,moderation] [--seeds 1,2,3,4,5]
+    python bench/active.py [--domains procurement,support,moderation] [--seeds 1,2,3,4,5] [--strategies random,queue]
                            [--pool 3000] [--fresh 1000] [--start 50] [--step 25] [--until 400]
                            [--queue-size 100000] [--plot bench/active.png]
 
@@ -141,7 +141,8 @@ def run_one(domain: Domain, seed: int, strategy: str, args, scratch: Path, fresh
         sampling = ws.score(ws.baseline()).get("sampling") or {}
         rows.append({"reviewed": reviewed, "fresh": fresh_agreement, "kappa": cohens_kappa(pairs),
                      "weighted": (sampling.get("weighted") or {}).get("agreement"),
-                     "unweighted": (sampling.get("unweighted") or {}).get("agreement")})
+                     "unweighted": (sampling.get("unweighted") or {}).get("agreement"),
+                     "hajek": (sampling.get("hajek") or {}).get("agreement")})
         if reviewed >= args.until:
             return rows, ws, traffic
         share, n = (args.random_share if strategy == "queue" else 1.0), args.step
@@ -173,6 +174,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", default="procurement,support,moderation")
     parser.add_argument("--seeds", default="1,2,3,4,5", help="empty: run no curve (e.g. only the queue timing)")
+    parser.add_argument("--strategies", default="random,queue",
+                        help="run only these (random picks do not depend on the queue: run them apart and --load both)")
     parser.add_argument("--pool", type=int, default=3000)
     parser.add_argument("--fresh", type=int, default=1000)
     parser.add_argument("--start", type=int, default=50)
@@ -230,7 +233,7 @@ def run_all(args) -> dict:
                 answers = {e["session_id"]: e["decision"] for e in domain.review_ids(base, list(base), seed + 10_000)}
                 fresh_human = [answers[c[domain.id_field]] for c in fresh]
                 base_fresh = sum(base[c[domain.id_field]]["decision"] == h for c, h in zip(fresh, fresh_human)) / len(fresh)
-                for strategy in ("random", "queue"):
+                for strategy in args.strategies.split(","):
                     started = time.perf_counter()
                     rows, ws, traffic = run_one(domain, seed, strategy, args, scratch, fresh, fresh_human)
                     for row in rows:
@@ -238,7 +241,7 @@ def run_all(args) -> dict:
                         part["curves"][strategy].setdefault(n, []).append(row["fresh"])
                         part["kappas"][strategy].setdefault(n, []).append(row["kappa"])
                         if strategy == "queue":
-                            part["estimates"].setdefault(n, []).append((base_fresh, row["weighted"], row["unweighted"]))
+                            part["estimates"].setdefault(n, []).append((base_fresh, row["weighted"], row["unweighted"], row["hajek"]))
                     if strategy == "queue" and name == "procurement":
                         part["flagged"].append(flag_precision(domain, ws, traffic, seed))
                     print(f"  {name} seed {seed} {strategy}: {len(rows)} steps in {time.perf_counter() - started:.0f} s",
@@ -257,25 +260,37 @@ def report(name: str, part: dict) -> None:
     print(f"\n{name}: agreement (and Cohen's kappa) on fresh cases after each batch, mean over seeds; the agent's "
           "own agreement on fresh cases beside its estimates from the queue-picked reviews")
     print(f"{'reviews':>7} {'random':>7} {'queue':>7} {'q - r':>6} {'κ random':>8} {'κ queue':>7}   {'agent fresh':>11} "
-          f"{'weighted est':>12} {'w - f':>6} {'unweighted':>10}")
+          f"{'HT est':>7} {'HT - f':>6} {'Hájek':>6} {'Há - f':>6} {'unweighted':>10}")
+    steps = {}
     for n in sorted(mean["random"]):
         r, q = mean["random"][n], mean["queue"].get(n)
-        fresh, weighted, unweighted = (statistics.mean(x[i] for x in estimates[n] if x[i] is not None) for i in range(3))
+        fresh, weighted, unweighted, hajek = (column_mean(estimates[n], i) for i in range(4))
+        steps[n] = (weighted - fresh, hajek - fresh)
         print(f"{n:>7} {r:>7.1%} {q:>7.1%} {(q - r) * 100:>+6.1f} {kappa['random'][n]:>8.2f} {kappa['queue'][n]:>7.2f}   "
-              f"{fresh:>11.1%} {weighted:>12.1%} {(weighted - fresh) * 100:>+6.1f} {unweighted:>10.1%}")
+              f"{fresh:>11.1%} {weighted:>7.1%} {(weighted - fresh) * 100:>+6.1f} {hajek:>6.1%} {(hajek - fresh) * 100:>+6.1f} "
+              f"{unweighted:>10.1%}")
     target = mean["random"][max(mean["random"])]
     reached = next((n for n in sorted(mean["queue"]) if mean["queue"][n] >= target), None)
     worst = min((mean["queue"][n] - mean["random"][n]) * 100 for n in mean["random"])
-    errors = [abs(w - f) * 100 for n in estimates for f, w, _ in estimates[n] if w is not None]
+    errors = [abs(w - f) * 100 for n in estimates for f, w, *_ in estimates[n] if w is not None]
     print(f"random reaches {target:.1%} with {max(mean['random'])} reviews; the queue reaches it with "
           f"{reached if reached else 'more than ' + str(max(mean['queue']))} reviews; "
-          f"worst step queue - random {worst:+.1f} pts; weighted estimate off the agent's fresh agreement by "
-          f"{statistics.mean(errors):.1f} pts on average (per seed and step), max {max(errors):.1f}")
+          f"worst step queue - random {worst:+.1f} pts")
+    print(f"estimates of the agent's fresh agreement, mean over seeds, worst step: Horvitz-Thompson (batch by batch) "
+          f"off by {max(abs(w) for w, _ in steps.values()) * 100:.1f} pts, Hájek (pooled) by "
+          f"{max(abs(h) for _, h in steps.values()) * 100:.1f} pts; per seed and step the HT estimate is off by "
+          f"{statistics.mean(errors):.1f} pts on average, max {max(errors):.1f}")
     if flagged:
         counts = [n for n, _ in flagged]
         precisions = [p for _, p in flagged if p is not None]
         print(f"improver flag after the last batch: {statistics.mean(counts):.0f} predicted overrides per seed, "
               f"precision against the reviewer {statistics.mean(precisions):.1%}" if precisions else "no flags")
+
+
+def column_mean(rows: list, i: int) -> float:
+    """The mean of the i-th figure over seeds (those that have it; NaN when none, e.g. older saves)."""
+    values = [row[i] for row in rows if len(row) > i and row[i] is not None]
+    return statistics.mean(values) if values else float("nan")
 
 
 def plot(curves: dict, path: str) -> None:

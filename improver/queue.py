@@ -11,9 +11,16 @@ in the trace store by what a human's answer would teach:
 - **candidate precedent**: a precedent the last mining found but could not propose yet
   (too little evidence) covers the case and would decide it differently;
 - **boundary**: a numeric value sits within ``BOUNDARY`` of a learned threshold;
-- **coverage**: an entity value or agent decision with few or no reviews.
+- **coverage**: an entity value or agent decision with few or no reviews;
+- **unexplained override**: a reviewed override the reference config still decides
+  wrongly (a precedent too rare to have been learned) is explained by hypotheses, the
+  tests and pairs of tests on its own field values; unreviewed cases in the hypotheses
+  that past reviews support best (the most such overrides per reviewed case) are queued,
+  so a rare precedent seen once is looked for around it instead of waiting for chance.
 
-Picks spread over reasons (each further pick for the same rule or entity counts less),
+Picks spread over reasons (each further pick for the same rule, entity or hypothesis
+counts less, at most ``MAX_PER_KEY`` are taken for one in a batch, and at most
+``MAX_REASON_SHARE`` of the ranked picks for one kind of reason),
 and a stated share of the batch is drawn uniformly at random from what is left, so that
 agreement can still be estimated without bias. Every pick is recorded in the trace
 store with how it was picked and its probability of being picked (1 for ranked picks,
@@ -34,7 +41,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from improver.experiments import Experiment, now
-from improver.features import Columns
+from improver.features import Columns, round_cut, words
 from improver.runtime import load_overlay
 
 if TYPE_CHECKING:
@@ -43,6 +50,12 @@ if TYPE_CHECKING:
 RANDOM_SHARE = 0.2
 BOUNDARY = 0.1  # a value within 10% of a learned threshold is on its boundary
 DECAY = 0.6  # each further pick for the same rule or entity in one batch counts this much less
+MAX_PER_KEY = 3  # picks for one rule, precedent, region or entity in one batch, at most
+MAX_REASON_SHARE = 0.5  # of a batch's ranked picks, at most this share for one kind of reason
+MAX_MISSES = 20  # unexplained overrides explored per batch
+SEARCH_ROWS = 5000  # pending decisions (an evenly spaced sample when more) their hypotheses are looked for in
+HYPOTHESES_PER_MISS = 3  # the best-supported hypotheses queued around each
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)  # numeric cut points of the hypotheses
 PICKS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_picks (
     session_id TEXT PRIMARY KEY, batch TEXT NOT NULL, picked_by TEXT NOT NULL, reason TEXT,
@@ -67,7 +80,8 @@ class Pick:
 
     session_id: str
     agent_decision: str
-    picked_by: str  # predicted-override | fold-disagreement | candidate-precedent | boundary | coverage | random
+    picked_by: str  # predicted-override | fold-disagreement | candidate-precedent | boundary | coverage
+    #                 | unexplained-override | random
     reason: str
     priority: float
     probability: float
@@ -264,12 +278,115 @@ def _coverage_reasons(pending: list[Pending], reasons: list[list[_Reason]], revi
                                         f"agent decision {item.decision} has {n} review{'s' if n != 1 else ''}"))
 
 
-def _greedy(reasons: list[list[_Reason]], limit: int) -> list[tuple[int, _Reason, float]]:
-    """Up to ``limit`` rows by priority, each further pick for the same key decayed by ``DECAY``."""
-    used: Counter = Counter()
+def _hypothesis_tests(case: dict, columns: Columns) -> list[tuple[str, str, object]]:
+    """The tests an override's own case satisfies: equal values, words of its text, the sides
+    of the pending traffic's quantile cuts on each of its numbers."""
+    tests: list[tuple[str, str, object]] = []
+    for path, value in case.items():
+        if isinstance(value, bool) or (isinstance(value, str) and " " not in value.strip()):
+            tests.append((path, "eq", value))
+        elif isinstance(value, str):
+            tests += [(path, "contains", w) for w in sorted(words(value))]
+        elif isinstance(value, (int, float)):
+            numbers = columns.numbers(path)
+            finite = numbers[np.isfinite(numbers)]
+            if len(finite):
+                cuts = sorted({round_cut(q) for q in np.quantile(finite, QUANTILES)})
+                tests += [(path, "lt" if value < cut else "ge", cut) for cut in cuts]
+    return tests
 
-    def best(row: int) -> tuple[float, _Reason]:
-        return max(((r.priority * DECAY ** used[r.key], r) for r in reasons[row]), key=lambda pair: pair[0])
+
+def _word_index(columns: Columns, path: str) -> tuple[dict[str, list[int]], np.ndarray]:
+    """For a text field: the distinct values each word is in, and each row's value code (a word
+    of ``words`` is in a text exactly when the ``contains`` operator finds it there)."""
+    distinct, codes = columns.factorised(path)
+    found: dict[str, list[int]] = {}
+    for index, value in enumerate(distinct):
+        if isinstance(value, str):
+            for word in words(value):
+                found.setdefault(word, []).append(index)
+    return found, codes
+
+
+def _miss_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], reviewed, rules) -> None:
+    """Around each reviewed override the reference config still decides wrongly: the hypotheses
+    (one test or two on its field values) with the most such overrides per reviewed case."""
+    if not reviewed:
+        return
+    seen = Columns([s.case for s in reviewed])
+    chosen = first_rule(seen, rules)
+    current = np.array([rules[i].decision if i >= 0 else s.agent_decision for i, s in zip(chosen, reviewed)], dtype=object)
+    human = np.array([s.human_decision for s in reviewed], dtype=object)
+    misses = np.flatnonzero((human != current) & (human != np.array([s.agent_decision for s in reviewed], dtype=object)))
+    if not len(misses):
+        return
+    misses = misses[np.linspace(0, len(misses) - 1, min(len(misses), MAX_MISSES)).round().astype(int)]
+    sample = np.unique(np.linspace(0, len(agent) - 1, min(len(agent), SEARCH_ROWS)).round().astype(int))
+    if len(sample) < len(agent):
+        columns, agent = Columns([columns.cases[i] for i in sample]), agent[sample]
+    masks: dict = {}
+    indexes: dict = {}
+
+    def mask(where: Columns, test) -> np.ndarray:
+        key = (id(where), test)
+        if key not in masks:
+            path, op, value = test
+            if op == "contains" and where.factorised(path) is not None:  # a word: one pass over the distinct texts
+                if (id(where), path) not in indexes:
+                    indexes[id(where), path] = _word_index(where, path)
+                found, codes = indexes[id(where), path]
+                hit = np.zeros(int(codes.max()) + 1 if len(codes) else 0, dtype=bool)
+                hit[found.get(value, [])] = True
+                masks[key] = hit[codes]
+            else:
+                masks[key] = where.test(*test)
+        return masks[key]
+
+    for miss in dict.fromkeys(misses.tolist()):
+        decision = human[miss]
+        tests = _hypothesis_tests(reviewed[miss].case, columns)
+        open_rows = agent != decision  # traffic the agent decides otherwise
+        open_seen = current != decision
+        found = []
+        pairs = [(a,) for a in tests] + [(a, b) for i, a in enumerate(tests) for b in tests[i + 1:] if a[0] != b[0]]
+        def rows_of(hypothesis) -> np.ndarray:
+            rows = open_rows.copy()
+            for test in hypothesis:
+                rows &= mask(columns, test)
+            return rows
+
+        for hypothesis in pairs:
+            size = int(rows_of(hypothesis).sum())
+            if not size:
+                continue
+            inside = open_seen.copy()
+            for test in hypothesis:
+                inside &= mask(seen, test)
+            support = int((inside & (human == decision)).sum())
+            score = support / (int(inside.sum()) + 1)
+            text = " and ".join(f"{p} {op} {v:g}" if isinstance(v, float) else f"{p} {op} {v}" for p, op, v in hypothesis)
+            found.append((-score, -size, text, hypothesis, support, int(inside.sum())))
+        for negative, _, text, hypothesis, support, inside in sorted(found, key=lambda f: f[:3])[:HYPOTHESES_PER_MISS]:
+            picks = np.flatnonzero(rows_of(hypothesis))
+            picks = picks[np.linspace(0, len(picks) - 1, min(len(picks), 2 * MAX_PER_KEY)).round().astype(int)]
+            for row in dict.fromkeys(sample[picks].tolist()):
+                reasons[row].append(_Reason(0.3 + 0.6 * -negative, f"hypothesis:{decision}:{text}", "unexplained-override",
+                                            f"{text}: {support} of {inside} reviewed cases there were overridden to "
+                                            f"{decision}, unexplained by the config", decision))
+
+
+def _greedy(reasons: list[list[_Reason]], limit: int) -> list[tuple[int, _Reason, float]]:
+    """Up to ``limit`` rows by priority, each further pick for the same key decayed by ``DECAY``,
+    none once a key has ``MAX_PER_KEY`` picks or a kind of reason ``MAX_REASON_SHARE`` of
+    ``limit`` (a row left without a reason is not picked)."""
+    used: Counter = Counter()
+    kinds: Counter = Counter()
+    per_kind = max(MAX_PER_KEY, int(MAX_REASON_SHARE * limit))
+
+    def best(row: int) -> tuple[float, _Reason | None]:
+        return max(((r.priority * DECAY ** used[r.key], r) for r in reasons[row]
+                    if used[r.key] < MAX_PER_KEY and kinds[r.picked_by] < per_kind),
+                   key=lambda pair: pair[0], default=(0.0, None))
 
     heap = [(-best(row)[0], row) for row in range(len(reasons)) if reasons[row]]
     heapq.heapify(heap)
@@ -277,11 +394,14 @@ def _greedy(reasons: list[list[_Reason]], limit: int) -> list[tuple[int, _Reason
     while heap and len(picked) < limit:
         stale, row = heapq.heappop(heap)
         priority, reason = best(row)
+        if reason is None:
+            continue
         if priority < -stale - 1e-12:  # its key was used since it was pushed
             heapq.heappush(heap, (-priority, row))
             continue
         picked.append((row, reason, priority))
         used[reason.key] += 1
+        kinds[reason.picked_by] += 1
     return picked
 
 
@@ -305,6 +425,7 @@ def build_queue(ws: "Workspace", n: int = 50, random_share: float = RANDOM_SHARE
         conditions = [(f"rule {r.id}", r.when) for r in (load_overlay(reference.config_dir).rules if reference else ())]
         _boundary_reasons(columns, reasons, conditions + [(f"precedent {p.name}", p.condition) for p in candidates])
         _coverage_reasons(pending, reasons, ws.sessions, ws.project.config.entity_fields)
+        _miss_reasons(columns, agent, reasons, ws.sessions, load_overlay(reference.config_dir).rules if reference else [])
     randoms = min(len(pending), round(n * random_share))
     ranked = _greedy(reasons, min(n, len(pending)) - randoms)
     picks = [Pick(pending[row].session_id, pending[row].decision, reason.picked_by, reason.text, round(priority, 4), 1.0,
@@ -389,8 +510,26 @@ def sampled_agreement(sessions, decisions: dict[str, str], picks: dict[str, dict
         weighted = round(weighted, 4)
     randoms = [reviewed[s] for s in picked if picks[s]["picked_by"] == "random"]
     return {
+        "hajek": hajek(reviewed, picks, batches),
         "random": {"sessions": len(randoms), "agreement": round(sum(randoms) / len(randoms), 4) if randoms else None},
         "unweighted": {"sessions": len(picked), "agreement": round(sum(reviewed[s] for s in picked) / len(picked), 4)},
         "weighted": {"sessions": len(picked), "batches": len(estimates), "agreement": weighted, "interval95": interval},
         "not_from_queue": len(reviewed) - len(picked),
     }
+
+
+def hajek(reviewed: dict[str, int], picks: dict[str, dict], batches: dict[str, list[str]]) -> dict:
+    """The self-normalised (Hájek) estimate over all queue-picked reviews at once: a ranked pick
+    weighs 1, a random pick 1 / the chance a never-ranked session had of being drawn in any
+    batch so far (1 - the product over batches of 1 - draws/remaining); the weighted mean."""
+    missed = 1.0
+    for members in batches.values():
+        draws = sum(picks[s]["picked_by"] == "random" for s in members)
+        rest = picks[members[0]]["pool"] - (len(members) - draws)
+        if draws and rest > 0:
+            missed *= 1 - min(draws / rest, 1.0)
+    weight = 1 / (1 - missed) if missed < 1 else 1.0
+    rows = [(1.0 if picks[s]["picked_by"] != "random" else weight, y) for s, y in reviewed.items() if s in picks]
+    total = sum(w for w, _ in rows)
+    return {"sessions": len(rows), "random_weight": round(weight, 2),
+            "agreement": round(sum(w * y for w, y in rows) / total, 4) if total else None}

@@ -1,6 +1,7 @@
 """The review queue, predicted overrides, precedents over time, and honest estimates from chosen reviews."""
 import csv
 import json
+from collections import Counter
 
 import pytest
 from typer.testing import CliRunner
@@ -11,7 +12,7 @@ from improver.cli import app
 from improver.cycle import run_cycles
 from improver.experiments import read_tree
 from improver.precedents import track
-from improver.queue import build_queue, next_batch, record, sampled_agreement
+from improver.queue import MAX_PER_KEY, build_queue, next_batch, record, sampled_agreement
 from improver.models import ReviewedSession
 from improver.workspace import Workspace
 
@@ -57,7 +58,9 @@ def test_queue_ranks_predicted_overrides_first_and_keeps_a_random_share(live_pro
     assert len(queue.picks) == 20 and queue.pending == 200
     ranked = [p for p in queue.picks if p.picked_by != "random"]
     randoms = [p for p in queue.picks if p.picked_by == "random"]
-    assert len(randoms) == 5 and all(p.probability == pytest.approx(5 / 185) for p in randoms)
+    # at least the stated share is random; slots no reason fills under the per-batch caps are random too
+    assert len(randoms) >= 5 and len(randoms) + len(ranked) == 20
+    assert all(p.probability == pytest.approx(len(randoms) / (200 - len(ranked))) for p in randoms)
     assert all(p.probability == 1.0 for p in ranked)
     overrides = [p for p in ranked if p.picked_by == "predicted-override"]
     assert overrides and all(p.predicted == "escalate" and p.agent_decision == "resolve" for p in overrides)
@@ -67,6 +70,30 @@ def test_queue_ranks_predicted_overrides_first_and_keeps_a_random_share(live_pro
     assert build_queue(ws, n=20, random_share=0.25, seed=3).picks == queue.picks, "deterministic for a seed"
     reviewed = {s.session_id for s in ws.sessions}
     assert not reviewed & {p.session_id for p in queue.picks}
+
+
+def test_a_batch_spends_at_most_max_per_key_picks_on_one_rule_or_region(live_project):
+    ws = Workspace(live_project)
+    queue = build_queue(ws, n=40, random_share=0.0, seed=3)
+    ranked = Counter(p.reason for p in queue.picks if p.picked_by != "random")
+    assert ranked and max(ranked.values()) <= MAX_PER_KEY, ranked
+    assert sum("login-outage" in reason for reason in ranked.elements()) == MAX_PER_KEY, "the rule still gets its share"
+    assert len(queue.picks) == 40, "the slots left over are drawn at random"
+
+
+def test_queue_looks_around_a_reviewed_override_the_config_cannot_explain_yet(live_project):
+    ws = Workspace(live_project)
+    traffic = [json.loads(line) for line in (live_project / "traffic.jsonl").open()]
+    api = [e for e in traffic if e["case"]["product"] == "api" and e["decision"] == "resolve"][:2]
+    write_jsonl(live_project / "api-reviews.jsonl", [review(e["case"], api_rule=True) for e in api])
+    ws.ingest(str(live_project / "api-reviews.jsonl"))
+    ws = Workspace(live_project)
+    queue = build_queue(ws, n=30, random_share=0.0, seed=3)
+    around = [p for p in queue.picks if p.picked_by == "unexplained-override"]
+    cases = {e["session_id"]: e["case"] for e in traffic}
+    assert around and all(p.predicted == "escalate" and p.agent_decision == "resolve" for p in around)
+    assert all(cases[p.session_id]["product"] == "api" for p in around), [p.reason for p in around]
+    assert all("product eq api" in p.reason and "2 of " in p.reason for p in around)
 
 
 def test_queue_picks_cases_the_fold_models_disagree_on(live_project):
@@ -99,7 +126,8 @@ def test_recorded_picks_are_not_picked_again_and_their_reviews_get_honest_estima
     results = Workspace(live_project).score(Workspace(live_project).baseline())
     sampling = results["sampling"]
     assert sampling["not_from_queue"] == 80 and sampling["weighted"]["batches"] == 1
-    assert sampling["random"]["sessions"] == 10
+    randoms = sum(p.picked_by == "random" for p in queue.picks)
+    assert randoms >= 10 and sampling["random"]["sessions"] == randoms
     # the ranked half is mostly predicted overrides: unweighted agreement is biased low, the weighted one less so
     assert sampling["unweighted"]["agreement"] < sampling["weighted"]["agreement"]
     low, high = sampling["weighted"]["interval95"]
@@ -117,13 +145,16 @@ def test_weighted_estimate_adds_each_batchs_known_picks_to_its_random_share_for_
     first, second = 8 / 10, (8 + 0 + 85 * 1.0) / (10 + 90)
     assert out["weighted"]["agreement"] == pytest.approx((10 * first + 5 * second) / 15, abs=1e-4)
     assert out["unweighted"]["agreement"] == 0.65 and out["random"]["agreement"] == pytest.approx(13 / 15, abs=1e-4)
+    # Hájek, pooled: a random pick stands for 1 / (the chance of being drawn in either batch), a ranked one for itself
+    weight = 1 / (1 - (1 - 10 / 100) * (1 - 5 / 85))
+    assert out["hajek"]["agreement"] == pytest.approx((0 * 5 + weight * 13) / (5 + weight * 15), abs=1e-4)
 
 
 def test_weighted_estimate_is_unbiased_when_ranked_picks_chase_the_disagreements():
     import random
 
     rng = random.Random(5)
-    truth, estimates, raw = [], [], []
+    truth, estimates, raw, pooled = [], [], [], []
     for _ in range(200):
         agrees = {f"S{i}": rng.random() < 0.7 for i in range(2000)}
         pool, picks = list(agrees), {}
@@ -138,9 +169,12 @@ def test_weighted_estimate_is_unbiased_when_ranked_picks_chase_the_disagreements
         out = sampled_agreement(sessions, {s: "a" for s in picks}, picks)
         truth.append(sum(agrees.values()) / len(agrees))
         estimates.append(out["weighted"]["agreement"])
+        pooled.append(out["hajek"]["agreement"])
         raw.append(out["unweighted"]["agreement"])
     bias = sum(estimates) / len(estimates) - sum(truth) / len(truth)
     assert abs(bias) < 0.01, bias
+    hajek = sum(e - t for e, t in zip(pooled, truth)) / len(truth)
+    assert hajek < -0.02, "one pooled weight for the random picks of every batch: the pooled Hájek figure is low"
     assert sum(raw) / len(raw) < sum(truth) / len(truth) - 0.2, "the unweighted figure shows the bias the weights remove"
 
 
