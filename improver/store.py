@@ -15,6 +15,7 @@ import hashlib
 import json
 import sqlite3
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -157,15 +158,7 @@ class TraceStore:
         """Store decisions, reviews and quarantined lines, a batch per transaction."""
         report = IngestReport(source=source)
         batch: list[Event | Quarantined] = []
-        # In WAL mode, synchronous=NORMAL commits a batch without waiting for the disk (one fsync a
-        # checkpoint instead of one a commit). A crash of improver loses nothing committed; a power
-        # cut may lose the last batches, but never corrupts the store or keeps a later commit without
-        # an earlier one (so no cursor without its events), and ingesting again stores them.
-        synchronous = self.db.execute("PRAGMA synchronous").fetchone()[0]
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        collecting = gc.isenabled()
-        gc.disable()  # events hold no reference cycles: refcounts free them, no collector pass rescans a batch
-        try:
+        with self._bulk_write():
             for item in items:
                 batch.append(item)
                 if len(batch) >= BATCH:
@@ -173,16 +166,37 @@ class TraceStore:
                     batch = []
                     gc.collect(1)  # what a source left in cycles (rare) goes with each batch
             self._write(batch, report)
-        finally:
-            if collecting:
-                gc.enable()
-            self.db.execute(f"PRAGMA synchronous={int(synchronous)}")
         report.conflicting_sessions = sorted(report.conflicting_sessions)
         report.orphan_reviews = self.count_orphan_reviews()
         report.re_reviewed_sessions = self.db.execute(
             "SELECT COUNT(*) FROM (SELECT session_id FROM reviews GROUP BY session_id HAVING COUNT(*) > 1)"
         ).fetchone()[0]
         return report
+
+    @contextmanager
+    def _bulk_write(self) -> Iterator[None]:
+        """Settings for writing many batches, restored after.
+
+        In WAL mode, synchronous=NORMAL commits a batch without waiting for the disk (a checkpoint
+        still does). A crash of improver loses nothing committed; a power cut may lose the last
+        batches, but never corrupts the store or keeps a later commit without an earlier one (so
+        no cursor without its events), and ingesting again stores them. The WAL is copied into the
+        store every ~80 MB instead of every ~4 MB, so a few checkpoints wait for the disk, not one
+        a batch. Events hold no reference cycles, so the cyclic collector is paused: refcounts
+        free them and no collector pass rescans a batch."""
+        synchronous = self.db.execute("PRAGMA synchronous").fetchone()[0]
+        checkpoint = self.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        collecting = gc.isenabled()
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA wal_autocheckpoint=20000")
+        gc.disable()
+        try:
+            yield
+        finally:
+            if collecting:
+                gc.enable()
+            self.db.execute(f"PRAGMA synchronous={int(synchronous)}")
+            self.db.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint)}")
 
     def _write(self, batch: list, report: IngestReport) -> None:
         decisions, reviews, quarantined = [], [], []
@@ -209,12 +223,13 @@ class TraceStore:
                 decisions,
             )
             before = self.db.total_changes
-            self.db.executemany(  # a review inferred from a span is not kept once a reviewer's own review is
-                "INSERT OR IGNORE INTO reviews (session_id, reviewer, decision, reasoning, precedent,"
-                 " conditions_json, ts, fingerprint, inferred, confidence) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10"
-                " WHERE NOT (?9 AND EXISTS (SELECT 1 FROM reviews WHERE session_id = ?1 AND inferred = 0))",
-                reviews,
-            )
+            insert = "INSERT OR IGNORE INTO reviews (session_id, reviewer, decision, reasoning, precedent," \
+                     " conditions_json, ts, fingerprint, inferred, confidence)"
+            if any(row[8] for row in reviews):  # a review inferred from a span is not kept once a reviewer's own review is
+                self.db.executemany(f"{insert} SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE NOT (?9 AND EXISTS"
+                                    " (SELECT 1 FROM reviews WHERE session_id = ?1 AND inferred = 0))", reviews)
+            else:
+                self.db.executemany(f"{insert} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", reviews)
             new_reviews = self.db.total_changes - before
             self.db.executemany("UPDATE reviews SET confidence = ? WHERE fingerprint = ? AND confidence IS NULL",
                                 [(row[9], row[7]) for row in reviews if row[9] is not None])  # read since it was stored

@@ -73,3 +73,17 @@ def test_a_review_keeps_the_fingerprint_stores_written_before_gave_it(tiny_proje
     for event in reviews:
         dumped = json.dumps(event.model_dump(exclude={"confidence"}), sort_keys=True, default=str)
         assert _fingerprint(event) == hashlib.sha1(dumped.encode()).hexdigest()
+
+
+def test_an_ingest_leaves_the_connection_and_the_collector_as_it_found_them(tiny_project):
+    import gc
+
+    from improver.models import DecisionEvent
+    from improver.store import TraceStore
+
+    with TraceStore(tiny_project / "t.sqlite") as store:
+        settings = [store.db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("synchronous", "wal_autocheckpoint")]
+        store.ingest([DecisionEvent(session_id="S1", decision="approve", case={})], "t")
+        assert [store.db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("synchronous", "wal_autocheckpoint")] \
+            == settings == [2, 1000]
+        assert gc.isenabled()
