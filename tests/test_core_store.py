@@ -62,6 +62,7 @@ def test_a_review_keeps_the_fingerprint_stores_written_before_gave_it(tiny_proje
     """The fingerprint is the review's identity in every store already written: the sha1 of its
     model_dump (without confidence) as sorted JSON, whatever makes it faster."""
     import hashlib
+    import warnings
 
     from improver.models import ReviewEvent
     from improver.store import _fingerprint
@@ -69,9 +70,13 @@ def test_a_review_keeps_the_fingerprint_stores_written_before_gave_it(tiny_proje
     lines = (tiny_project / "traces.jsonl").read_text(encoding="utf-8").splitlines()
     reviews = [ReviewEvent.model_validate(json.loads(line)) for line in lines if '"review"' in line]
     reviews += [ReviewEvent(session_id="S1", decision="réject ✓", precedent=None, conditions=["a", "b"], confidence="high"),
-                ReviewEvent(session_id="S2", decision="approve", ts="2026-01-01", inferred=True)]
+                ReviewEvent(session_id="S2", decision="approve", ts="2026-01-01", inferred=True),
+                ReviewEvent(session_id='S"3\\', decision="a\tb\n", reasoning="\x00 \u2028 😀", conditions=[]),
+                ReviewEvent.model_construct(session_id="S4", decision="x", conditions=[1, None])]  # not strings: the encoder
     for event in reviews:
-        dumped = json.dumps(event.model_dump(exclude={"confidence"}), sort_keys=True, default=str)
+        with warnings.catch_warnings():  # pydantic warns that the constructed one's conditions are not strings
+            warnings.simplefilter("ignore")
+            dumped = json.dumps(event.model_dump(exclude={"confidence"}), sort_keys=True, default=str)
         assert _fingerprint(event) == hashlib.sha1(dumped.encode()).hexdigest()
 
 
@@ -87,3 +92,10 @@ def test_an_ingest_leaves_the_connection_and_the_collector_as_it_found_them(tiny
         assert [store.db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("synchronous", "wal_autocheckpoint")] \
             == settings == [2, 1000]
         assert gc.isenabled()
+
+
+def test_lists_are_stored_as_json_dumps_writes_them():
+    from improver.store import _json_strings
+
+    for items in ([], ["policy:approval-tiers", "vendor:Nimbus"], ['q"uote', "back\\slash", "tab\t", "é ✓ 😀"], ["a", 1, None]):
+        assert _json_strings(items) == json.dumps(items)
