@@ -1,7 +1,10 @@
 """Case features for mining: every candidate test on a case field, as a packed bitset.
 
 Field kinds are inferred from the values: numbers get threshold tests at round cut
-points, short strings and booleans get equality tests, free text gets keyword tests.
+points (quantiles of all values, and of the values off the field's most common one, so
+a mostly-zero field still gets cuts among its non-zero values), short strings and
+booleans get equality tests, and a string field of few values also gets set tests
+(``in`` a pair of its values, as "urgent or emergency"); free text gets keyword tests.
 Id-like fields (nearly every value distinct, short) are skipped.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ STOPWORDS = frozenset(
     "need needs needed request requests requested will would should could can may must also more most very "
     "have has had do does did all any each other same new one two three".split()
 )
+MAX_SET_VALUES = 12  # a string field with at most this many values gets ``in`` tests on pairs of them
 WORD = re.compile(r"\w{3,}")  # whole \w runs, so keyword tests agree with the ``contains`` operator
 
 
@@ -106,6 +110,8 @@ def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list
                 tests += _keyword_tests(path, values, min_count, rows, max_keywords)
             elif distinct <= max(50, rows // 20) and distinct < 0.9 * len(present):
                 tests += _equality_tests(path, values, min_count, rows)
+                if 3 <= distinct <= MAX_SET_VALUES:
+                    tests += _set_tests(path, values, min_count, rows)
     return tests
 
 
@@ -118,13 +124,38 @@ def _equality_tests(path: str, values: list, min_count: int, rows: int) -> list[
     return tests
 
 
+def _set_tests(path: str, values: list, min_count: int, rows: int) -> list[Test]:
+    """``in`` tests on every pair of a few-valued string field's values (sorted, so stable)."""
+    column = np.array([v if isinstance(v, str) else None for v in values], dtype=object)
+    distinct = sorted({v for v in column if v is not None})
+    masks = {v: column == v for v in distinct}
+    tests = []
+    for i, first in enumerate(distinct):
+        for second in distinct[i + 1:]:
+            mask = masks[first] | masks[second]
+            if min_count <= mask.sum() < rows and masks[first].any() and masks[second].any():
+                tests.append(Test(path, "in", [first, second], pack(mask)))
+    return tests
+
+
+def _cut_points(finite: np.ndarray, min_count: int) -> set[float]:
+    """Round cut points at quantiles of the values, and of those off the most common value
+    when it holds most rows: as many of those as bins of ``min_count`` values they make."""
+    cuts = {round_cut(q) for q in np.quantile(finite, np.linspace(0.05, 0.95, 19))}
+    values, counts = np.unique(finite, return_counts=True)
+    rest = finite[finite != values[counts.argmax()]]
+    bins = min(20, len(rest) // max(min_count, 1))
+    if bins >= 2 and len(rest) < 0.5 * len(finite):
+        cuts |= {round_cut(q) for q in np.quantile(rest, np.arange(1, bins) / bins)}
+    return cuts
+
+
 def _numeric_tests(path: str, values: list, min_count: int, rows: int, declared: list[float]) -> list[Test]:
     column = np.array([float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in values])
     finite = column[np.isfinite(column)]
     if len(np.unique(finite)) < 2:
         return []
-    cuts = {round_cut(q) for q in np.quantile(finite, np.linspace(0.05, 0.95, 19))}
-    cuts |= {float(c) for c in declared}
+    cuts = _cut_points(finite, min_count) | {float(c) for c in declared}
     tests = []
     with np.errstate(invalid="ignore"):
         for cut in sorted(cuts):

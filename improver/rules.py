@@ -10,7 +10,10 @@ at least ``min_support`` of the group and explain more of it than it contradicts
 (``h >= c``). Its precision over everything it covers, shrunk toward the parent's
 agreement (a beta prior of ``PRIOR_STRENGTH`` sessions at the rate the current agent
 already agrees with the reviewers), must clear ``min_precision``, and its Wilson lower
-bound ``min_wilson``, so three lucky rows do not make a rule. Redundant tests are pruned.
+bound ``min_wilson``, so three lucky rows do not make a rule. A test that refines a rule
+must take at least ``MIN_REMOVED`` contradicting sessions out of it (one is a noisy
+review, not a condition), and set tests (``in``) only refine: alone, a pair of values
+fits noise at small N. Redundant tests are pruned.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from improver.features import Test, TestCounts, count, pack
 
 OCCAM_MARGIN = 0.1  # a rule's extra test must raise its quality by 10%
 HINT_TOLERANCE = 0.8  # a rule starting from the entity a precedent is named after may be 20% worse
+MIN_REMOVED = 2  # a test added to a rule must remove at least this many contradicting rows (one is noise)
+REFINE_ONLY = ("in",)  # operators never a rule's first test
 PRIOR_STRENGTH = 2.0  # sessions' worth of the parent's agreement a rule's precision is shrunk toward
 
 
@@ -78,6 +83,8 @@ class RuleInducer:
         self.rows = rows
         self.matrix = np.stack([t.bits for t in tests]) if tests else np.zeros((0, (rows + 63) // 64), np.uint64)
         self.counts = TestCounts(self.matrix, rows)
+        # set tests ("urgency in [urgent, emergency]") only refine a rule: alone they fit noise at small N
+        self.refine_only = np.array([t.op in REFINE_ONLY for t in tests], dtype=bool)
         self.beam_width = beam_width
         self.max_tests = max_tests
         self.min_precision = min_precision
@@ -139,6 +146,7 @@ class RuleInducer:
         beam: list[tuple[tuple[int, ...], np.ndarray, int]] = [((), universe, count(universe))]
         if starts:
             beam = [((i,), universe & self.tests[i].bits, count(universe & self.tests[i].bits)) for i in starts]
+        wrong = universe & ~correct
         best: InducedRule | None = None
         if starts:
             for chosen, bits, covered in beam:
@@ -153,9 +161,11 @@ class RuleInducer:
                 used = {self.tests[i].key for i in chosen}
                 rows, covered, hit, right = self._counts(bits, positives, correct)
                 quality = self._quality(hit, covered - right, base_rate)
+                # a test refining a rule must take out real contradictions, not one noisy row
+                enough = (count(bits & wrong) - (covered - right) >= MIN_REMOVED) if chosen else ~self.refine_only
                 order = np.argsort(-quality)
                 for i in order[: self.beam_width * 4]:
-                    if hit[i] < min_support or covered[i] == covered_now or self.tests[i].key in used:
+                    if hit[i] < min_support or covered[i] == covered_now or self.tests[i].key in used or not enough[i]:
                         continue
                     key = frozenset((*chosen, int(i)))
                     if key in seen:
@@ -185,10 +195,14 @@ class RuleInducer:
                 if id(drop) in kept_start:
                     continue
                 kept = tuple(t for t in rule.tests if t is not drop)
+                if all(t.op in REFINE_ONLY for t in kept):
+                    continue
                 bits = np.bitwise_and.reduce([universe] + [t.bits for t in kept])
                 covered, hit, right = count(bits), count(bits & positives), count(bits & correct)
                 quality = float(self._quality(np.array([hit]), np.array([covered - right]), base_rate)[0])
-                if self._valid(hit, covered, right, min_support) and quality * (1 + OCCAM_MARGIN) >= rule.quality - 1e-9:
+                noise_only = (covered - right) - (rule.covered - rule.correct) < MIN_REMOVED
+                if self._valid(hit, covered, right, min_support) and (
+                        noise_only or quality * (1 + OCCAM_MARGIN) >= rule.quality - 1e-9):
                     rule = InducedRule(kept, bits, covered, hit, right, quality)
                     improved = True
                     break

@@ -43,3 +43,29 @@ def test_test_counts_equal_the_bitset_popcount_for_small_large_and_middling_row_
         expected = np.bitwise_count(matrix & within).sum(axis=1)
         assert counts(within).tolist() == expected.tolist()
         assert counts(within.copy()).tolist() == expected.tolist()  # asked again: remembered, same answer
+
+
+def test_a_set_test_refines_a_rule_but_never_starts_one():
+    # 40 sessions: 10 Support tickets, urgent or emergency in 0-7 (approved), normal in 8-9 (rejected)
+    department = FeatureTest("department", "eq", "Support", rows(40, range(10)))
+    urgent = FeatureTest("urgency", "in", ["emergency", "urgent"], rows(40, list(range(8)) + list(range(20, 28))))
+    group, correct = rows(40, range(8)), rows(40, list(range(8)) + list(range(10, 40)))
+    rule = RuleInducer([department, urgent], 40).induce(group, correct, min_support=3)
+    assert rule is not None and rule.condition() == {"department": {"eq": "Support"},
+                                                     "urgency": {"in": ["emergency", "urgent"]}}
+    # alone, the set test is no rule, however well it covers the group
+    assert RuleInducer([urgent], 40).induce(group, correct, min_support=3) is None
+
+
+def test_a_refining_test_must_take_out_more_than_one_contradicting_session():
+    # the department rule covers 10 approvals and one rejection (a noisy review, row 10); a test
+    # that only removes that one row is not added: one row is noise, not a condition
+    department = FeatureTest("department", "eq", "Support", rows(40, range(11)))
+    amount = FeatureTest("amount", "lt", 900, rows(40, list(range(10)) + list(range(30, 40))))
+    group, correct = rows(40, range(10)), rows(40, list(range(10)) + list(range(12, 30)))
+    rule = RuleInducer([department, amount], 40).induce(group, correct, min_support=3)
+    assert rule is not None and rule.condition() == {"department": {"eq": "Support"}}
+    # two contradicting rows removed (10 and 11) is a real refinement
+    department = FeatureTest("department", "eq", "Support", rows(40, range(12)))
+    rule = RuleInducer([department, amount], 40).induce(group, correct, min_support=3)
+    assert rule is not None and rule.condition() == {"amount": {"lt": 900}, "department": {"eq": "Support"}}
