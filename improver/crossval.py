@@ -10,7 +10,8 @@ sessions (the *refit*) is proposed when most folds find it too (same name, or sa
 condition and decision) and its summed out-of-fold effect is not negative: the agreements
 its fold rules add on the sessions they were not mined from, replayed in the fold's
 decision list. Each proposal carries that per-fold evidence. The shipped config is the
-refit with the precedents that passed; the fold configs, rerun by the real target on
+refit with the precedents that passed and that still add agreement as they ship, together
+ahead of the parent (``deployable``: a kept rule may have leant on a dropped one); the fold configs, rerun by the real target on
 their own sessions, give the out-of-fold agreement with a 95% Wilson interval.
 
 From ``cv_max_sessions`` sessions on, k mining passes cost more than they teach: one
@@ -113,6 +114,23 @@ def replay_effects(proposals: Sequence[Proposal], masks: np.ndarray, fallback: n
         return {}
     gains = marginal_gains(masks, [p.decision for p in proposals], fallback, human)
     return {p.id: g for p, g in zip(proposals, gains)}
+
+
+def deployable(proposals: Sequence[Proposal], masks: np.ndarray, fallback: np.ndarray, human: np.ndarray) -> list[Proposal]:
+    """The proposals that still add agreement as they will ship: together, in order, ahead of ``fallback``.
+
+    Mining judged each rule inside its whole decision list; stability selection may drop a
+    rule that shielded a later one (a broader rule it kept off rows the parent's rules
+    decide well). So the kept proposals are replayed on their own, ahead of the parent's
+    decisions, and the one adding least is dropped while it adds nothing."""
+    kept = list(range(len(proposals)))
+    while kept:
+        gains = marginal_gains(masks[kept], [proposals[i].decision for i in kept], fallback, human)
+        worst = min(range(len(kept)), key=lambda j: (gains[j], -j))
+        if gains[worst] > 0:
+            break
+        kept.pop(worst)
+    return [proposals[i] for i in kept]
 
 
 def select(refit: list[Proposal], runs: list[FoldRun], folds: int) -> dict[str, dict[str, Any]]:

@@ -303,6 +303,7 @@ class Workspace:
         proposals = build_proposals(result, self.project.config.entity_fields, taken, cycle, self.project.config.min_evidence)
         if cv is not None:
             proposals = [p.model_copy(update={"cv": cv.evidence[p.precedent]}) for p in proposals if cv.stable(p.precedent)]
+            proposals = self._deployable(parent, proposals)
         if not proposals:
             return None
         if not run_id:  # the same proposals from the same parent again: the experiment that holds them
@@ -322,6 +323,17 @@ class Workspace:
             mining["cv"] = cv.manifest(proposals)
         return self._child(parent, proposals, guidance, "cycle", cycle, mining,
                            report(result, proposals, f"Mining report: cycle {cycle} from {parent.id}"))
+
+    def _deployable(self, parent: Experiment, proposals: list[Proposal]) -> list[Proposal]:
+        """The stable proposals that add agreement on the training sessions as they ship (``crossval.deployable``)."""
+        if not proposals:
+            return proposals
+        train = np.array([i for i, s in enumerate(self.sessions) if self.split(s.session_id) == "train"], dtype=int)
+        decisions = self.run(parent)
+        masks = np.stack([self.columns.mask(p.when)[train] for p in proposals])
+        fallback = np.array([decisions[self.sessions[i].session_id]["decision"] for i in train], dtype=object)
+        human = np.array([self.sessions[i].human_decision for i in train], dtype=object)
+        return crossval.deployable(proposals, masks, fallback, human)
 
     def _child(self, parent: Experiment, proposals: list[Proposal], guidance: list[str], kind: str, cycle: int,
                mining: dict, report_text: str, slug: str | None = None) -> Experiment:

@@ -87,3 +87,15 @@ def test_large_projects_switch_to_one_validation_split(tiny_project):
     validation = [s for s in ws.sessions if ws.split(s.session_id) == "train"
                   and crossval.in_validation(s.session_id, ws.project.config.validation)]
     assert cv["mode"] == "validation" and cv["folds"] == 1 and cv["sessions"] == len(validation) > 0
+
+
+def test_a_kept_proposal_that_only_helped_behind_a_dropped_one_is_not_shipped():
+    # mining ordered [exact, broad]: "exact" decided rows 0-3 (approve) before "broad" (escalate)
+    # could; stability selection dropped "exact". Shipped alone, ahead of the parent's decisions,
+    # "broad" would turn rows 0-3 the parent got right into disagreements: it is not shipped.
+    human = np.array(["approve"] * 4 + ["escalate"] * 2 + ["approve"] * 4, dtype=object)
+    parent = np.array(["approve"] * 4 + ["approve"] * 2 + ["approve"] * 4, dtype=object)
+    broad = np.array([True] * 6 + [False] * 4)
+    useful = np.array([False] * 4 + [True] * 2 + [False] * 4)
+    kept = crossval.deployable([proposal("broad", {}), proposal("useful", {})], np.stack([broad, useful]), parent, human)
+    assert [p.id for p in kept] == ["useful"]
