@@ -85,6 +85,13 @@ def _paths(case: dict, prefix: str = "") -> list[str]:
     return paths
 
 
+def column_values(cases: Sequence[dict], path: str) -> list:
+    """The value at ``path`` in every case (``MISSING`` where absent): one dict lookup a row for a top-level field."""
+    if "." in path:
+        return [field_value(case, path) for case in cases]
+    return [case.get(path, MISSING) if type(case) is dict else field_value(case, path) for case in cases]
+
+
 def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list[float]] | None = None,
                 max_keywords: int = 400) -> list[Test]:
     """Every candidate test over the cases that holds for at least ``min_count`` rows."""
@@ -95,7 +102,7 @@ def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list
     paths = sorted({p for case in sample for p in _paths(case)})
     tests: list[Test] = []
     for path in paths:
-        values = [field_value(case, path) for case in cases]
+        values = column_values(cases, path)
         present = [v for v in values if v is not None and v is not MISSING and not isinstance(v, (list, dict))]
         if len(present) < min_count:
             continue
@@ -116,12 +123,12 @@ def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list
 
 
 def _equality_tests(path: str, values: list, min_count: int, rows: int) -> list[Test]:
-    column = np.array([v if isinstance(v, (str, bool)) else None for v in values], dtype=object)
-    tests = []
-    for value, n in Counter(v for v in column if v is not None).items():
-        if min_count <= n < rows:
-            tests.append(Test(path, "eq", value, pack(column == value)))
-    return tests
+    index: dict = {}  # each string or boolean value, in order of first appearance, and its code
+    codes = np.fromiter((index.setdefault(v, len(index)) if isinstance(v, (str, bool)) else -1 for v in values),
+                        dtype=np.int64, count=len(values))
+    counts = np.bincount(codes[codes >= 0], minlength=len(index))
+    return [Test(path, "eq", value, pack(codes == code)) for code, value in enumerate(index)
+            if min_count <= counts[code] < rows]
 
 
 def _set_tests(path: str, values: list, min_count: int, rows: int) -> list[Test]:
@@ -259,10 +266,7 @@ class Columns:
     def values(self, path: str) -> np.ndarray:
         if path not in self._values:
             column = np.empty(len(self.cases), dtype=object)
-            if "." in path:
-                column[:] = [field_value(case, path) for case in self.cases]
-            else:  # a top-level field: one dict lookup a row
-                column[:] = [case.get(path, MISSING) if type(case) is dict else field_value(case, path) for case in self.cases]
+            column[:] = column_values(self.cases, path)
             self._values[path] = column
         return self._values[path]
 

@@ -22,8 +22,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from improver import text
-from improver.conditions import describe, field_value
-from improver.features import build_tests, pack, unpack, words
+from improver.conditions import describe
+from improver.features import build_tests, column_values, pack, unpack, words
 from improver.models import ReviewedSession
 from improver.rules import InducedRule, RuleInducer
 
@@ -110,7 +110,8 @@ def _ceiling(sessions: Sequence[ReviewedSession], rules_fields: set[str], keywor
     """Agreement reachable if identical-looking cases get one decision each."""
     signatures: dict[tuple, Counter] = defaultdict(Counter)
     members: dict[tuple, list[str]] = defaultdict(list)
-    columns = [_signature_parts([field_value(s.case, path) for s in sessions], keywords) for path in sorted(rules_fields)]
+    cases = [s.case for s in sessions]
+    columns = [_signature_parts(column_values(cases, path), keywords) for path in sorted(rules_fields)]
     for s, signature in zip(sessions, zip(*columns) if columns else [()] * len(sessions)):
         signatures[signature][s.human_decision] += 1
         members[signature].append(s.session_id)
@@ -356,8 +357,10 @@ def _findings(sessions, current, agent, human, noisy) -> list[Finding]:
         cited = Counter(c for i in members for c in sorted(set(current[i].get("cited") or [])))
         for item, n in cited.items():
             item_words = {w for w in re.split(r"[^a-z0-9]+", item.lower()) if len(w) >= 5}
+            if not (tag_words & item_words and n >= 0.8 * len(members)):
+                continue
             ignored = [sessions[i].session_id for i in members if item in (current[i].get("cited") or []) and agent[i] != human[i]]
-            if tag_words & item_words and n >= 0.8 * len(members) and ignored:
+            if ignored:
                 findings.append(Finding(
                     kind="policy-ignored", count=len(ignored),
                     summary=f"'{item}' was in the agent's tool output in {n} of {len(members)} sessions of "
