@@ -107,17 +107,28 @@ def _groups(sessions: Sequence[ReviewedSession], disagree: np.ndarray) -> tuple[
 
 
 def _ceiling(sessions: Sequence[ReviewedSession], rules_fields: set[str], keywords: set[str]) -> tuple[float, list[str]]:
-    """Agreement reachable if identical-looking cases get one decision each."""
-    signatures: dict[tuple, Counter] = defaultdict(Counter)
-    members: dict[tuple, list[str]] = defaultdict(list)
+    """Agreement reachable if identical-looking cases get one decision each; and the sessions whose
+    look-alikes were decided otherwise (by signature in order of first appearance, then session order)."""
+    if not sessions:
+        return 0.0, []
     cases = [s.case for s in sessions]
     columns = [_signature_parts(column_values(cases, path), keywords) for path in sorted(rules_fields)]
-    for s, signature in zip(sessions, zip(*columns) if columns else [()] * len(sessions)):
-        signatures[signature][s.human_decision] += 1
-        members[signature].append(s.session_id)
-    best = sum(c.most_common(1)[0][1] for c in signatures.values())
-    noisy = [sid for sig, c in signatures.items() if len(c) > 1 for sid in members[sig]]
-    return best / max(len(sessions), 1), noisy
+    signature = _codes(zip(*columns) if columns else [()] * len(sessions), len(sessions))
+    human = _codes((s.human_decision for s in sessions), len(sessions))
+    pairs, counts = np.unique(signature * (int(human.max()) + 1) + human, return_counts=True)
+    owner = pairs // (int(human.max()) + 1)  # each (signature, decision) pair's signature
+    largest = np.zeros(int(signature.max()) + 1, dtype=np.int64)
+    np.maximum.at(largest, owner, counts)
+    mixed = np.bincount(owner, minlength=len(largest)) > 1  # signatures with more than one human decision
+    order = np.argsort(signature, kind="stable")
+    noisy = [sessions[i].session_id for i in order[mixed[signature[order]]]]
+    return int(largest.sum()) / len(sessions), noisy
+
+
+def _codes(values, n: int) -> np.ndarray:
+    """A code per value, numbered in order of first appearance."""
+    index: dict = {}
+    return np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int64, count=n)
 
 
 def _signature_parts(values: list, keywords: set[str]) -> list:

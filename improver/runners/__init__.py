@@ -48,6 +48,8 @@ def _error(message: str) -> dict:
 def _text(value: object) -> str:
     """``value`` as text that can be written as UTF-8 (lone surrogates become escapes)."""
     text = value if isinstance(value, str) else str(value)
+    if text.isascii():  # no lone surrogates: as it is (most answers; the round trip below costs ~9 us an answer)
+        return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
