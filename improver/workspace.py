@@ -412,7 +412,7 @@ class Workspace:
         """The runner for reruns of a few sessions (leave-one-out, folds, new sessions): their errors are
         judged against every reviewed session in ``decide``, not against the few rerun."""
         target = self.project.config.target.model_copy(update={"max_error_share": 1.0})
-        return runner_for(Project(self.project.root, self.project.config.model_copy(update={"target": target})))
+        return runner_for(Project(self.project.root, self.project.config.model_copy(update={"target": target})), pool=self.runner)
 
     def decide(self, config_dir: Path, sessions: list[ReviewedSession], label: str, subset: bool = False) -> list[dict]:
         """The target's answers on these sessions; ``RunFailedError`` (sessions named) past the error share

@@ -83,6 +83,19 @@ def test_runs_batched_together_answer_as_each_run_alone(tiny_project):
         fresh.close()
 
 
+def test_reruns_of_a_few_sessions_use_the_running_worker_processes(tiny_project):
+    """The subset runner (leave-one-out, folds) has its own error share but no second pool to start."""
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    cases = [s.case for s in ws.sessions]
+    ws.runner.inner.run(cases, tiny_project / "config")
+    started = [w.process.pid for w in ws.runner.inner._workers]
+    answers = ws.subset_runner.inner.run([{"boom": True, "minutes": 1}] * 6, tiny_project / "config")
+    assert [a["decision"] for a in answers] == ["error"] * 6  # past the main runner's 20% share: not failed
+    assert [w.process.pid for w in ws.subset_runner.inner._workers if w.process.poll() is None] == started
+    ws.runner.close()
+
+
 ASYNC_AGENT = """
 import asyncio, time
 from improver.runtime import load_overlay

@@ -101,9 +101,14 @@ class ErrorBudget:
             raise RunFailedError(budget.errors, budget.total, share, budget.first)
 
 
-def runner_for(project: Project) -> TargetRunner:
-    """The backend ``target.runner`` names, wrapped in the decision cache unless ``target.cache`` is off."""
+def runner_for(project: Project, pool: TargetRunner | None = None) -> TargetRunner:
+    """The backend ``target.runner`` names, wrapped in the decision cache unless ``target.cache`` is off.
+    With ``pool`` (a runner of the same target), a backend that can share its worker processes does."""
     spec = project.config.target
+    inner = getattr(pool, "inner", pool)
+    if inner is not None and hasattr(inner, "sharing") and (spec.callable, spec.python_path, spec.runner) == \
+            (inner.spec.callable, inner.spec.python_path, inner.spec.runner) and not spec.command:
+        return _cached(project, inner.sharing(spec))
     if spec.command:
         from improver.runners.command import CommandRunner as Backend
     elif spec.runner == "async":
@@ -112,7 +117,11 @@ def runner_for(project: Project) -> TargetRunner:
         from improver.runners.ray import RayRunner as Backend
     else:
         from improver.runners.local import CallableRunner as Backend
-    runner = Backend(spec, project.root)
+    return _cached(project, Backend(spec, project.root))
+
+
+def _cached(project: Project, runner: TargetRunner) -> TargetRunner:
+    spec = project.config.target
     if not spec.cache:
         return runner
     from improver.runners.cache import CachedRunner, DecisionCache, fingerprint

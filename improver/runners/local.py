@@ -205,6 +205,13 @@ class CallableRunner:
         """Stop the worker processes (they also stop with this runner or with the parent)."""
         self._finalizer()
 
+    def sharing(self, spec: TargetSpec) -> "CallableRunner":
+        """A runner with another spec (its error share, its timeout) on this one's worker processes:
+        the same target, so no second pool has to start and import it. Closing either stops both."""
+        other = CallableRunner.__new__(CallableRunner)
+        other.spec, other.root, other._workers, other._finalizer = spec, self.root, self._workers, self._finalizer
+        return other
+
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
         return self.run_many([(cases, config_dir)], progress)[0]
 
