@@ -199,7 +199,7 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
                          min_evidence, 0, undecided)
         accepted += [(p, r) for p, r in found if r is not None]
 
-    ordered = _replay(accepted, agent, human, rows)
+    ordered = _number_repeats(_replay(accepted, agent, human, rows))
     names = {p.name for p, _ in ordered}
     weak = [p for p, r in candidates if r is None and p.name not in names]
     precedents = [p for p, _ in ordered] + weak
@@ -242,9 +242,8 @@ def _explain(name, source, decision, members, few, inducer, human, correct_bits,
         group_hits = [i for i in np.flatnonzero(mask & remaining)]
         evidence = sorted(group_hits, key=lambda i: (not disagree[i], sessions[i].session_id))
         conflicts = [sessions[i].session_id for i in np.flatnonzero(mask) if sessions[i].human_decision != decision]
-        label = name if not rules else f"{name}-{rules + 1}"
         found.append((Precedent(
-            name=label, source=source, decision=decision, condition=rule.condition(),
+            name=name, source=source, decision=decision, condition=rule.condition(),
             description=describe(rule.condition()), group_size=len(members), support=len(group_hits),
             covered=rule.covered, precision=round(rule.precision, 4),
             disagreements=int(disagree[mask & remaining].sum()),
@@ -314,6 +313,17 @@ def _replay(accepted, agent, human, rows):
         ordered.pop(worst)
     for (precedent, _rule), gain in zip(ordered, gains if ordered else []):
         precedent.expected_gain = gain
+    return ordered
+
+
+def _number_repeats(ordered):
+    """Name a group's kept rules ``name``, ``name-2``, ... in list order: a group may
+    explain its sessions with several rules, and the replay may drop any of them."""
+    seen: Counter = Counter()
+    for precedent, _rule in ordered:
+        seen[precedent.name] += 1
+        if seen[precedent.name] > 1:
+            precedent.name = f"{precedent.name}-{seen[precedent.name]}"
     return ordered
 
 

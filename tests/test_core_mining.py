@@ -63,3 +63,17 @@ def test_mining_gives_the_same_precedents_whatever_the_string_hash_seed():
     runs = [subprocess.run([sys.executable, "-c", MINE_THE_DEMO], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")]
     assert runs[0] and runs[0] == runs[1] == runs[2]
+
+
+def test_a_groups_kept_rules_are_numbered_from_its_own_name_whatever_the_replay_drops(tmp_path):
+    from improver.demo import make_demo_project
+    from improver.workspace import Workspace
+    project = make_demo_project(tmp_path / "p", n=60)  # marketing-panic-buy's first rule adds nothing here
+    ws = Workspace(project)
+    ws.ingest(str(project / "traces.jsonl"))
+    names = [p.name for p in ws.mine(ws.baseline()).precedents]
+    assert "marketing-panic-buy" in names
+    for name in names:
+        base, _, number = name.rpartition("-")
+        if number.isdigit():
+            assert (base if number == "2" else f"{base}-{int(number) - 1}") in names, names

@@ -103,7 +103,8 @@ def test_from_install_to_a_first_scored_cycle_on_your_own_agent(installed, tmp_p
     done = improver(installed, project, "cycle", "--json")
     assert done.returncode == 0, done.stderr
     history = json.loads(done.stdout)["history"]
-    assert history[0]["heldout"] is not None and history[-1]["heldout"] > history[0]["heldout"]
+    assert history[0]["heldout"] is None  # init keeps no test split: cross-validation scores every review
+    assert history[0]["cv"] is not None and history[-1]["cv"] > history[0]["cv"] and history[-1]["cv_change"] > 0
 
 
 def test_install_claude_and_serve_from_the_installed_wheel(installed, tmp_path):
