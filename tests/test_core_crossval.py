@@ -99,3 +99,19 @@ def test_a_kept_proposal_that_only_helped_behind_a_dropped_one_is_not_shipped():
     useful = np.array([False] * 4 + [True] * 2 + [False] * 4)
     kept = crossval.deployable([proposal("broad", {}), proposal("useful", {})], np.stack([broad, useful]), parent, human)
     assert [p.id for p in kept] == ["useful"]
+
+
+def test_propose_drops_a_stable_precedent_that_loses_agreement_as_it_ships(tiny_project):
+    # a stable precedent whose rule, shipped ahead of the parent, turns billing tickets the
+    # parent resolves correctly into escalations: propose ships the login rule without it
+    from improver.mining import Precedent
+
+    ws = ingested(tiny_project)
+    cv = ws.cross_validate(ws.baseline())
+    harmful = Precedent(name="billing-escalate", source="tag", decision="escalate", group_size=5, support=5,
+                        condition={"product": {"eq": "billing"}}, covered=15, precision=0.4, expected_gain=1)
+    cv.result.precedents.append(harmful)
+    cv.evidence["billing-escalate"] = {"folds": 5, "found": 5, "oof_effect": 0, "stable": True,
+                                      "per_fold": [{"fold": k, "found": True, "rule": None, "effect": 0} for k in range(5)]}
+    experiment = ws.propose(ws.baseline(), cv.result, 1, cv=cv)
+    assert [p.precedent for p in experiment.manifest.proposals] == ["login-outage"]
