@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -97,15 +98,36 @@ class CrossValidation:
         return {"mode": self.mode, "folds": self.folds, "fold_runs": folds, "dropped": dropped}
 
 
-def matching(proposal: Proposal, candidates: Sequence[Proposal]) -> Proposal | None:
-    """The fold proposal that is the same precedent: same name and decision, else same condition and decision."""
+def family(precedent: str) -> str:
+    """A precedent's group name: mining names a group's second and third rules ``name-2``, ``name-3``."""
+    return re.sub(r"-\d+$", "", precedent)
+
+
+def matching(proposal: Proposal, candidates: Sequence[Proposal],
+             rows: Callable[[Proposal], np.ndarray] | None = None) -> Proposal | None:
+    """The fold proposal that is the same precedent: same name and decision, else same condition and
+    decision, else (given ``rows``, each proposal's matched sessions) the rule of the same group and
+    decision that matches most of the proposal's sessions, if it matches at least half of them.
+
+    A group may be explained by one rule in a fold and by two in the refit (Marketing and Sales
+    panic buys as one rule or as ``marketing-panic-buy`` and ``marketing-panic-buy-2``): the
+    refit's second rule is found when the fold's rule for the group decides most of its sessions."""
     for other in candidates:
         if other.precedent == proposal.precedent and other.decision == proposal.decision:
             return other
     for other in candidates:
         if other.when == proposal.when and other.decision == proposal.decision:
             return other
-    return None
+    if rows is None:
+        return None
+    mine = rows(proposal)
+    best, overlap = None, 0
+    for other in candidates:
+        if other.decision == proposal.decision and family(other.precedent) == family(proposal.precedent):
+            shared = int((rows(other) & mine).sum())
+            if shared > overlap:
+                best, overlap = other, shared
+    return best if overlap and 2 * overlap >= int(mine.sum()) else None
 
 
 def replay_effects(proposals: Sequence[Proposal], masks: np.ndarray, fallback: np.ndarray, human: np.ndarray) -> dict[str, int]:
@@ -133,7 +155,8 @@ def deployable(proposals: Sequence[Proposal], masks: np.ndarray, fallback: np.nd
     return [proposals[i] for i in kept]
 
 
-def select(refit: list[Proposal], runs: list[FoldRun], folds: int) -> dict[str, dict[str, Any]]:
+def select(refit: list[Proposal], runs: list[FoldRun], folds: int,
+           rows: Callable[[Proposal], np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
     """Per refit proposal: which folds found it, their out-of-fold effects, and whether it is stable.
 
     Stable means found in more than half of the folds with a summed effect that is not
@@ -143,7 +166,7 @@ def select(refit: list[Proposal], runs: list[FoldRun], folds: int) -> dict[str, 
     for proposal in refit:
         per_fold, found, total = [], 0, 0
         for run in runs:
-            match = matching(proposal, run.proposals)
+            match = matching(proposal, run.proposals, rows)
             effect = run.effects.get(match.id, 0) if match else 0
             found += match is not None
             total += effect

@@ -272,7 +272,15 @@ class Workspace:
         refit = self.mine(parent) if mode == "cv" else runs[0].result
         taken = {rule.id for rule in load_overlay(parent.config_dir).rules}
         proposals = build_proposals(refit, config.entity_fields, taken, cycle, config.min_evidence)
-        return CrossValidation(mode, len(runs), refit, runs, crossval.select(proposals, runs, len(runs)))
+        matched: dict[str, np.ndarray] = {}
+
+        def rows(proposal):  # the training sessions a proposal's rule matches (fold rules share conditions)
+            key = json.dumps(proposal.when, sort_keys=True)
+            if key not in matched:
+                matched[key] = self.columns.mask(proposal.when)[train]
+            return matched[key]
+
+        return CrossValidation(mode, len(runs), refit, runs, crossval.select(proposals, runs, len(runs), rows))
 
     def out_of_fold(self, experiment: Experiment) -> dict:
         """Agreement on every session scored by the fold config mined without it, with a 95% interval."""

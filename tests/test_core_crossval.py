@@ -115,3 +115,23 @@ def test_propose_drops_a_stable_precedent_that_loses_agreement_as_it_ships(tiny_
                                       "per_fold": [{"fold": k, "found": True, "rule": None, "effect": 0} for k in range(5)]}
     experiment = ws.propose(ws.baseline(), cv.result, 1, cv=cv)
     assert [p.precedent for p in experiment.manifest.proposals] == ["login-outage"]
+
+
+def test_a_groups_second_rule_is_found_by_a_fold_that_explains_the_group_with_one_rule():
+    # the refit explains panic buys with two rules (Marketing, then Sales); a fold with one rule
+    # for both finds each of them; a third refit rule of the group on other sessions is not found
+    rows = {"panic": np.array([1, 1, 0, 0, 0, 0, 0, 0], bool), "panic-2": np.array([0, 0, 1, 1, 0, 0, 0, 0], bool),
+            "panic-3": np.array([0, 0, 0, 0, 1, 1, 0, 0], bool), "both": np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)}
+    refit = [proposal("panic", {"dept": {"eq": "M"}}), proposal("panic-2", {"dept": {"eq": "S"}}),
+             proposal("panic-3", {"dept": {"eq": "E"}})]
+    fold_rule = proposal("panic", {"dept": {"in": ["M", "S"]}})
+    runs = [FoldRun(fold, np.arange(2), None, [fold_rule], {"panic": 1}) for fold in range(5)]
+    evidence = crossval.select(refit, runs, 5, rows=lambda p: rows["both" if p is fold_rule else p.precedent])
+    assert evidence["panic"]["stable"] and evidence["panic-2"]["stable"] and evidence["panic-2"]["found"] == 5
+    assert evidence["panic-2"]["per_fold"][0]["rule"] == "panic" and evidence["panic-2"]["oof_effect"] == 5
+    assert evidence["panic-3"]["found"] == 0 and not evidence["panic-3"]["stable"]
+    # a rule of the same decision from another group is not the same precedent
+    other = proposal("cfo", {"dept": {"in": ["M", "S"]}})
+    runs = [FoldRun(fold, np.arange(2), None, [other], {"cfo": 1}) for fold in range(5)]
+    evidence = crossval.select(refit, runs, 5, rows=lambda p: rows["both" if p is other else p.precedent])
+    assert evidence["panic-2"]["found"] == 0
