@@ -29,6 +29,7 @@ from improver.rules import InducedRule, RuleInducer
 
 ESCALATION_WORDS = ("flag", "escalat", "review", "defer", "hold", "refer")
 MAX_RULES_PER_GROUP = 3
+MIN_EXCEPTION = 2  # sessions an exception needs to count its rule's evidence as its own (one is a noisy review)
 
 
 class Precedent(BaseModel):
@@ -41,6 +42,8 @@ class Precedent(BaseModel):
     description: str = ""
     group_size: int = Field(description="training sessions in the group with this decision")
     support: int = Field(0, description="group sessions the condition covers")
+    evidence: int = Field(0, description="sessions of the precedent its rule and its exceptions cover together "
+                                         "(an exception's own support of one session is noise, not evidence)")
     covered: int = Field(0, description="training sessions the condition covers")
     precision: float = Field(0.0, description="covered sessions whose human decision is the rule's")
     expected_gain: int = Field(0, description="training agreements gained when replayed after the parent")
@@ -237,14 +240,15 @@ def _explain(name, source, decision, members, few, inducer, human, correct_bits,
         hits = int((mask & remaining).sum()) + sum(p.support for p, _ in exceptions)
         if hits < min_evidence:
             break
-        found += exceptions
+        found += [(p.model_copy(update={"evidence": hits if p.support >= MIN_EXCEPTION else p.support}), r)
+                  for p, r in exceptions]
         rule = replace(rule, bits=pack(mask & undecided))
         group_hits = [i for i in np.flatnonzero(mask & remaining)]
         evidence = sorted(group_hits, key=lambda i: (not disagree[i], sessions[i].session_id))
         conflicts = [sessions[i].session_id for i in np.flatnonzero(mask) if sessions[i].human_decision != decision]
         found.append((Precedent(
             name=name, source=source, decision=decision, condition=rule.condition(),
-            description=describe(rule.condition()), group_size=len(members), support=len(group_hits),
+            description=describe(rule.condition()), group_size=len(members), support=len(group_hits), evidence=hits,
             covered=rule.covered, precision=round(rule.precision, 4),
             disagreements=int(disagree[mask & remaining].sum()),
             evidence_sessions=[sessions[i].session_id for i in evidence[:10]], conflicts=conflicts[:20],

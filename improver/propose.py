@@ -47,7 +47,7 @@ def build_proposals(result: MiningResult, entity_fields: Iterable[str], existing
     taken = set(existing_rule_ids)
     proposals = []
     for precedent in result.proposable:
-        if precedent.support < min_evidence:
+        if max(precedent.support, precedent.evidence) < min_evidence:  # a rule and its exceptions: one precedent
             continue
         proposal = proposal_from(precedent, entity_fields, taken, cycle)
         taken.add(proposal.id)

@@ -45,6 +45,22 @@ def test_a_precedent_with_fewer_evidence_sessions_than_the_minimum_stays_weak():
     assert any(p.weak and p.name == "consolidation" for p in result.precedents)
 
 
+def test_a_rule_and_its_exceptions_are_proposed_when_they_hold_the_evidence_minimum_together():
+    # two rejects and two small approvals: neither decision has three sessions, the precedent has four
+    from improver.propose import build_proposals
+
+    result = mine(background() + consolidation(rejects=2, approves=2), min_evidence=3, entity_fields=["vendor"])
+    rule = next(p for p in result.precedents if p.name == "consolidation")
+    assert rule.support == 2 and rule.evidence == 4
+    proposed = {p.precedent: p for p in build_proposals(result, ["vendor"], set(), 1, min_evidence=3)}
+    assert set(proposed) == {"consolidation", "consolidation--approve"}
+    assert proposed["consolidation"].when == {"vendor": {"eq": "Quantum"}}
+    # one approval is a noisy review, not an exception: the rule stands on its own evidence only
+    result = mine(background() + consolidation(rejects=3, approves=1), min_evidence=3, entity_fields=["vendor"])
+    proposed = {p.precedent for p in build_proposals(result, ["vendor"], set(), 1, min_evidence=3)}
+    assert proposed == {"consolidation"}
+
+
 MINE_THE_DEMO = """
 import json, sys, tempfile
 from pathlib import Path
