@@ -30,8 +30,8 @@ picks count once and the random share stands for everything else.
 """
 from __future__ import annotations
 
+import gc
 import heapq
-import json
 import random
 import sqlite3
 from collections import Counter
@@ -43,6 +43,7 @@ import numpy as np
 from improver.experiments import Experiment, now
 from improver.features import Columns, round_cut, words
 from improver.runtime import load_overlay
+from improver.store import _loads
 
 if TYPE_CHECKING:
     from improver.workspace import Workspace
@@ -113,7 +114,7 @@ def pending_decisions(db: sqlite3.Connection, since: str | None = None) -> list[
     if since:
         sql += " AND COALESCE(ts, '') >= ?"
         args = (since,)
-    return [Pending(row[0], json.loads(row[1]), row[2], row[3]) for row in db.execute(sql + " ORDER BY session_id", args)]
+    return [Pending(row[0], _loads(row[1]), row[2], row[3]) for row in db.execute(sql + " ORDER BY session_id", args)]
 
 
 def recorded_picks(db: sqlite3.Connection) -> dict[str, dict]:
@@ -202,9 +203,10 @@ def _rule_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reaso
         rows = np.flatnonzero((chosen == index) & (agent != rule.decision))
         n = evidence.get(rule.id, 0)
         priority = 0.3 + 0.6 * (3 / (3 + n))  # the fewer evidence sessions, the more a review teaches
-        for row in rows:
-            reasons[row].append(_Reason(priority, f"rule:{rule.id}", "predicted-override",
-                                        f"rule {rule.id} ({n} evidence sessions) decides {rule.decision}", rule.decision))
+        reason = _Reason(priority, f"rule:{rule.id}", "predicted-override",
+                         f"rule {rule.id} ({n} evidence sessions) decides {rule.decision}", rule.decision)
+        for row in rows.tolist():  # one reason shared by the rows (reasons are never changed)
+            reasons[row].append(reason)
 
 
 def _fold_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], reference: Experiment | None) -> None:
@@ -221,9 +223,10 @@ def _fold_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reaso
             decided[hit] = rule["decision"]
             taken |= hit
         votes.append(decided)
-    votes = np.array(votes, dtype=object).T
-    for row in range(len(agent)):
-        counts = Counter(votes[row])
+    votes = np.array(votes, dtype=object)
+    split_rows = np.flatnonzero((votes != votes[0]).any(axis=0))  # where the fold models do not all agree
+    for row in split_rows.tolist():
+        counts = Counter(votes[:, row])
         if len(counts) > 1:
             split = "–".join(str(n) for _, n in counts.most_common())
             top = counts.most_common(1)[0][0]
@@ -236,12 +239,12 @@ def _fold_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reaso
 def _candidate_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], candidates) -> None:
     for precedent in candidates:
         rows = np.flatnonzero(columns.mask(precedent.condition) & (agent != precedent.decision))
-        for row in rows:
-            reasons[row].append(_Reason(0.9, f"precedent:{precedent.name}", "candidate-precedent",
-                                        f"precedent {precedent.name} ({precedent.group_size} "
-                                        f"session{'s' if precedent.group_size != 1 else ''}, "
-                                        f"too few to propose) would decide {precedent.decision}",
-                                        precedent.decision))
+        reason = _Reason(0.9, f"precedent:{precedent.name}", "candidate-precedent",
+                         f"precedent {precedent.name} ({precedent.group_size} "
+                         f"session{'s' if precedent.group_size != 1 else ''}, "
+                         f"too few to propose) would decide {precedent.decision}", precedent.decision)
+        for row in rows.tolist():
+            reasons[row].append(reason)
 
 
 def _boundary_reasons(columns: Columns, reasons: list[list[_Reason]], conditions: Iterable[tuple[str, dict]]) -> None:
@@ -263,19 +266,30 @@ def _boundary_reasons(columns: Columns, reasons: list[list[_Reason]], conditions
 def _coverage_reasons(pending: list[Pending], reasons: list[list[_Reason]], reviewed, fields: list[str]) -> None:
     seen = {f: Counter(str(s.case.get(f)) for s in reviewed if s.case.get(f) is not None) for f in fields}
     labels = Counter(s.agent_decision for s in reviewed)
+    made: dict[tuple, _Reason | None] = {}  # one reason (or none) per field value, shared by its rows
+
+    def reason(field: str | None, value) -> _Reason | None:  # field None: the agent's decision
+        key = (field, type(value), value)
+        if key not in made:
+            n = labels[value] if field is None else seen[field][str(value)]
+            made[key] = None if n >= 3 else (
+                _Reason(0.6, f"coverage:decision={value}", "coverage",
+                        f"agent decision {value} has {n} review{'s' if n != 1 else ''}") if field is None else
+                _Reason(0.4 + 0.4 / (1 + n), f"coverage:{field}={value}", "coverage",
+                        f"{field} {value} has {n} review{'s' if n != 1 else ''}"))
+        return made[key]
+
     for row, item in enumerate(pending):
         for field in fields:
             value = item.case.get(field)
             if value is None or isinstance(value, (dict, list)):
                 continue
-            n = seen[field][str(value)]
-            if n < 3:
-                reasons[row].append(_Reason(0.4 + 0.4 / (1 + n), f"coverage:{field}={value}", "coverage",
-                                            f"{field} {value} has {n} review{'s' if n != 1 else ''}"))
-        if labels[item.decision] < 3:
-            n = labels[item.decision]
-            reasons[row].append(_Reason(0.6, f"coverage:decision={item.decision}", "coverage",
-                                        f"agent decision {item.decision} has {n} review{'s' if n != 1 else ''}"))
+            found = reason(field, value)
+            if found is not None:
+                reasons[row].append(found)
+        found = reason(None, item.decision)
+        if found is not None:
+            reasons[row].append(found)
 
 
 def _hypothesis_tests(case: dict, columns: Columns) -> list[tuple[str, str, object]]:
@@ -388,7 +402,7 @@ def _greedy(reasons: list[list[_Reason]], limit: int) -> list[tuple[int, _Reason
                     if used[r.key] < MAX_PER_KEY and kinds[r.picked_by] < per_kind),
                    key=lambda pair: pair[0], default=(0.0, None))
 
-    heap = [(-best(row)[0], row) for row in range(len(reasons)) if reasons[row]]
+    heap = [(-max(r.priority for r in rs), row) for row, rs in enumerate(reasons) if rs]  # nothing used yet
     heapq.heapify(heap)
     picked = []
     while heap and len(picked) < limit:
@@ -407,7 +421,21 @@ def _greedy(reasons: list[list[_Reason]], limit: int) -> list[tuple[int, _Reason
 
 def build_queue(ws: "Workspace", n: int = 50, random_share: float = RANDOM_SHARE, seed: int = 0,
                 since: str | None = None, batch: str = "q0001", candidates=None) -> Queue:
-    """Rank the unreviewed decisions and pick ``n``: ranked picks first, then the random share."""
+    """Rank the unreviewed decisions and pick ``n``: ranked picks first, then the random share.
+
+    The cyclic garbage collector is paused meanwhile: ranking makes an object or more per
+    pending decision and no cycles, and at 100k decisions its passes over them cost seconds."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_queue(ws, n, random_share, seed, since, batch, candidates)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _build_queue(ws: "Workspace", n: int, random_share: float, seed: int, since: str | None, batch: str,
+                 candidates) -> Queue:
     with ws.store() as store:
         pending = pending_decisions(store.db, since)
         already = set(recorded_picks(store.db))

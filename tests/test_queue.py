@@ -72,6 +72,30 @@ def test_queue_ranks_predicted_overrides_first_and_keeps_a_random_share(live_pro
     assert not reviewed & {p.session_id for p in queue.picks}
 
 
+def test_queue_ranks_with_the_garbage_collector_paused_and_restores_it(live_project):
+    import gc
+
+    ws = Workspace(live_project)
+    ws.sessions  # read before: only the ranking is watched
+    passes = []
+
+    def watch(phase, info):
+        if phase == "start":
+            passes.append(info["generation"])
+
+    gc.callbacks.append(watch)
+    threshold = gc.get_threshold()
+    gc.set_threshold(50)  # a pass every 50 new objects: ranking 200 decisions would start many
+    try:
+        queue = build_queue(ws, n=20, random_share=0.25, seed=3)
+    finally:
+        gc.callbacks.remove(watch)
+        gc.set_threshold(*threshold)
+    assert len(queue.picks) == 20
+    assert passes == [], "no collector passes over the pending decisions while ranking"
+    assert gc.isenabled()
+
+
 def test_a_batch_spends_at_most_max_per_key_picks_on_one_rule_or_region(live_project):
     ws = Workspace(live_project)
     queue = build_queue(ws, n=40, random_share=0.0, seed=3)
