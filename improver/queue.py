@@ -39,10 +39,12 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
+import yaml
 
+from improver import crossval
 from improver.experiments import Experiment, now
 from improver.features import Columns, round_cut, words
-from improver.runtime import load_overlay
+from improver.runtime import RULES_FILE, load_overlay, parse_rules
 from improver.store import _loads
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ MAX_REASON_SHARE = 0.5  # of a batch's ranked picks, at most this share for one 
 MAX_MISSES = 20  # unexplained overrides explored per batch
 SEARCH_ROWS = 5000  # pending decisions (an evenly spaced sample when more) their hypotheses are looked for in
 HYPOTHESES_PER_MISS = 3  # the best-supported hypotheses queued around each
+EDGE_PRIORITY = 0.55
+EDGE_TESTS = False
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)  # numeric cut points of the hypotheses
 PICKS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_picks (
@@ -82,7 +86,7 @@ class Pick:
     session_id: str
     agent_decision: str
     picked_by: str  # predicted-override | fold-disagreement | candidate-precedent | boundary | coverage
-    #                 | unexplained-override | random
+    #                 | unexplained-override | rule-edge | random
     reason: str
     priority: float
     probability: float
@@ -389,6 +393,56 @@ def _miss_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reaso
                                             f"{decision}, unexplained by the config", decision))
 
 
+def _edge_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], reviewed, rules) -> None:
+    """Just outside each learned rule: cases meeting all its tests but one, which the agent decides
+    otherwise. For a numeric test, only those between the rule's threshold and the nearest reviewed
+    case outside it that kept the agent's decision (where the reviewer's own line lies is not known
+    yet), evenly spaced over that gap: each review halves it. For another test, only when the rule
+    has more: is that test needed at all?"""
+    seen = Columns([s.case for s in reviewed]) if reviewed else None
+    human = np.array([s.human_decision for s in reviewed], dtype=object)
+    kept = human == np.array([s.agent_decision for s in reviewed], dtype=object)
+    for rule in rules:
+        tests = [(path, op, value) for path, checks in rule.when.items() for op, value in checks.items()]
+        for i, (path, op, value) in enumerate(tests):
+            numeric = op in ("lt", "le", "gt", "ge") and isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not numeric and (len(tests) < 2 or not EDGE_TESTS):
+                continue
+            others = [t for j, t in enumerate(tests) if j != i]
+            rows = (agent != rule.decision) & ~columns.test(path, op, value)
+            for test in others:
+                rows &= columns.test(*test)
+            if numeric:
+                numbers = columns.numbers(path)
+                rows &= np.isfinite(numbers)
+                below = op in ("lt", "le")  # the rule holds below the threshold: the gap is above it
+                limit = np.inf if below else -np.inf
+                if seen is not None:
+                    outside = kept & (human != rule.decision) & ~seen.test(path, op, value)
+                    for test in others:
+                        outside &= seen.test(*test)
+                    known = seen.numbers(path)[outside]
+                    known = known[np.isfinite(known)]
+                    if len(known):
+                        limit = known.min() if below else known.max()
+                with np.errstate(invalid="ignore"):
+                    rows &= (numbers < limit) if below else (numbers > limit)
+                found = np.flatnonzero(rows)
+                found = found[np.argsort(numbers[found], kind="stable")]
+                gap = f"between it and {limit:g}, the nearest reviewed case kept as the agent decided" if np.isfinite(limit) \
+                    else "where no reviewed case outside it kept the agent's decision"
+                text, priority = f"{path} is outside rule {rule.id}'s {op} {value:g}, {gap}", EDGE_PRIORITY
+            else:
+                found = np.flatnonzero(rows)
+                text, priority = f"meets rule {rule.id} but for {path} {op} {value}: is that test needed?", 0.45
+            if not len(found):
+                continue
+            found = found[np.unique(np.linspace(0, len(found) - 1, min(len(found), 2 * MAX_PER_KEY)).round().astype(int))]
+            reason = _Reason(priority, f"edge:{rule.id}:{path}:{op}", "rule-edge", text, rule.decision)
+            for row in found.tolist():
+                reasons[row].append(reason)
+
+
 def _greedy(reasons: list[list[_Reason]], limit: int) -> list[tuple[int, _Reason, float]]:
     """Up to ``limit`` rows by priority, each further pick for the same key decayed by ``DECAY``,
     none once a key has ``MAX_PER_KEY`` picks or a kind of reason ``MAX_REASON_SHARE`` of
@@ -453,7 +507,9 @@ def _build_queue(ws: "Workspace", n: int, random_share: float, seed: int, since:
         conditions = [(f"rule {r.id}", r.when) for r in (load_overlay(reference.config_dir).rules if reference else ())]
         _boundary_reasons(columns, reasons, conditions + [(f"precedent {p.name}", p.condition) for p in candidates])
         _coverage_reasons(pending, reasons, ws.sessions, ws.project.config.entity_fields)
-        _miss_reasons(columns, agent, reasons, ws.sessions, load_overlay(reference.config_dir).rules if reference else [])
+        rules = load_overlay(reference.config_dir).rules if reference else ()
+        _miss_reasons(columns, agent, reasons, ws.sessions, rules)
+        _edge_reasons(columns, agent, reasons, ws.sessions, rules)
     randoms = min(len(pending), round(n * random_share))
     ranked = _greedy(reasons, min(n, len(pending)) - randoms)
     picks = [Pick(pending[row].session_id, pending[row].decision, reason.picked_by, reason.text, round(priority, 4), 1.0,
@@ -561,3 +617,100 @@ def hajek(reviewed: dict[str, int], picks: dict[str, dict], batches: dict[str, l
     total = sum(w for w, _ in rows)
     return {"sessions": len(rows), "random_weight": round(weight, 2),
             "agreement": round(sum(w * y for w, y in rows) / total, 4) if total else None}
+
+
+# --- model-assisted: predictions for all traffic, corrected by the random picks ----------
+def with_rules(columns: Columns, agent: np.ndarray, rules) -> np.ndarray:
+    """Each row's decision once learned rules are laid over the agent's (first matching rule wins)."""
+    decided = agent.copy()
+    chosen = first_rule(columns, rules)
+    hit = np.flatnonzero(chosen >= 0)
+    decided[hit] = np.array([rules[i].decision for i in chosen[hit]], dtype=object)
+    return decided
+
+
+def model_assisted(ws: "Workspace", experiment: Experiment, reference: Experiment | None) -> dict | None:
+    """The experiment's agreement over all traffic, model-assisted (a difference estimator).
+
+    The model predicts, for every decision in the store, whether the humans would agree
+    with the experiment: the reference experiment's rules laid over the agent's decision
+    stand for the humans, the experiment's own rules (none for the baseline) for it. Each
+    session is predicted by the reference's cross-validation fold config mined without
+    that session's fold (cross-fitting), so a random pick's prediction error is measured
+    out of sample. ``difference_estimate`` then corrects the predictions with the random
+    picks' errors. Without such fold configs (no reference yet, or one validation split)
+    the model is the agent itself, whose constant prediction gives the plain weighted
+    figure back. None without recorded picks."""
+    mode, groups = ws.fold_plan
+    crossfit = reference is not None and mode == "cv" and ws._fold_chain(reference) is not None
+    with ws.store() as store:
+        picks = recorded_picks(store.db)
+        rows = store.db.execute("SELECT session_id, case_json, decision FROM decisions ORDER BY session_id").fetchall()
+    if not picks or not rows:
+        return None
+    ids = [r[0] for r in rows]
+    columns = Columns([_loads(r[1]) for r in rows])
+    agent = np.array([r[2] for r in rows], dtype=object)
+    own = with_rules(columns, agent, load_overlay(experiment.config_dir).rules)
+    fold = np.array([crossval.fold_of(sid, len(groups)) for sid in ids]) if crossfit else np.full(len(ids), -1)
+    human = agent.copy()
+    for k in range(len(groups)) if crossfit else ():
+        rules = parse_rules(yaml.safe_load(ws.fold_config(reference, k).get(RULES_FILE) or "null"), RULES_FILE)
+        human[fold == k] = with_rules(columns, agent, rules)[fold == k]
+    predicted = dict(zip(ids, (own == human).astype(int).tolist()))
+    decisions = {k: v["decision"] for k, v in ws.run(experiment).items()}
+    out = difference_estimate(ws.sessions, decisions, picks, predicted)
+    model = f"{reference.id}'s fold configs, cross-fitted" if crossfit else "none (the agent): the weighted figure"
+    return out and {**out, "model": model}
+
+
+def difference_estimate(sessions, decisions: dict[str, str], picks: dict[str, dict], predicted: dict[str, int]) -> dict | None:
+    """Batch by batch as ``sampled_agreement``'s weighted figure, but the rest of a batch's pool
+    is its predicted agreement plus the random picks' mean error of prediction:
+    ``(known earlier + agree_ranked + rest × (mean predicted over the rest + mean(agree − predicted)
+    over the random picks)) / (earlier + pool)``. Unbiased whatever the model, as long as a
+    prediction does not depend on the random draw (the random picks are a uniform sample of
+    the rest; ``model_assisted`` cross-fits for this); its variance is that of the errors,
+    small when the model is good, where the plain weighted figure's is that of agreement
+    itself. ``predicted`` holds a
+    0/1 prediction for every stored decision; the rest of a pool is taken to be the decisions
+    not picked before, not ranked in the batch and not reviewed outside the queue."""
+    reviewed = {s.session_id: int(decisions.get(s.session_id) == s.human_decision) for s in sessions}
+    batches: dict[str, list[str]] = {}
+    for sid, pick in picks.items():
+        batches.setdefault(pick["batch"], []).append(sid)
+    order = {batch: i for i, batch in enumerate(sorted(batches))}
+    ids = list(predicted)
+    values = np.array([predicted[s] for s in ids], dtype=float)
+    picked_in = np.array([order[picks[s]["batch"]] if s in picks else len(order) for s in ids])
+    drawn = np.array([s in picks and picks[s]["picked_by"] == "random" for s in ids])
+    outside = np.array([s in reviewed and s not in picks for s in ids])
+    mean_prediction = float(values.mean()) if len(values) else 0.0
+    earlier: list[str] = []
+    estimates = []  # (random picks, estimate, variance)
+    for batch in sorted(batches):
+        members = batches[batch]
+        errors = [reviewed[s] - predicted.get(s, mean_prediction) for s in members
+                  if picks[s]["picked_by"] == "random" and s in reviewed]
+        if errors:
+            error = sum(errors) / len(errors)
+            ranked = [s for s in members if picks[s]["picked_by"] != "random"]
+            known = sum(reviewed[s] if s in reviewed else predicted.get(s, mean_prediction) + error for s in earlier + ranked)
+            b = order[batch]
+            rest_rows = ~outside & ((picked_in > b) | ((picked_in == b) & drawn))
+            rest_mean = float(values[rest_rows].mean()) if rest_rows.any() else mean_prediction
+            pool = picks[members[0]]["pool"]
+            rest = max(pool - len(ranked), 0)
+            total = len(earlier) + pool
+            spread = float(np.var(errors, ddof=1)) if len(errors) > 1 else 0.0
+            estimates.append((len(errors), (known + rest * (rest_mean + error)) / total,
+                              (rest / total) ** 2 * spread / len(errors)))
+        earlier += members
+    if not estimates:
+        return None
+    count = sum(n for n, _, _ in estimates)
+    value = min(max(sum(n * e for n, e, _ in estimates) / count, 0.0), 1.0)
+    half = 1.96 * sum((n / count) ** 2 * v for n, _, v in estimates) ** 0.5
+    return {"agreement": round(value, 4), "batches": len(estimates), "random_sessions": count,
+            "interval95": [round(max(value - half, 0.0), 4), round(min(value + half, 1.0), 4)],
+            "predicted_agreement": round(mean_prediction, 4)}
