@@ -17,7 +17,9 @@ Speed: an event's strings are serialised together by one orjson call and checked
 screen built from C-speed byte operations (``bytes.translate`` maps digits and phone separators
 to ``0``, then substring tests look for 10-long digit runs, grouped digits, ``@``, dotted quads
 and secret words). An event the screen passes has nothing to mask and is returned as it is,
-with no copy; only the rest goes through the compiled detectors string by string. ``find`` reports
+with no copy; only the rest goes through the compiled detectors string by string. Native JSON
+lines are screened before that, as they were read (``Redactor.lines``): a line the screen passes
+needs no look at its event's fields at all, which is most lines. ``find`` reports
 what a text holds without changing it: the final leak scan (``improver.leakscan``) uses it.
 """
 from __future__ import annotations
@@ -174,11 +176,12 @@ KIND_OF = {"email": "email", "keyword": "secret", "token": "secret", "awssecret"
 
 # The screen: text that shows none of these marks cannot hold a built-in kind. It works on
 # bytes, whose translate and substring tests run at memory speed.
-DIGIT_MARKS = bytes.maketrans(b"0123456789 ()/+\t", b"0" * 16)
+DIGIT_MARKS = bytes.maketrans(b"0123456789 ()/+\tE", b"0" * 16 + b"e")  # E as e: for EXPONENT in a line
 ALNUM = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 TOKEN_MARKS = bytes.maketrans(ALNUM, b"a" * len(ALNUM))
 DIGIT_RUNS = (b"0000000000", b"0-000", b"0.0000", b".0.", b".00.", b".000.")  # long and grouped digits, IPv4
 TOKEN_RUN = b"a" * 20  # API keys, JWTs, bearer and AWS secret keys hold a long run of letters and digits
+EXPONENT = b"0e0"  # 1e10, 2.5E+12: a number that has more digits once parsed than its JSON text shows
 
 
 FAMILIES = {"email": ("email",), "secret": ("keyword", "token", "awssecret"), "digits": ("iban", "ip", "digits")}
@@ -203,8 +206,27 @@ def _screen_short(text: str) -> tuple[bool, bool, bool]:
 
 def screen_bytes(data: bytes) -> tuple[bool, bool, bool]:
     """``screen`` of UTF-8 bytes."""
+    return _screen_marks(data, data.translate(DIGIT_MARKS))
+
+
+def line_passes(raw: bytes) -> bool:
+    """True when a native JSON line (UTF-8) surely holds nothing to mask: not in its strings,
+    its keys or its numbers, so the event parsed from it needs no detector at all.
+
+    Every string, key and number of the event is then written out in the line as it is (the
+    screen of a longer text flags whatever the screen of a part of it flags), provided the line
+    has no backslash (``\\u0040`` is an ``@``, ``\\/`` a slash) and no number in exponent form
+    (``1e10`` is ten digits once parsed); a line with either is left to the event screen. What
+    the line holds beside the event (JSON keys and punctuation) can only send it there too."""
+    if b"\\" in raw:
+        return False
+    digits = raw.translate(DIGIT_MARKS)
+    return EXPONENT not in digits and not any(_screen_marks(raw, digits))
+
+
+def _screen_marks(data: bytes, digits: bytes) -> tuple[bool, bool, bool]:
+    """``screen`` of ``data`` whose DIGIT_MARKS translation is ``digits``."""
     email = b"@" in data
-    digits = data.translate(DIGIT_MARKS)
     numbers = (b"::" in data or b"0000000000" in digits or b"0-000" in digits or b"0.0000" in digits
                or b".0." in digits or b".00." in digits or b".000." in digits)
     lowered = data.lower()
@@ -451,6 +473,14 @@ class Redactor:
     def events(self, items: Iterable[Event | Quarantined]) -> Iterator[Event | Quarantined]:
         for item in items:
             yield self.event(item)
+
+    def lines(self, pairs: Iterable[tuple[Event | Quarantined, bytes | None]]) -> Iterator[Event | Quarantined]:
+        """``events`` of (item, the JSON line it was parsed from, or None) pairs: an item whose line
+        passes ``line_passes`` is returned as it is without looking at its fields (the same item
+        ``event`` returns); the rest go through ``event``."""
+        plain = not self.extra and self.ner is None
+        for item, raw in pairs:
+            yield item if plain and raw is not None and line_passes(raw) else self.event(item)
 
 
 def _fields(item: Event | Quarantined) -> tuple:

@@ -73,7 +73,12 @@ class Workspace:
                 source.resume(store.cursor(source.name))
             if hasattr(source, "join"):
                 source.join(store)
-            events = redactor.events(source.events()) if redactor else source.events()
+            if redactor is None:
+                events = source.events()
+            elif hasattr(source, "lines"):  # native JSONL: most lines are screened as read, not field by field
+                events = redactor.lines(source.lines())
+            else:
+                events = redactor.events(source.events())
             report = store.ingest(events, source.name)
             self._account(source, store, report, redactor)
             if getattr(source, "position", None):

@@ -41,12 +41,18 @@ class NativeJsonlSource:
         self.rows_read = 0
 
     def events(self) -> Iterator[Event | Quarantined]:
+        for item, _ in self.lines():
+            yield item
+
+    def lines(self) -> Iterator[tuple[Event | Quarantined, bytes | None]]:
+        """Each item with the UTF-8 line its event was parsed from (None for a quarantined line),
+        for the redaction screen (``Redactor.lines``)."""
         for number, row, line in jsonl_rows(self.path, self.name, self.limits):
             self.rows_read += 1
             if isinstance(row, Quarantined):
-                yield row
+                yield row, None
                 continue
             try:
-                yield parse_event(row)
+                yield parse_event(row), line.encode("utf-8")
             except ValueError as error:
-                yield Quarantined(source=self.name, line=number, reason=str(error), raw=line)
+                yield Quarantined(source=self.name, line=number, reason=str(error), raw=line), None
