@@ -16,7 +16,7 @@ identifiers and keys get ``[KIND:token]``, a keyed hash of the value (the key li
 Speed: an event's strings are serialised together by one orjson call and checked once by a
 screen built from C-speed byte operations (``bytes.translate`` maps digits and phone separators
 to ``0``, then substring tests look for 10-long digit runs, grouped digits, ``@``, dotted quads
-and secret words). An event the screen passes has nothing to mask and is returned as it is,
+and secret keywords). An event the screen passes has nothing to mask and is returned as it is,
 with no copy; only the rest goes through the compiled detectors string by string. Native JSON
 lines are screened before that, as they were read (``Redactor.lines``): a line the screen passes
 needs no look at its event's fields at all, which is most lines. ``find`` reports
@@ -24,10 +24,12 @@ what a text holds without changing it: the final leak scan (``improver.leakscan`
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import os
 import re
 import secrets
@@ -206,33 +208,51 @@ def _screen_short(text: str) -> tuple[bool, bool, bool]:
 
 def screen_bytes(data: bytes) -> tuple[bool, bool, bool]:
     """``screen`` of UTF-8 bytes."""
-    return _screen_marks(data, data.translate(DIGIT_MARKS))
+    email = b"@" in data
+    digits = data.translate(DIGIT_MARKS)
+    numbers = b"::" in data or any(run in digits for run in DIGIT_RUNS)
+    words = data.translate(WORD_MARKS)
+    secret = TOKEN_RUN in data.translate(TOKEN_MARKS) or any(word in words for word in SECRET_WORDS)
+    return email, secret, numbers
+
+
+# Secret keywords, in the text with letters lowered and every other byte a space. A keyword the
+# detector masks after ends its run of letters (password, api_key, apikey, secret_key, ...): so
+# "key " but not "keys" or "keyboard", which would send an event to the detectors for nothing.
+LETTERS_LOWERED = bytes(range(65, 91)) + bytes(range(97, 123))
+WORD_MARKS = bytes.maketrans(bytes(range(256)), bytes(c | 32 if c in LETTERS_LOWERED else 32 for c in range(256)))
+SECRET_WORDS = (b"pass", b"pwd ", b"secret ", b"key ", b"token ")
 
 
 def line_passes(raw: bytes) -> bool:
-    """True when a native JSON line (UTF-8) surely holds nothing to mask: not in its strings,
-    its keys or its numbers, so the event parsed from it needs no detector at all.
-
-    Every string, key and number of the event is then written out in the line as it is (the
-    screen of a longer text flags whatever the screen of a part of it flags), provided the line
-    has no backslash (``\\u0040`` is an ``@``, ``\\/`` a slash) and no number in exponent form
-    (``1e10`` is ten digits once parsed); a line with either is left to the event screen. What
-    the line holds beside the event (JSON keys and punctuation) can only send it there too."""
-    if b"\\" in raw:
-        return False
-    digits = raw.translate(DIGIT_MARKS)
-    return EXPONENT not in digits and not any(_screen_marks(raw, digits))
+    """True when a native JSON line (UTF-8) surely holds nothing to mask (``flagged_lines``)."""
+    return not flagged_lines([raw])
 
 
-def _screen_marks(data: bytes, digits: bytes) -> tuple[bool, bool, bool]:
-    """``screen`` of ``data`` whose DIGIT_MARKS translation is ``digits``."""
-    email = b"@" in data
-    numbers = (b"::" in data or b"0000000000" in digits or b"0-000" in digits or b"0.0000" in digits
-               or b".0." in digits or b".00." in digits or b".000." in digits)
-    lowered = data.lower()
-    secret = (TOKEN_RUN in data.translate(TOKEN_MARKS) or b"pass" in lowered or b"pwd" in lowered
-              or b"secret" in lowered or b"key" in lowered or b"token" in lowered or b"credential" in lowered)
-    return email, secret, numbers
+def flagged_lines(lines: list[bytes]) -> set[int]:
+    """The indexes of the native JSON lines (UTF-8, no newline inside) that may hold something to
+    mask; every other line holds nothing to mask in its strings, keys or numbers, so the event
+    parsed from it needs no detector at all.
+
+    A line passes when ``screen_bytes`` of it would pass and it has no backslash (``\\u0040``
+    is an ``@``, ``\\/`` a slash) and no number in exponent form (``1e10`` is ten digits once
+    parsed): every string, key and number of the event is then written out in the line as it is,
+    and the screen of a longer text flags whatever the screen of a part of it flags (what the line
+    holds beside the event, JSON keys and punctuation, can only flag it too). The lines are
+    screened together, one translation and one search a mark over them all (no mark holds a
+    newline, so none spans two lines); a search that hits flags that line and goes on after it."""
+    ends = list(itertools.accumulate(len(line) + 1 for line in lines))
+    text = b"\n".join(lines)
+    flagged: set[int] = set()
+    for haystack, marks in ((text, (b"\\", b"@", b"::")), (text.translate(DIGIT_MARKS), DIGIT_RUNS + (EXPONENT,)),
+                            (text.translate(WORD_MARKS), SECRET_WORDS), (text.translate(TOKEN_MARKS), (TOKEN_RUN,))):
+        for mark in marks:
+            at = haystack.find(mark)
+            while at != -1:
+                line = bisect.bisect_right(ends, at)
+                flagged.add(line)
+                at = haystack.find(mark, ends[line]) if line + 1 < len(ends) else -1
+    return flagged
 
 
 def might_hold(text: str) -> bool:
@@ -478,9 +498,22 @@ class Redactor:
         """``events`` of (item, the JSON line it was parsed from, or None) pairs: an item whose line
         passes ``line_passes`` is returned as it is without looking at its fields (the same item
         ``event`` returns); the rest go through ``event``."""
-        plain = not self.extra and self.ner is None
-        for item, raw in pairs:
-            yield item if plain and raw is not None and line_passes(raw) else self.event(item)
+        if self.extra or self.ner is not None:
+            yield from self.events(item for item, _ in pairs)
+            return
+        for batch in _batches(pairs):
+            flagged = flagged_lines([raw or b"\\" for _, raw in batch])
+            for index, (item, _) in enumerate(batch):
+                yield self.event(item) if index in flagged else item
+
+
+LINE_BATCH = 256  # lines screened together: the searches' set-up is shared, few lines wait
+
+
+def _batches(items: Iterable) -> Iterator[tuple]:
+    iterator = iter(items)
+    while batch := tuple(itertools.islice(iterator, LINE_BATCH)):
+        yield batch
 
 
 def _fields(item: Event | Quarantined) -> tuple:

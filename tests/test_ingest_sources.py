@@ -180,3 +180,25 @@ def test_reingest_stores_once_and_an_interrupted_ingest_resumes(project, tmp_pat
     again = Workspace(project).ingest(str(tmp_path / "spans.jsonl"))
     assert (again.decisions_new, again.reviews_new, again.duplicates) == (0, 0, 2 * N)
     assert stored(project) == stored(whole)
+
+
+def test_lines_are_parsed_to_exactly_what_json_loads_gives():
+    """orjson parses most lines; what it would read differently (integers past 64 bits, NaN,
+    lone surrogates, duplicate keys) gives json's value, and bad JSON json's reason."""
+    import json as stdlib_json
+
+    from improver.sources import loads
+
+    texts = ['{"a": 18446744073709551616, "b": -9223372036854775809, "c": 123456789012345678901234567890}',
+             '{"a": 18446744073709551615, "b": 1e400, "c": NaN, "d": -Infinity}', '{"a": 1, "a": 2}',
+             '{"s": "\\ud800 lone", "t": "caf\\u00e9 \\"q\\" \\\\ \\/", "u": "日本"}', '[1, 2.5, -0, 0.1e-400, 1E2]',
+             '{"x": 9007199254740993.0, "y": 2.2250738585072011e-308, "n": null, "f": false, "deep": [[{"k": []}]]}',
+             '"just a string"', '{"amount": 43629.0, "ts": "2026-06-02T09:00:00Z"}']
+    for text in texts:
+        assert repr(loads(text)) == repr(stdlib_json.loads(text)), text
+    for bad in ('{"a": 1,}', '{"a": tru}', "{'a': 1}"):
+        with pytest.raises(ValueError) as error:
+            loads(bad)
+        with pytest.raises(stdlib_json.JSONDecodeError) as expected:
+            stdlib_json.loads(bad)
+        assert str(error.value) == f"invalid JSON: {expected.value.msg}"

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import IO, Iterator, Protocol
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from improver.errors import TraceError
@@ -51,6 +52,8 @@ DEFAULT_LIMITS = IngestLimits()
 BOM = b"\xef\xbb\xbf"
 STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 BRACKET = re.compile(r"[\[\]{}]")
+DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
+LONG_INTEGER = b"0" * 19  # from 19 digits an integer may not fit in 64 bits
 
 
 def too_deep(text: str, limit: int) -> bool:
@@ -67,9 +70,18 @@ def too_deep(text: str, limit: int) -> bool:
 
 
 def loads(text: str, limits: IngestLimits = DEFAULT_LIMITS) -> object:
-    """``json.loads`` that refuses JSON nested deeper than ``limits.max_depth``; ValueError says why."""
+    """``json.loads`` that refuses JSON nested deeper than ``limits.max_depth``; ValueError says why.
+
+    Parsed by orjson (about 3x faster) when that gives what json gives: not for a line with a
+    19-digit run (orjson reads integers past 64 bits as floats), nor for what orjson refuses
+    (NaN, Infinity, lone surrogates, invalid JSON), which json reads or explains."""
     if too_deep(text, limits.max_depth):
         raise ValueError(f"nested deeper than ingest.max_depth ({limits.max_depth})")
+    if LONG_INTEGER not in text.encode("utf-8", "surrogatepass").translate(DIGITS):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
