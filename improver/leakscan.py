@@ -5,8 +5,9 @@ the store — experiment files (manifest, config, patch, report, decisions, resu
 branches, commit messages and bodies, graph exports and MCP answers — passes
 ``LeakScan.check`` before it is written or sent. It runs the project's redaction detectors
 (and its names and patterns) plus detect-secrets' token detectors, line by line where the
-fast screen sees a reason to look. Anything found stops the write — fail closed — with a
-message naming the kind, the place and the line, never the value itself.
+fast screen (over a few thousand lines at once) sees a reason to look. Anything found stops
+the write — fail closed — with a message naming the kind, the place and the line, never the
+value itself.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from improver.errors import ImproverError
-from improver.redact import RedactionConfig, Redactor, might_hold, project_key, redaction_config
+from improver.redact import RedactionConfig, Redactor, flagged_lines, project_key, redaction_config
 
 # detect-secrets plugins that match tokens by pattern alone (no entropy guesses, no network).
 DETECT_SECRETS_PLUGINS = ("aws.AWSKeyDetector", "github_token.GitHubTokenDetector", "gitlab_token.GitLabTokenDetector",
@@ -24,6 +25,9 @@ DETECT_SECRETS_PLUGINS = ("aws.AWSKeyDetector", "github_token.GitHubTokenDetecto
                           "discord.DiscordBotTokenDetector", "telegram_token.TelegramBotTokenDetector",
                           "azure_storage_key.AzureStorageKeyDetector", "mailchimp.MailchimpDetector",
                           "square_oauth.SquareOAuthDetector", "artifactory.ArtifactoryDetector")
+
+
+SCREEN_BATCH = 4096  # lines screened together
 
 
 class LeakError(ImproverError):
@@ -64,10 +68,9 @@ class LeakScan:
         found: dict[int, Counter] = {}
         if not self.enabled or not text:
             return found
-        always = bool(self.redactor.extra)
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not always and not might_hold(line):
-                continue
+        lines = text.splitlines()
+        for index in range(len(lines)) if self.redactor.extra else self._screened(lines):
+            number, line = index + 1, lines[index]
             kinds = self.redactor.find(line)
             for plugin in self.plugins:
                 if any(True for _ in plugin.analyze_string(line)):
@@ -75,6 +78,16 @@ class LeakScan:
             if kinds:
                 found[number] = kinds
         return found
+
+    @staticmethod
+    def _screened(lines: list[str]) -> list[int]:
+        """The indexes of the lines the fast screen sees a reason to look at (``might_hold``),
+        screened a few thousand at a time (``flagged_lines``): in order."""
+        out = []
+        for start in range(0, len(lines), SCREEN_BATCH):
+            batch = [line.encode("utf-8", "surrogatepass") for line in lines[start:start + SCREEN_BATCH]]
+            out += sorted(start + index for index in flagged_lines(batch, json=False))
+        return out
 
     def check(self, text: str, where: str) -> None:
         found = self.find(text)

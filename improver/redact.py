@@ -229,23 +229,27 @@ def line_passes(raw: bytes) -> bool:
     return not flagged_lines([raw])
 
 
-def flagged_lines(lines: list[bytes]) -> set[int]:
-    """The indexes of the native JSON lines (UTF-8, no newline inside) that may hold something to
-    mask; every other line holds nothing to mask in its strings, keys or numbers, so the event
-    parsed from it needs no detector at all.
+# What the screen looks for: (translation or None for the bytes as they are, marks in it).
+SCREEN_MARKS = ((None, (b"@", b"::")), (DIGIT_MARKS, DIGIT_RUNS), (WORD_MARKS, SECRET_WORDS), (TOKEN_MARKS, (TOKEN_RUN,)))
+JSON_MARKS = ((None, (b"\\",)), (DIGIT_MARKS, (EXPONENT,)))  # what a JSON line may hide from it
 
-    A line passes when ``screen_bytes`` of it would pass and it has no backslash (``\\u0040``
-    is an ``@``, ``\\/`` a slash) and no number in exponent form (``1e10`` is ten digits once
-    parsed): every string, key and number of the event is then written out in the line as it is,
-    and the screen of a longer text flags whatever the screen of a part of it flags (what the line
-    holds beside the event, JSON keys and punctuation, can only flag it too). The lines are
+
+def flagged_lines(lines: list[bytes], json: bool = True) -> set[int]:
+    """The indexes of the lines (UTF-8, no newline inside) that ``screen_bytes`` does not pass;
+    with ``json`` (native JSON lines), also those with a backslash (``\\u0040`` is an ``@``,
+    ``\\/`` a slash) or a number in exponent form (``1e10`` is ten digits once parsed).
+
+    Every string, key and number of the event parsed from a JSON line that passes is written
+    out in it as it is, and the screen of a longer text flags whatever the screen of a part of
+    it flags (what the line holds beside the event, JSON keys and punctuation, can only flag it
+    too): so that event holds nothing to mask and needs no detector at all. The lines are
     screened together, one translation and one search a mark over them all (no mark holds a
     newline, so none spans two lines); a search that hits flags that line and goes on after it."""
     ends = list(itertools.accumulate(len(line) + 1 for line in lines))
     text = b"\n".join(lines)
     flagged: set[int] = set()
-    for haystack, marks in ((text, (b"\\", b"@", b"::")), (text.translate(DIGIT_MARKS), DIGIT_RUNS + (EXPONENT,)),
-                            (text.translate(WORD_MARKS), SECRET_WORDS), (text.translate(TOKEN_MARKS), (TOKEN_RUN,))):
+    for table, marks in SCREEN_MARKS + (JSON_MARKS if json else ()):
+        haystack = text.translate(table) if table else text
         for mark in marks:
             at = haystack.find(mark)
             while at != -1:

@@ -176,6 +176,19 @@ def test_the_line_screen_gives_the_same_events_as_the_field_by_field_redaction(m
     assert [e.model_dump() for e in fast] == [e.model_dump() for e in slow]
 
 
+def test_lines_screened_together_are_the_lines_screened_one_by_one():
+    """flagged_lines over many lines at once (the leak scan's screen) flags exactly the lines
+    might_hold flags on their own, wherever in the batch they are."""
+    from improver.redact import flagged_lines, might_hold
+
+    texts = [row["text"] for row in corpus()] + ["hardware security keys", "api_key: x", "Over budget by $3,723.", ""]
+    lines = [f"{before}{text}{after}" for text in texts for before, after in (("", ""), ('{"reasoning": "', '"}'))]
+    lines = [line for index, line in enumerate(lines * 3) if index % 7 != 3]  # neighbours vary
+    flagged = flagged_lines([line.encode() for line in lines], json=False)
+    assert flagged == {index for index, line in enumerate(lines) if might_hold(line)}
+    assert 0 < len(flagged) < len(lines)
+
+
 def test_ner_without_its_extra_names_the_install_command(monkeypatch):
     import sys
 
