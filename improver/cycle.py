@@ -20,6 +20,7 @@ from typing import TypedDict
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
+from improver import text
 from improver.workspace import Workspace
 
 KEEP_RUNS = 20  # runs whose latest checkpoint is kept (resume needs only the latest)
@@ -48,6 +49,7 @@ def _row(workspace: Workspace, experiment_id: str, cycle: int, kept: int, propos
 
 def build_graph(workspace: Workspace, checkpointer=None):
     def baseline(state: CycleState) -> CycleState:
+        text.prefetch()  # mining clusters reviewers' notes next; import scikit-learn while the baseline reruns
         experiment = workspace.baseline()
         return {"parent": experiment.id, "cycle": 0, "history": [_row(workspace, experiment.id, 0, 0, 0)]}
 

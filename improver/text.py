@@ -3,10 +3,14 @@
 Notes are deduplicated first (reviewers reuse phrasings), vectorised with TF-IDF over
 1–2-grams, reduced with SVD and grouped by agglomerative clustering on cosine
 distance. Large note sets are clustered on a sample and the rest assigned to the
-nearest cluster centre, so memory stays bounded.
+nearest cluster centre, so memory stays bounded. scikit-learn is imported when first needed,
+or ahead of that in the background (``prefetch``) while a cycle waits on its baseline rerun.
 """
 from __future__ import annotations
 
+import importlib
+import sys
+import threading
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -14,9 +18,36 @@ import numpy as np
 from improver.features import STOPWORDS, words
 
 MAX_CLUSTERED_NOTES = 3000
+SKLEARN_MODULES = ("sklearn.feature_extraction.text", "sklearn.decomposition", "sklearn.cluster")
+_prefetch: threading.Thread | None = None
+
+
+def prefetch() -> None:
+    """Start importing scikit-learn (about 2 s) in a background thread, for a caller about to
+    wait on something else (a cycle's baseline waits on the target's worker processes): the
+    clustering then needs no import of its own. The functions here wait for it to finish."""
+    global _prefetch
+    if _prefetch is None and not all(name in sys.modules for name in SKLEARN_MODULES):
+        _prefetch = threading.Thread(target=_import_sklearn, name="improver-import-sklearn", daemon=True)
+        _prefetch.start()
+
+
+def _import_sklearn() -> None:
+    try:
+        for name in SKLEARN_MODULES:
+            importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - the caller's own import raises it again, where it can be reported
+        pass
+
+
+def _imported() -> None:
+    """Wait for a ``prefetch`` under way (one import at a time of the same modules)."""
+    if _prefetch is not None:
+        _prefetch.join()
 
 
 def _vectorizer():
+    _imported()
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(ngram_range=(1, 2), stop_words=sorted(STOPWORDS), min_df=1, sublinear_tf=True,
@@ -56,6 +87,7 @@ def cluster_notes(notes: list[str], distance_threshold: float = 0.7, seed: int =
     distinct = sorted({n for n in notes if words(n)})
     if len(distinct) < 2:
         return [0 if n in distinct else -1 for n in notes]
+    _imported()
     from sklearn.cluster import AgglomerativeClustering  # imported only when there is something to cluster (~1 s)
     from sklearn.decomposition import TruncatedSVD
     try:

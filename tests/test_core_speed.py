@@ -43,3 +43,51 @@ def test_a_rerun_keeps_its_decisions_instead_of_reading_back_the_file_it_wrote(t
     assert (child.path / "decisions.jsonl").read_text().splitlines()[0].startswith('{"session_id":')
     fresh = Workspace(tiny_project)
     assert fresh.run(child) == ws.run(child)  # what was kept is what a later command reads
+
+
+CLUSTER_NOTES = """
+import sys
+from improver import text
+if sys.argv[1] == "prefetch":
+    text.prefetch()
+    text._imported()
+    assert "sklearn.cluster" in sys.modules  # imported by the background thread, before any clustering
+notes = ["over budget again", "budget exceeded by far", "vendor not approved", "unapproved vendor used",
+         "needs a manager", "manager sign-off missing", "over budget", "vendor is not on the list"] * 3
+tagged = {"budget": ["over budget", "exceeds the budget"], "vendor": ["vendor not approved"]}
+print(text.cluster_notes(notes), text.assign_to_precedents(tagged, notes))
+"""
+
+
+def test_scikit_learn_imported_ahead_in_the_background_gives_the_same_clusters():
+    runs = [subprocess.run([sys.executable, "-c", CLUSTER_NOTES, mode], capture_output=True, text=True, check=True).stdout
+            for mode in ("prefetch", "plain")]
+    assert runs[0] == runs[1] and "budget" in runs[0]
+
+
+def test_a_workers_pipes_hold_a_whole_chunk_and_its_answers_are_the_same(tiny_project):
+    """Handing a chunk to one worker does not wait for that worker to read it (1 MB pipes on
+    Linux), and the answers are those of the agent called in this process."""
+    import fcntl
+    import pickle
+
+    from improver.project import Project
+    from improver.runners.local import CHUNK, CallableRunner
+
+    project = Project.load(tiny_project)
+    runner = CallableRunner(project.config.target, project.root)
+    cases = [{"minutes": m, "product": f"p{m % 3}", "note": f"case {m} " + "x" * 200} for m in range(5000)]
+    try:
+        answers = runner.run(cases, tiny_project / "config")
+        chunk = len(pickle.dumps((cases[:CHUNK], str(tiny_project / "config"), True)))
+        for worker in runner._workers:
+            assert fcntl.fcntl(worker._send.fileno(), 1032) >= chunk  # F_GETPIPE_SZ
+            assert fcntl.fcntl(worker.conn.fileno(), 1032) >= chunk
+    finally:
+        runner.close()
+    sys.path.insert(0, str(tiny_project))
+    try:
+        from triage_agent import decide
+    finally:
+        sys.path.remove(str(tiny_project))
+    assert [a["decision"] for a in answers] == [decide(c, tiny_project / "config")["decision"] for c in cases]
