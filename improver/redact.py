@@ -243,8 +243,9 @@ def flagged_lines(lines: list[bytes], json: bool = True) -> set[int]:
     out in it as it is, and the screen of a longer text flags whatever the screen of a part of
     it flags (what the line holds beside the event, JSON keys and punctuation, can only flag it
     too): so that event holds nothing to mask and needs no detector at all. The lines are
-    screened together, one translation and one search a mark over them all (no mark holds a
-    newline, so none spans two lines); a search that hits flags that line and goes on after it."""
+    screened together, one translation and one search a mark over them all, joined by newlines:
+    a hit flags its line (unless it ends in the newline after it, as a keyword's space may) and
+    the search goes on after that line."""
     ends = list(itertools.accumulate(len(line) + 1 for line in lines))
     text = b"\n".join(lines)
     flagged: set[int] = set()
@@ -254,6 +255,9 @@ def flagged_lines(lines: list[bytes], json: bool = True) -> set[int]:
             at = haystack.find(mark)
             while at != -1:
                 line = bisect.bisect_right(ends, at)
+                if at + len(mark) >= ends[line]:  # ends in the newline after the line (a keyword's space)
+                    at = haystack.find(mark, at + 1)
+                    continue
                 flagged.add(line)
                 at = haystack.find(mark, ends[line]) if line + 1 < len(ends) else -1
     return flagged

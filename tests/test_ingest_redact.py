@@ -177,16 +177,22 @@ def test_the_line_screen_gives_the_same_events_as_the_field_by_field_redaction(m
 
 
 def test_lines_screened_together_are_the_lines_screened_one_by_one():
-    """flagged_lines over many lines at once (the leak scan's screen) flags exactly the lines
-    might_hold flags on their own, wherever in the batch they are."""
+    """flagged_lines over many lines at once, and the leak scan's screen of the distinct pieces
+    between quotes, flag exactly the lines might_hold flags on their own, wherever the marks
+    sit (inside quotes, before one, at the end of a line) and whatever the neighbours."""
+    from improver.leakscan import LeakScan
     from improver.redact import flagged_lines, might_hold
 
-    texts = [row["text"] for row in corpus()] + ["hardware security keys", "api_key: x", "Over budget by $3,723.", ""]
-    lines = [f"{before}{text}{after}" for text in texts for before, after in (("", ""), ('{"reasoning": "', '"}'))]
+    texts = [row["text"] for row in corpus()] + ["hardware security keys", "api_key: x", "Over budget by $3,723.", "",
+                                                  "the key", "a secret", "token", "pwd", "12345", "67890", "1.2", "3.4"]
+    shapes = (("", ""), ('{"reasoning":"', '"}'), ('"', ""), ("", '"'), ('x "', '" key'), ('{"a":"', '","b":["x"]}'))
+    lines = [f"{before}{text}{after}" for text in texts for before, after in shapes]
+    lines += [f'{a}"{b}' for a, b in zip(texts, texts[1:])]  # marks that a quote splits
     lines = [line for index, line in enumerate(lines * 3) if index % 7 != 3]  # neighbours vary
-    flagged = flagged_lines([line.encode() for line in lines], json=False)
-    assert flagged == {index for index, line in enumerate(lines) if might_hold(line)}
-    assert 0 < len(flagged) < len(lines)
+    expected = [index for index, line in enumerate(lines) if might_hold(line)]
+    assert flagged_lines([line.encode() for line in lines], json=False) == set(expected)
+    assert LeakScan._screened(lines) == expected
+    assert 0 < len(expected) < len(lines)
 
 
 def test_ner_without_its_extra_names_the_install_command(monkeypatch):
