@@ -29,6 +29,9 @@ from improver.rules import InducedRule, RuleInducer
 
 ESCALATION_WORDS = ("flag", "escalat", "review", "defer", "hold", "refer")
 MAX_RULES_PER_GROUP = 3
+# an untagged note joins the tagged precedent it reads like from this cosine similarity to the precedent's
+# notes' centre: a precedent with two kinds of note ("reject", "small ones pass") has its centre between them
+ASSIGN_SIMILARITY = 0.2
 MIN_EXCEPTION = 2  # sessions an exception needs to count its rule's evidence as its own (one is a noisy review)
 
 
@@ -91,7 +94,8 @@ def _groups(sessions: Sequence[ReviewedSession], disagree: np.ndarray) -> tuple[
         else:
             untagged.append(i)
     inferred: Counter = Counter()
-    assigned = text.assign_to_precedents(tagged, [sessions[i].human_reasoning for i in untagged])
+    assigned = text.assign_to_precedents(tagged, [sessions[i].human_reasoning for i in untagged],
+                                         min_similarity=ASSIGN_SIMILARITY)
     leftover = []
     for i, name in zip(untagged, assigned):
         if name:

@@ -61,6 +61,25 @@ def test_a_rule_and_its_exceptions_are_proposed_when_they_hold_the_evidence_mini
     assert proposed == {"consolidation"}
 
 
+def test_an_untagged_note_joins_the_precedent_whose_notes_it_reads_like_though_they_are_of_two_kinds():
+    # the tagged notes say "small ones pass" three times and "reject" once; an untagged reject reads
+    # like the one reject note, far from the notes' centre, and still joins the precedent
+    notes = ["Vendor consolidation directive applies, but at $1,200 this one-off is too small to matter. Approve.",
+             "CFO consolidation directive noted; $900 with Quantum is small enough to allow once. Approve.",
+             "Vendor consolidation directive applies, but at $3,400 this one-off is too small to matter. Approve.",
+             "CFO Q2 directive: consolidate to one vendor per category; software already has Nimbus. Reject."]
+    sessions = background() + [
+        review(f"t{i}", "Quantum", 1200.0 + i, "flag", "approve" if i < 3 else "reject", "consolidation")
+        for i in range(4)]
+    for session, note in zip(sessions[-4:], notes):
+        session.human_reasoning = note
+    untagged = review("u0", "Quantum", 9000.0, "flag", "reject")
+    untagged.human_reasoning = ("Reject per the CFO's vendor consolidation directive: we already have a preferred "
+                                "security vendor (Apex).")
+    result = mine(sessions + [untagged], min_evidence=3, entity_fields=["vendor"])
+    assert next(p for p in result.precedents if p.name == "consolidation").inferred_from_text == 1
+
+
 MINE_THE_DEMO = """
 import json, sys, tempfile
 from pathlib import Path
