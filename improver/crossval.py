@@ -7,7 +7,8 @@ fold is mined on the other folds, against that fold's own chain of earlier cycle
 no rule ever saw the sessions it is scored on), with the evidence minimum scaled to the
 share of sessions it sees. A precedent of the mining over all
 sessions (the *refit*) is proposed when most folds find it too (same name, or same
-condition and decision) and its summed out-of-fold effect is not negative: the agreements
+condition and decision, or a rule of its group and decision matching most of its sessions)
+and its summed out-of-fold effect is not negative: the agreements
 its fold rules add on the sessions they were not mined from, replayed in the fold's
 decision list. Each proposal carries that per-fold evidence. The shipped config is the
 refit with the precedents that passed and that still add agreement as they ship, together
@@ -32,6 +33,7 @@ from improver.experiments import Proposal
 from improver.mining import MiningResult, marginal_gains
 
 FOLD_SALT = "improver-fold/"
+UNNAMED = {"text-cluster", "pattern"}  # groups named by mining from their notes: the name differs from fold to fold
 
 
 def fold_of(session_id: str, folds: int) -> int:
@@ -107,7 +109,9 @@ def matching(proposal: Proposal, candidates: Sequence[Proposal],
              rows: Callable[[Proposal], np.ndarray] | None = None) -> Proposal | None:
     """The fold proposal that is the same precedent: same name and decision, else same condition and
     decision, else (given ``rows``, each proposal's matched sessions) the rule of the same group and
-    decision that matches most of the proposal's sessions, if it matches at least half of them.
+    decision that matches most of the proposal's sessions, if it matches at least half of them. Groups
+    mining named from their notes (text clusters, residual patterns) are named anew in every fold, so
+    any two of them count as the same group.
 
     A group may be explained by one rule in a fold and by two in the refit (Marketing and Sales
     panic buys as one rule or as ``marketing-panic-buy`` and ``marketing-panic-buy-2``): the
@@ -123,7 +127,8 @@ def matching(proposal: Proposal, candidates: Sequence[Proposal],
     mine = rows(proposal)
     best, overlap = None, 0
     for other in candidates:
-        if other.decision == proposal.decision and family(other.precedent) == family(proposal.precedent):
+        same_group = family(other.precedent) == family(proposal.precedent) or {other.source, proposal.source} <= UNNAMED
+        if other.decision == proposal.decision and same_group:
             shared = int((rows(other) & mine).sum())
             if shared > overlap:
                 best, overlap = other, shared

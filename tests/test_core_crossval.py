@@ -135,3 +135,18 @@ def test_a_groups_second_rule_is_found_by_a_fold_that_explains_the_group_with_on
     runs = [FoldRun(fold, np.arange(2), None, [other], {"cfo": 1}) for fold in range(5)]
     evidence = crossval.select(refit, runs, 5, rows=lambda p: rows["both" if p is other else p.precedent])
     assert evidence["panic-2"]["found"] == 0
+
+
+def test_a_group_mining_named_from_its_notes_is_found_by_a_fold_rule_of_another_name_on_its_sessions():
+    # text clusters and residual patterns are named from their notes, so each fold names them anew:
+    # the fold's "engineering-off-sign" deciding the refit's "add-engineering-estimate" sessions finds it
+    rows = {"add-engineering-estimate": np.array([1, 1, 1, 0, 0, 0], bool),
+            "engineering-off-sign": np.array([1, 1, 1, 1, 0, 0], bool),
+            "approve-budget-here": np.array([0, 0, 0, 0, 1, 1], bool)}
+    refit = [proposal("add-engineering-estimate", {"amount": {"ge": 38000}}, "flag").model_copy(update={"source": "text-cluster"}),
+             proposal("approve-budget-here", {"amount": {"ge": 60000}}, "approve").model_copy(update={"source": "pattern"})]
+    fold_rule = proposal("engineering-off-sign", {"amount": {"ge": 39000}}, "flag").model_copy(update={"source": "text-cluster"})
+    runs = [FoldRun(fold, np.arange(2), None, [fold_rule], {"engineering-off-sign": 1}) for fold in range(5)]
+    evidence = crossval.select(refit, runs, 5, rows=lambda p: rows[p.precedent])
+    assert evidence["add-engineering-estimate"]["found"] == 5 and evidence["add-engineering-estimate"]["stable"]
+    assert evidence["approve-budget-here"]["found"] == 0  # another decision, other sessions
