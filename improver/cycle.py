@@ -49,7 +49,10 @@ def _row(workspace: Workspace, experiment_id: str, cycle: int, kept: int, propos
 
 def build_graph(workspace: Workspace, checkpointer=None):
     def baseline(state: CycleState) -> CycleState:
-        text.prefetch()  # mining clusters reviewers' notes next; import scikit-learn while the baseline reruns
+        # Mining clusters reviewers' notes next: import scikit-learn while the baseline waits on the
+        # target's workers, once the sessions are read (the import and the reading would share the GIL).
+        _ = workspace.sessions
+        text.prefetch()
         experiment = workspace.baseline()
         return {"parent": experiment.id, "cycle": 0, "history": [_row(workspace, experiment.id, 0, 0, 0)]}
 
