@@ -6,7 +6,8 @@ Makes a demo project with ``--sessions`` generated requests, then runs, each as 
 ``improver`` process: ``improver ingest traces.jsonl``, ``improver cycle --max-cycles 1``,
 and the same cycle again on the unchanged sessions. Each process is the CLI's own
 ``main`` with timers around the workspace stages (exclusive time: a rerun inside scoring
-counts as a rerun); wall times are taken around the processes, so they include start-up.
+counts as a rerun); wall times are taken around the processes, so they include start-up; their CPU seconds (with
+the target's workers) are printed beside the floors' CPU seconds, which a busy machine disturbs less.
 
 Floors, measured in this process on the same data:
 - ingest: ``json.loads`` of every line and ``executemany`` into the store's own schema;
@@ -23,6 +24,7 @@ import argparse
 import hashlib
 import json
 import re
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -96,21 +98,30 @@ def timed_cli(out: Path, argv: list[str]) -> None:
 
 def run_cli(folder: Path, *argv: str) -> dict:
     out = folder / f"timings-{time.monotonic_ns()}.json"
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), children_cpu()
     done = subprocess.run([sys.executable, __file__, "--timed", str(out), "--", *argv], capture_output=True, text=True)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, children_cpu() - cpu_started
     if done.returncode != 0:
         raise SystemExit(f"improver {' '.join(argv)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return {"wall": wall, "stages": json.loads(out.read_text()), "stdout": done.stdout}
+    return {"wall": wall, "cpu": cpu, "stages": json.loads(out.read_text()), "stdout": done.stdout}
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes: the CLI and its target workers."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # --- floors (this process) ------------------------------------------------------------
+FLOOR_CPU: dict[str, float] = defaultdict(float)  # the floors' CPU seconds, over the same sections as their wall time
+
+
 def ingest_floor(traces: Path, folder: Path) -> float:
     from improver.store import SCHEMA
 
     db = sqlite3.connect(folder / "floor.sqlite")
     db.executescript(SCHEMA)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     decisions, reviews = [], []
     with open(traces, "rb") as lines:
         for line in lines:
@@ -127,6 +138,7 @@ def ingest_floor(traces: Path, folder: Path) -> float:
         db.executemany("INSERT INTO reviews (session_id, reviewer, decision, reasoning, precedent, conditions_json, ts, "
                        "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", reviews)
     seconds = time.perf_counter() - started
+    FLOOR_CPU["ingest"] = time.process_time() - cpu_started
     db.close()
     return seconds
 
@@ -150,19 +162,23 @@ def rerun_and_scoring_floors(project: Path, ids: list[str], asked: int) -> tuple
     notes = []
     for experiment in (ws.experiments.get(i) for i in ids):
         decide_batch(cases[:1], experiment.config_dir)  # config loaded once, outside the timing
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         decide_batch(cases, experiment.config_dir)
         seconds = time.perf_counter() - started
+        cpu_per_case = (time.process_time() - cpu_started) / len(cases)
+        FLOOR_CPU["reruns"] += cpu_per_case * len(cases)
         reruns += seconds
         per_case = seconds / len(cases)
         notes.append(f"{experiment.id}: {seconds:.2f} s over {len(cases):,} sessions ({per_case * 1e6:.0f} us a case)")
         decided = experiment.decisions
         agent = np.array([decided[s.session_id]["decision"] for s in sessions], dtype=object)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         agree = agent == human
         _ = (int(agree[heldout].sum()), int(agree[~heldout].sum()), int(agree.sum()))
         scoring += time.perf_counter() - started
+        FLOOR_CPU["scoring"] += time.process_time() - cpu_started
     others = max(0, asked - len(ids) * len(cases))
+    FLOOR_CPU["reruns"] += others * cpu_per_case
     notes.append(f"{others:,} other cases the cycle asked for, at {per_case * 1e6:.0f} us a case")
     return reruns + others * per_case, scoring, notes
 
@@ -207,6 +223,9 @@ def main() -> None:
     total_floor = sum(floors.values())
     print(f"{'CLI wall, ingest + cycle':38} {wall:8.2f} {total_floor:8.2f} {wall / total_floor:6.1f}"
           f"   (done: ratio <= 2 and < 30 s)")
+    cpu, floor_cpu = ingest["cpu"] + first["cpu"], sum(FLOOR_CPU.values())
+    print(f"{'CLI CPU (with workers), ingest + cycle':38} {cpu:8.2f} {floor_cpu:8.2f} {cpu / floor_cpu:6.1f}"
+          "   (CPU seconds, which other work on the machine disturbs less)")
     for note in notes:
         print(f"  rerun floor {note}")
     reuse = re.search(r"Target: ([\d,]+) cases decided, ([\d,]+) answered from the decision cache", second["stdout"])
