@@ -10,8 +10,11 @@ uniformly random) or all at random, up to 400. The simulated reviewer answers ea
 batch (her ``review_ids`` entry point), a cycle runs, and the best experiment's config
 decides 1,000 fresh cases from the same simulator: agreement with the reviewer there,
 mean over seeds, both curves side by side. Also printed, for the queue-picked reviews:
-the agent's agreement estimated from them, weighted by the inverse pick probability and
-unweighted, beside its agreement on the fresh cases (the bias the weights remove);
+the agent's agreement estimated from them, weighted by the inverse pick probability
+(batch by batch, and pooled), model-assisted (the best experiment's cross-validation fold
+rules predict agreement on every decision, the random picks correct their error; see
+docs/queue.md) and unweighted, beside its agreement on the fresh cases (the bias the
+weights remove);
 ``improver flag``'s precision on the procurement pool after the last batch; and the
 time ``queue`` takes on ``--queue-size`` unreviewed decisions. No model tokens.
 """

@@ -672,7 +672,9 @@ def difference_estimate(sessions, decisions: dict[str, str], picks: dict[str, di
     prediction does not depend on the random draw (the random picks are a uniform sample of
     the rest; ``model_assisted`` cross-fits for this); its variance is that of the errors,
     small when the model is good, where the plain weighted figure's is that of agreement
-    itself. ``predicted`` holds a
+    itself. The predictions are first scaled by the slope of agreement on prediction over the
+    random picks (a regression estimator; clipped to 0..1, 1 when the predictions do not vary),
+    so a weak model, as early on, counts for as little as it explains. ``predicted`` holds a
     0/1 prediction for every stored decision; the rest of a pool is taken to be the decisions
     not picked before, not ranked in the batch and not reviewed outside the queue."""
     reviewed = {s.session_id: int(decisions.get(s.session_id) == s.human_decision) for s in sessions}
@@ -680,6 +682,13 @@ def difference_estimate(sessions, decisions: dict[str, str], picks: dict[str, di
     for sid, pick in picks.items():
         batches.setdefault(pick["batch"], []).append(sid)
     order = {batch: i for i, batch in enumerate(sorted(batches))}
+    drawn_pairs = np.array([(reviewed[s], predicted[s]) for s, pick in picks.items()
+                            if pick["picked_by"] == "random" and s in reviewed and s in predicted], dtype=float)
+    slope = 1.0
+    if len(drawn_pairs) > 1 and np.var(drawn_pairs[:, 1]) > 0:
+        slope = float(np.clip(np.cov(drawn_pairs.T)[0, 1] / np.var(drawn_pairs[:, 1], ddof=1), 0.0, 1.0))
+    raw_mean = float(np.mean(list(predicted.values()))) if predicted else 0.0
+    predicted = {s: slope * p for s, p in predicted.items()}
     ids = list(predicted)
     values = np.array([predicted[s] for s in ids], dtype=float)
     picked_in = np.array([order[picks[s]["batch"]] if s in picks else len(order) for s in ids])
@@ -713,4 +722,4 @@ def difference_estimate(sessions, decisions: dict[str, str], picks: dict[str, di
     half = 1.96 * sum((n / count) ** 2 * v for n, _, v in estimates) ** 0.5
     return {"agreement": round(value, 4), "batches": len(estimates), "random_sessions": count,
             "interval95": [round(max(value - half, 0.0), 4), round(min(value + half, 1.0), 4)],
-            "predicted_agreement": round(mean_prediction, 4)}
+            "predicted_agreement": round(raw_mean, 4), "slope": round(slope, 4)}

@@ -284,14 +284,17 @@ def test_queue_tools_answer_over_the_real_mcp_client(live_project):
     assert [p["name"] for p in tracked.structured_content["precedents"]] == ["login-outage"]
 
 
-def test_difference_estimate_is_unbiased_and_tighter_than_the_weighted_one_with_a_good_model():
+def simulated_estimates(right: float, runs: int = 200) -> tuple[list, list, list]:
+    """Truth, weighted and model-assisted estimates over simulated queues, the model right with chance ``right``
+    (0.5: it knows nothing)."""
     import random
 
     rng = random.Random(7)
     truth, weighted, assisted = [], [], []
-    for _ in range(200):
+    for _ in range(runs):
         agrees = {f"S{i}": rng.random() < 0.7 for i in range(2000)}
-        predicted = {s: int(ok if rng.random() < 0.95 else not ok) for s, ok in agrees.items()}  # right 95% of the time
+        predicted = {s: int(ok if rng.random() < right else rng.random() < 0.5) if right < 1 else int(ok)
+                     for s, ok in agrees.items()}
         pool, picks = list(agrees), {}
         for batch in range(8):
             ranked = [s for s in pool if not agrees[s]][:20]
@@ -305,14 +308,24 @@ def test_difference_estimate_is_unbiased_and_tighter_than_the_weighted_one_with_
         truth.append(sum(agrees.values()) / len(agrees))
         weighted.append(sampled_agreement(sessions, decisions, picks)["weighted"]["agreement"])
         assisted.append(difference_estimate(sessions, decisions, picks, predicted)["agreement"])
+    return truth, weighted, assisted
+
+
+def rmse(estimates: list, truth: list) -> float:
+    return (sum((e - t) ** 2 for e, t in zip(estimates, truth)) / len(truth)) ** 0.5
+
+
+def test_difference_estimate_is_unbiased_and_tighter_than_the_weighted_one_with_a_good_model():
+    truth, weighted, assisted = simulated_estimates(right=0.9)  # right 90% of the time, else a coin
     bias = sum(a - t for a, t in zip(assisted, truth)) / len(truth)
     assert abs(bias) < 0.005, bias
+    # errors of such a model vary ~0.05 where agreement varies 0.21: about half the spread
+    assert rmse(assisted, truth) < 0.7 * rmse(weighted, truth), (rmse(assisted, truth), rmse(weighted, truth))
 
-    def rmse(estimates):
-        return (sum((e - t) ** 2 for e, t in zip(estimates, truth)) / len(truth)) ** 0.5
 
-    # errors of a 95%-right model vary ~0.05 where agreement varies 0.21: about half the spread
-    assert rmse(assisted) < 0.7 * rmse(weighted), (rmse(assisted), rmse(weighted))
+def test_model_assisted_estimate_with_a_useless_model_is_no_worse_than_the_weighted_one():
+    truth, weighted, assisted = simulated_estimates(right=0.0)  # a coin: the slope takes the model out
+    assert rmse(assisted, truth) < 1.05 * rmse(weighted, truth), (rmse(assisted, truth), rmse(weighted, truth))
 
 
 def test_model_assisted_estimate_with_cross_fitted_fold_rules_recovers_the_agents_agreement_on_traffic(live_project):
