@@ -24,6 +24,7 @@ import orjson
 
 from improver.errors import StoreError
 from improver.models import DecisionEvent, Event, Quarantined, ReviewedSession, ReviewEvent
+from improver.sources import DIGITS, LONG_INTEGER
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -394,8 +395,12 @@ class TraceStore:
 
 
 def _loads(text: str):
-    """A stored JSON value, parsed by orjson (what it refuses, such as NaN or a lone surrogate, by json)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    """A stored JSON value, parsed by orjson when that gives what json gives: not for a text with a
+    19-digit run (orjson reads integers past 64 bits as floats), nor for what it refuses (NaN, a lone
+    surrogate), which json reads."""
+    if LONG_INTEGER not in text.encode("utf-8", "surrogatepass").translate(DIGITS):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)

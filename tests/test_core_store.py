@@ -99,3 +99,15 @@ def test_lists_are_stored_as_json_dumps_writes_them():
 
     for items in ([], ["policy:approval-tiers", "vendor:Nimbus"], ['q"uote', "back\\slash", "tab\t", "é ✓ 😀"], ["a", 1, None]):
         assert _json_strings(items) == json.dumps(items)
+
+
+def test_stored_cases_read_back_as_json_reads_them_big_integers_too(tiny_project):
+    """Cases are read back by orjson where it gives json's values: a 25-digit integer stays an integer."""
+    case = {"minutes": 12, "order": 1234567890123456789012345, "debt": -9223372036854775809, "ratio": 0.1}
+    path = write_jsonl(tiny_project / "big.jsonl", [
+        json.dumps({"type": "decision", "session_id": "B1", "case": case, "decision": "resolve"}),
+        json.dumps({"type": "review", "session_id": "B1", "decision": "resolve"})])
+    ws = Workspace(tiny_project)
+    ws.ingest(str(path))
+    [session] = [s for s in ws.sessions if s.session_id == "B1"]
+    assert repr(session.case) == repr(json.loads(json.dumps(case, sort_keys=True)))  # stored with sorted keys
