@@ -14,7 +14,7 @@ the agent's agreement estimated from them, weighted by the inverse pick probabil
 (batch by batch, and pooled), model-assisted (the best experiment's cross-validation fold
 rules predict agreement on every decision, the random picks correct their error; see
 docs/queue.md) and unweighted, beside its agreement on the fresh cases (the bias the
-weights remove);
+weights remove) and on the whole pool (what they estimate: the two differ by chance);
 ``improver flag``'s precision on the procurement pool after the last batch; and the
 time ``queue`` takes on ``--queue-size`` unreviewed decisions. No model tokens.
 """
@@ -243,13 +243,16 @@ def run_all(args) -> dict:
                 for strategy in args.strategies.split(","):
                     started = time.perf_counter()
                     rows, ws, traffic = run_one(domain, seed, strategy, args, scratch, fresh, fresh_human)
+                    # what the estimates estimate: the agent's agreement on the whole pool (the fresh cases differ by chance)
+                    pool_answers = domain.review_ids(traffic, list(traffic), seed) if strategy == "queue" else []
+                    base_pool = sum(e["decision"] == traffic[e["session_id"]]["decision"] for e in pool_answers) / max(len(traffic), 1)
                     for row in rows:
                         n = str(row["reviewed"])
                         part["curves"][strategy].setdefault(n, []).append(row["fresh"])
                         part["kappas"][strategy].setdefault(n, []).append(row["kappa"])
                         if strategy == "queue":
                             part["estimates"].setdefault(n, []).append((base_fresh, row["weighted"], row["unweighted"], row["hajek"],
-                                                                            row["model"]))
+                                                                            row["model"], base_pool))
                     if strategy == "queue" and name == "procurement":
                         part["flagged"].append(flag_precision(domain, ws, traffic, seed))
                     print(f"  {name} seed {seed} {strategy}: {len(rows)} steps in {time.perf_counter() - started:.0f} s",
@@ -268,15 +271,16 @@ def report(name: str, part: dict) -> None:
     print(f"\n{name}: agreement (and Cohen's kappa) on fresh cases after each batch, mean over seeds; the agent's "
           "own agreement on fresh cases beside its estimates from the queue-picked reviews")
     print(f"{'reviews':>7} {'random':>7} {'queue':>7} {'q - r':>6} {'κ random':>8} {'κ queue':>7}   {'agent fresh':>11} "
-          f"{'HT est':>7} {'HT - f':>6} {'Hájek':>6} {'Há - f':>6} {'model-a.':>8} {'MA - f':>6} {'unweighted':>10}")
+          f"{'HT est':>7} {'HT - f':>6} {'Hájek':>6} {'Há - f':>6} {'model-a.':>8} {'MA - f':>6} {'unweighted':>10} "
+          f"{'agent pool':>10}")
     steps = {}
     for n in sorted(mean["random"]):
         r, q = mean["random"][n], mean["queue"].get(n)
-        fresh, weighted, unweighted, hajek, assisted = (column_mean(estimates[n], i) for i in range(5))
+        fresh, weighted, unweighted, hajek, assisted, pool = (column_mean(estimates[n], i) for i in range(6))
         steps[n] = (weighted - fresh, hajek - fresh, assisted - fresh)
         print(f"{n:>7} {r:>7.1%} {q:>7.1%} {(q - r) * 100:>+6.1f} {kappa['random'][n]:>8.2f} {kappa['queue'][n]:>7.2f}   "
               f"{fresh:>11.1%} {weighted:>7.1%} {(weighted - fresh) * 100:>+6.1f} {hajek:>6.1%} {(hajek - fresh) * 100:>+6.1f} "
-              f"{assisted:>8.1%} {(assisted - fresh) * 100:>+6.1f} {unweighted:>10.1%}")
+              f"{assisted:>8.1%} {(assisted - fresh) * 100:>+6.1f} {unweighted:>10.1%} {pool:>10.1%}")
     target = mean["random"][max(mean["random"])]
     reached = next((n for n in sorted(mean["queue"]) if mean["queue"][n] >= target), None)
     worst = min((mean["queue"][n] - mean["random"][n]) * 100 for n in mean["random"])
@@ -292,6 +296,13 @@ def report(name: str, part: dict) -> None:
         if errors:
             print(f"per seed and step the {label} estimate is off by {statistics.mean(errors):.1f} pts on average, "
                   f"max {max(errors):.1f}")
+    pooled = [n for n in estimates if all(len(row) > 5 for row in estimates[n])]
+    if pooled:  # against what they estimate: the agent's agreement on the pool the reviews were picked from
+        worst = {label: max(abs(column_mean(estimates[n], i) - column_mean(estimates[n], 5)) * 100 for n in pooled)
+                 for i, label in ((1, "HT"), (4, "model-assisted"))}
+        print("against the agent's agreement on the pool itself (mean over seeds), worst step: "
+              + ", ".join(f"{label} off by {value:.1f} pts" for label, value in worst.items())
+              + f"; the pool and the fresh cases differ by {max(abs(column_mean(estimates[n], 5) - column_mean(estimates[n], 0)) for n in pooled) * 100:.1f} pts")
     if flagged:
         counts = [n for n, _ in flagged]
         precisions = [p for _, p in flagged if p is not None]
