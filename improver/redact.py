@@ -242,7 +242,10 @@ def flagged_lines(lines: list[bytes], json: bool = True) -> set[int]:
     Every string, key and number of the event parsed from a JSON line that passes is written
     out in it as it is, and the screen of a longer text flags whatever the screen of a part of
     it flags (what the line holds beside the event, JSON keys and punctuation, can only flag it
-    too): so that event holds nothing to mask and needs no detector at all. The lines are
+    too): so the event screen would pass that event and each of its strings, and ``event``
+    would return it as it is. (The screen is no exact test: a secret token whose body breaks
+    every 20 characters with ``-``, ``_`` or ``.``, as a GitLab ``glpat-`` token or a bearer
+    token may, passes it though the token detector would mask it.) The lines are
     screened together, one translation and one search a mark over them all, joined by newlines:
     a hit flags its line (unless it ends in the newline after it, as a keyword's space may) and
     the search goes on after that line."""
