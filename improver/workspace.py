@@ -30,7 +30,7 @@ from improver.models import ReviewedSession
 from improver.notices import notices
 from improver.project import Project
 from improver.propose import build_proposals, guidance_from, render_config, report
-from improver.queue import recorded_picks, sampled_agreement
+from improver.queue import model_assisted, recorded_picks, reference_experiment, sampled_agreement
 from improver.redact import Redactor
 from improver.runners import ERROR, ErrorBudget, run_many, runner_for
 from improver.runtime import RULES_FILE, load_overlay, parse_rules
@@ -499,6 +499,8 @@ class Workspace:
             picks = recorded_picks(store.db)
         if picks:  # some reviews were chosen by the queue: the honest estimates beside the raw figures
             results["sampling"] = sampled_agreement(sessions, decisions, picks)
+            if results["sampling"] and experiment.manifest.kind == "baseline":  # the agent's own, model-assisted
+                results["sampling"]["model_assisted"] = model_assisted(self, experiment, reference_experiment(self))
         results.update(experiment=experiment.id, parent=experiment.manifest.parent, scored=now(),
                        reproduce=f"improver score {experiment.id}")
         results["errors"]["examples"] = sorted({v.get("error", "") for v in self.run(experiment).values()

@@ -344,6 +344,8 @@ def test_model_assisted_estimate_with_cross_fitted_fold_rules_recovers_the_agent
     # every fold learned the login rule, so each prediction is right and the estimate is exact
     assert out["agreement"] == pytest.approx(sum(agree) / len(agree), abs=1e-4)
     assert out["interval95"][0] <= out["agreement"] <= out["interval95"][1]
+    sampling = ws.score(ws.baseline())["sampling"]  # the agent's scores carry it, labelled
+    assert sampling["model_assisted"]["agreement"] == out["agreement"] and sampling["model_assisted"]["model"] == out["model"]
     constant = model_assisted(ws, ws.baseline(), None)  # no model: the plain weighted figure
     weighted = ws.score(ws.baseline())["sampling"]["weighted"]["agreement"]
     assert constant["model"].startswith("none") and constant["agreement"] == pytest.approx(weighted, abs=1e-4)
