@@ -12,6 +12,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
     ("quality.py", ["--examples", "support", "--sizes", "40", "--seeds", "1", "--fresh", "100", "--max-cycles", "1",
                     "--plot", ""], "support"),
     ("speed.py", ["--sessions", "300"], "CLI wall, ingest + cycle"),
+    ("misses.py", ["--size", "40", "--seeds", "1", "--fresh", "100", "--max-cycles", "1"], "reviewer rule"),
     ("scale.py", ["--sizes", "300", "--stores", "networkx"], "whole cycle"),
     ("runtime.py", ["--sessions", "300", "--cases", "300"], "per call: load_overlay"),
     ("graph_tools.py", ["--sessions", "300"], "graph_summary, second call"),
