@@ -211,8 +211,9 @@ def screen_bytes(data: bytes) -> tuple[bool, bool, bool]:
     email = b"@" in data
     digits = data.translate(DIGIT_MARKS)
     numbers = b"::" in data or any(run in digits for run in DIGIT_RUNS)
-    words = data.translate(WORD_MARKS)
-    secret = TOKEN_RUN in data.translate(TOKEN_MARKS) or any(word in words for word in SECRET_WORDS)
+    words = (b" " + data).translate(WORD_MARKS)  # a space before: a token prefix may open the text
+    secret = (TOKEN_RUN in data.translate(TOKEN_MARKS) or AWS_RUN in data.translate(AWS_MARKS)
+              or any(word in words for word in SECRET_WORDS))
     return email, secret, numbers
 
 
@@ -221,7 +222,12 @@ def screen_bytes(data: bytes) -> tuple[bool, bool, bool]:
 # "key " but not "keys" or "keyboard", which would send an event to the detectors for nothing.
 LETTERS_LOWERED = bytes(range(65, 91)) + bytes(range(97, 123))
 WORD_MARKS = bytes.maketrans(bytes(range(256)), bytes(c | 32 if c in LETTERS_LOWERED else 32 for c in range(256)))
-SECRET_WORDS = (b"pass", b"pwd ", b"secret ", b"key ", b"token ")
+# Token prefixes there too, for tokens whose bodies may break every 20 characters with - _ or .
+# (so no TOKEN_RUN): sk-/sk_live_/sk-ant-, rk_, gh?_ and github_pat_, xox?-, glpat-, AIza, JWTs, bearer.
+TOKEN_PREFIXES = (b" sk ", b" rk ", b" gh", b" xox", b" glpat ", b" aiza", b" eyj", b" bearer ")
+SECRET_WORDS = (b"pass", b"pwd ", b"secret ", b"key ", b"token ") + TOKEN_PREFIXES
+AWS_MARKS = bytes.maketrans(ALNUM + b"/+", b"a" * (len(ALNUM) + 2))  # an AWS secret key: 40 of these
+AWS_RUN = b"a" * 40
 
 
 def line_passes(raw: bytes) -> bool:
@@ -230,7 +236,8 @@ def line_passes(raw: bytes) -> bool:
 
 
 # What the screen looks for: (translation or None for the bytes as they are, marks in it).
-SCREEN_MARKS = ((None, (b"@", b"::")), (DIGIT_MARKS, DIGIT_RUNS), (WORD_MARKS, SECRET_WORDS), (TOKEN_MARKS, (TOKEN_RUN,)))
+SCREEN_MARKS = ((None, (b"@", b"::")), (DIGIT_MARKS, DIGIT_RUNS), (WORD_MARKS, SECRET_WORDS), (TOKEN_MARKS, (TOKEN_RUN,)),
+                (AWS_MARKS, (AWS_RUN,)))
 JSON_MARKS = ((None, (b"\\",)), (DIGIT_MARKS, (EXPONENT,)))  # what a JSON line may hide from it
 
 
@@ -243,26 +250,24 @@ def flagged_lines(lines: list[bytes], json: bool = True) -> set[int]:
     out in it as it is, and the screen of a longer text flags whatever the screen of a part of
     it flags (what the line holds beside the event, JSON keys and punctuation, can only flag it
     too): so the event screen would pass that event and each of its strings, and ``event``
-    would return it as it is. (The screen is no exact test: a secret token whose body breaks
-    every 20 characters with ``-``, ``_`` or ``.``, as a GitLab ``glpat-`` token or a bearer
-    token may, passes it though the token detector would mask it.) The lines are
+    would return it as it is. The lines are
     screened together, one translation and one search a mark over them all, joined by newlines:
     a hit flags its line (unless it ends in the newline after it, as a keyword's space may) and
     the search goes on after that line."""
-    ends = list(itertools.accumulate(len(line) + 1 for line in lines))
-    text = b"\n".join(lines)
+    starts = [0, *itertools.accumulate(len(line) + 1 for line in lines)]  # where each line's newline is
+    text = b"\n" + b"\n".join(lines)  # each line after a newline, as screen_bytes puts a space before a text
     flagged: set[int] = set()
     for table, marks in SCREEN_MARKS + (JSON_MARKS if json else ()):
         haystack = text.translate(table) if table else text
         for mark in marks:
             at = haystack.find(mark)
             while at != -1:
-                line = bisect.bisect_right(ends, at)
-                if at + len(mark) >= ends[line]:  # ends in the newline after the line (a keyword's space)
+                line = bisect.bisect_right(starts, at) - 1
+                if at + len(mark) > starts[line + 1]:  # ends in the next line's newline (a keyword's space)
                     at = haystack.find(mark, at + 1)
                     continue
                 flagged.add(line)
-                at = haystack.find(mark, ends[line]) if line + 1 < len(ends) else -1
+                at = haystack.find(mark, starts[line + 1]) if line + 1 < len(lines) else -1
     return flagged
 
 
@@ -473,9 +478,10 @@ class Redactor:
         if self.extra or self.ner is not None:
             return False
         try:
-            return not any(screen_bytes(_screen_text(value)))
+            text = _screen_text(value)
         except TypeError:  # not JSON-serialisable (orjson.JSONEncodeError is a TypeError): look closer
             return False
+        return b"\\" not in text and not any(screen_bytes(text))
 
     def _nested(self, value: Any, keyed: bool = False) -> Any:
         """``value`` of a case or a list, skipping the walk through it when its screen passes."""
@@ -541,12 +547,12 @@ def _fields(item: Event | Quarantined) -> tuple:
 def _screen_text(value: Any) -> bytes:
     """Every string in ``value`` (keys and numbers too) in one UTF-8 text, by one orjson call, for the screen.
 
-    Each string appears as it is except that JSON escapes quotes, backslashes and control
-    characters. No screen mark is a quote or a backslash, and the one control character that is
-    (the tab, a digit separator) is put back, so every mark of every string, as ``text`` screens
-    it, is still in the text. Numbers print as Python prints them (orjson writes floats the same
-    shortest way)."""
-    return orjson.dumps(value).replace(b"\\t", b"\t")
+    Each string appears as it is, between quotes, unless JSON escapes a character of it (a quote,
+    a backslash, a control character): the character an escape stands for may be a mark (a tab)
+    or open one (a newline before ``sk-``), so a text with a backslash is not screened as one
+    (``_passes``) and its strings are screened one by one. Numbers print as Python prints them
+    (orjson writes floats the same shortest way)."""
+    return orjson.dumps(value)
 
 
 def redaction_config(project) -> RedactionConfig:

@@ -152,14 +152,29 @@ def test_the_event_screen_passes_no_event_that_field_by_field_redaction_would_ch
     assert [e.model_dump() for e in fast] == [e.model_dump() for e in slow]
 
 
+# Secrets whose bodies break every 20 characters with - _ . / or + (no long run of letters and digits).
+PUNCTUATED_TOKENS = ["glpat-abc-def_ghi-jkl_mnopq", "sk-ant-api03-abc-def-ghi-jkl", "stripe sk_live_abcdefghijklmnop",
+                     "ghp_abc_def_ghi_jkl_mno_pqr_stu_vwx_yz0", "AIzaSyA-1234_5678-abcd_efgh-ijkl_mnop-qrs",
+                     "Authorization: Bearer abc.def.ghi-jkl_mno.pqr", "aws wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEZ",
+                     "jwt eyJhbGciOiJI.eyJzdWIiOiJ.abcdefgh", "github_pat_abc_def_ghi_jkl_mnopqr", "xoxb-12-34-abcdefghij"]
+
+
+def test_secrets_whose_bodies_are_broken_by_punctuation_are_screened_and_masked():
+    redactor = Redactor()
+    for text in PUNCTUATED_TOKENS:
+        assert "[SECRET]" in redactor.text(text), text
+    for text in ("ask the desk about the risk", "hardware security keys", "a keyboard", "tokens", "an unbearable task"):
+        assert not any(__import__("improver.redact", fromlist=["screen"]).screen(text)), text
+
+
 def test_the_line_screen_gives_the_same_events_as_the_field_by_field_redaction(monkeypatch):
     """Native lines screened as read (``Redactor.lines``) come out exactly as their events do from
     field-by-field redaction: every masked corpus text in every field, written with and without
     JSON escapes, and numbers that only show their digits once parsed (exponent form)."""
     from improver.sources.native import parse_event
 
-    masked_rows = [row for row in corpus() if row["expected"] != row["text"]]
-    events = [e for row in masked_rows for other in ("", "security keys") for e in _placed(row["text"], other)]
+    masked = [row["text"] for row in corpus() if row["expected"] != row["text"]] + PUNCTUATED_TOKENS
+    events = [e for text in masked for other in ("", "security keys") for e in _placed(text, other)]
     lines = [json.dumps({**e.model_dump(), "type": e.type}, ensure_ascii=ascii)
              for e in events if not hasattr(e, "raw") for ascii in (False, True)]
     lines += ['{"type": "decision", "session_id": "s1", "decision": "approve", "case": {"phone": %s}}' % number
@@ -183,7 +198,8 @@ def test_lines_screened_together_are_the_lines_screened_one_by_one():
     from improver.leakscan import LeakScan
     from improver.redact import flagged_lines, might_hold
 
-    texts = [row["text"] for row in corpus()] + ["hardware security keys", "api_key: x", "Over budget by $3,723.", "",
+    texts = [row["text"] for row in corpus()] + PUNCTUATED_TOKENS + ["hardware security keys", "api_key: x", "",
+                                                                      "Over budget by $3,723.",
                                                   "the key", "a secret", "token", "pwd", "12345", "67890", "1.2", "3.4"]
     shapes = (("", ""), ('{"reasoning":"', '"}'), ('"', ""), ("", '"'), ('x "', '" key'), ('{"a":"', '","b":["x"]}'))
     lines = [f"{before}{text}{after}" for text in texts for before, after in shapes]
