@@ -105,10 +105,7 @@ def make_project(domain: Domain, folder: Path) -> Project:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     shutil.copytree(domain.config, folder / "config")
-    # The cases are synthetic (no personal data), and the leak scan can take a manifest's
-    # hexadecimal config_hash for a phone number (6805765515dca7cf did): it would stop a run.
-    redaction = {**domain.project.get("redaction", {}), "leak_scan": False}
-    write_project_file(folder, {**domain.project, "redaction": redaction})
+    write_project_file(folder, domain.project)
     return Project.load(folder)
 
 

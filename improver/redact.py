@@ -347,7 +347,9 @@ class Redactor:
     def _replace(self, match: re.Match) -> str:
         name, text = match.lastgroup, match.group()
         if name == "digits":
-            return self._digits(text, match.string[match.start() - 1] if match.start() else " ")
+            end = match.end()
+            return self._digits(text, match.string[match.start() - 1] if match.start() else " ",
+                                match.string[end] if end < len(match.string) else " ")
         if name == "email":
             return self._mask("email", text)
         if name == "keyword":
@@ -384,8 +386,10 @@ class Redactor:
             return self._mask("iban", text[:end]) + text[end:]
         return text
 
-    def _digits(self, run: str, before: str) -> str:
-        """Mask the SSNs, cards and phones in a run of digit groups (dates inside it are kept)."""
+    def _digits(self, run: str, before: str, after: str = " ") -> str:
+        """Mask the SSNs, cards and phones in a run of digit groups (dates inside it are kept).
+        A run glued to a letter on either side is part of an identifier (a hash such as
+        6805765515dca7cf, a key), not a phone; an extension (x12, ext. 3) may follow one."""
         spans: list[tuple[int, int, str]] = []
         taken = [False] * len(run)
 
@@ -414,7 +418,8 @@ class Redactor:
                     if (shape in CARD_SHAPES or unbroken) and card_valid(digits):
                         claim(window[0].start(), window[-1].end(), "card")
                         break
-        if "phone" in self.kinds and not (before.isalnum() or before in "_-.") and not all(taken):
+        glued = before.isalnum() or before in "_-." or after == "_" or (after.isalpha() and after not in "xXeE")
+        if "phone" in self.kinds and not glued and not all(taken):
             import phonenumbers
 
             free = "".join(" " if t else c for c, t in zip(run, taken))

@@ -295,6 +295,18 @@ def test_the_leak_scan_refuses_to_write_unmasked_pii_and_says_how(tmp_path):
     assert "123-45-6789" not in result.content[0].text
 
 
+def test_a_hash_that_starts_with_ten_digits_is_neither_masked_nor_refused_but_a_phone_with_an_extension_is():
+    from improver.leakscan import LeakError, LeakScan
+    from improver.redact import Redactor
+
+    manifest = '{"config_hash": "6805765515dca7cf", "id": "6805765515_x"}'
+    assert Redactor().text(manifest) == manifest  # was "[PHONE]dca7cf": a run stopped on its own manifest
+    LeakScan().check(manifest, "experiments/0002-cycle-1/manifest.json")
+    assert Redactor().text("call (680) 576-5515x12") == "call [PHONE]x12"
+    with pytest.raises(LeakError):
+        LeakScan().check('{"note": "call 680-576-5515 today"}', "a note")
+
+
 def test_review_queue_files_pass_the_leak_scan(tmp_path):
     from improver.cli.queue import write_picks
     from improver.leakscan import LeakError, LeakScan
