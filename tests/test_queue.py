@@ -175,6 +175,20 @@ def test_weighted_estimate_adds_each_batchs_known_picks_to_its_random_share_for_
     assert out["hajek"]["agreement"] == pytest.approx((0 * 5 + weight * 13) / (5 + weight * 15), abs=1e-4)
 
 
+def queue_picks(agrees: dict[str, bool], rng) -> dict[str, dict]:
+    """Eight batches of a queue that finds overrides well: 20 overrides ranked first, then
+    random picks (50 in the first batch, 5 after), each pick with how it was picked."""
+    pool, picks = list(agrees), {}
+    for batch in range(8):
+        ranked = [s for s in pool if not agrees[s]][:20]
+        rest = [s for s in pool if s not in ranked]
+        randoms = rng.sample(rest, 5 if batch else 50)
+        for s in ranked + randoms:
+            picks[s] = {"batch": f"q{batch:04d}", "picked_by": "random" if s in randoms else "boundary", "pool": len(pool)}
+        pool = [s for s in pool if s not in picks]
+    return picks
+
+
 def test_weighted_estimate_is_unbiased_when_ranked_picks_chase_the_disagreements():
     import random
 
@@ -182,14 +196,7 @@ def test_weighted_estimate_is_unbiased_when_ranked_picks_chase_the_disagreements
     truth, estimates, raw, pooled = [], [], [], []
     for _ in range(200):
         agrees = {f"S{i}": rng.random() < 0.7 for i in range(2000)}
-        pool, picks = list(agrees), {}
-        for batch in range(8):
-            ranked = [s for s in pool if not agrees[s]][:20]  # a queue that finds overrides well
-            rest = [s for s in pool if s not in ranked]
-            randoms = rng.sample(rest, 5 if batch else 50)
-            for s in ranked + randoms:
-                picks[s] = {"batch": f"q{batch:04d}", "picked_by": "random" if s in randoms else "boundary", "pool": len(pool)}
-            pool = [s for s in pool if s not in picks]
+        picks = queue_picks(agrees, rng)
         sessions = [ReviewedSession(s, {}, "a", "a" if agrees[s] else "b") for s in picks]
         out = sampled_agreement(sessions, {s: "a" for s in picks}, picks)
         truth.append(sum(agrees.values()) / len(agrees))
@@ -295,14 +302,7 @@ def simulated_estimates(right: float, runs: int = 200) -> tuple[list, list, list
         agrees = {f"S{i}": rng.random() < 0.7 for i in range(2000)}
         predicted = {s: int(ok if rng.random() < right else rng.random() < 0.5) if right < 1 else int(ok)
                      for s, ok in agrees.items()}
-        pool, picks = list(agrees), {}
-        for batch in range(8):
-            ranked = [s for s in pool if not agrees[s]][:20]
-            rest = [s for s in pool if s not in ranked]
-            randoms = rng.sample(rest, 5 if batch else 50)
-            for s in ranked + randoms:
-                picks[s] = {"batch": f"q{batch:04d}", "picked_by": "random" if s in randoms else "boundary", "pool": len(pool)}
-            pool = [s for s in pool if s not in picks]
+        picks = queue_picks(agrees, rng)
         sessions = [ReviewedSession(s, {}, "a", "a" if agrees[s] else "b") for s in picks]
         decisions = {s: "a" for s in picks}
         truth.append(sum(agrees.values()) / len(agrees))
