@@ -82,7 +82,7 @@ def is_escalation(decision: str) -> bool:
     return any(word in decision.lower() for word in ESCALATION_WORDS)
 
 
-def _groups(sessions: Sequence[ReviewedSession], disagree: np.ndarray) -> tuple[dict[tuple[str, str], list[int]], dict[str, int]]:
+def _groups(sessions: Sequence[ReviewedSession], disagree: np.ndarray, min_evidence: int) -> tuple[dict[tuple[str, str], list[int]], dict[str, int]]:
     """Session indices by (group name, source); untagged notes inferred or clustered."""
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     tagged: dict[str, list[str]] = defaultdict(list)
@@ -103,7 +103,8 @@ def _groups(sessions: Sequence[ReviewedSession], disagree: np.ndarray) -> tuple[
             inferred[name] += 1
         elif disagree[i]:
             leftover.append(i)
-    labels = text.cluster_notes([sessions[i].human_reasoning for i in leftover])
+    labels = _merge_by_mention(text.cluster_notes([sessions[i].human_reasoning for i in leftover]),
+                               [sessions[i] for i in leftover], 2 * min_evidence)
     for label, members in text.group_indices(labels).items():
         if label == -1:
             continue
@@ -111,6 +112,31 @@ def _groups(sessions: Sequence[ReviewedSession], disagree: np.ndarray) -> tuple[
         name = text.cluster_name([sessions[i].human_reasoning for i in indices])
         groups[(name, "text-cluster")].extend(indices)
     return groups, dict(inferred)
+
+
+def _mentions(session: ReviewedSession) -> tuple:
+    """The case's short text values (a department, a vendor) its reviewer's note names, sorted."""
+    note = f" {' '.join(re.findall(r'[a-z0-9]+', session.human_reasoning.lower()))} "
+    return tuple(sorted({v for v in session.case.values() if type(v) is str and 1 < len(v) <= 25
+                         and f" {' '.join(re.findall(r'[a-z0-9]+', v.lower()))} " in note}))
+
+
+def _merge_by_mention(labels: list[int], sessions: Sequence[ReviewedSession], min_size: int) -> list[int]:
+    """Clusters whose notes mostly give one decision and name the same case values are one
+    piece of knowledge worded in several ways (a reviewer's reasoning templates): one label each,
+    when together they hold ``min_size`` sessions (fewer make a rule too broad to trust)."""
+    members = text.group_indices(labels)
+    merged = {}
+    keys: dict[tuple, int] = {}
+    for label in sorted(k for k in members if k != -1):
+        votes = Counter((sessions[i].human_decision, _mentions(sessions[i])) for i in members[label])
+        key, count = min(votes.items(), key=lambda kv: (-kv[1], repr(kv[0])))
+        merged[label] = keys.setdefault(key, label) if key[1] and 2 * count > len(members[label]) else label
+    sizes = Counter()
+    for label, target in merged.items():
+        sizes[target] += len(members[label])
+    merged = {label: target if sizes[target] >= min_size else label for label, target in merged.items()}
+    return [merged.get(label, label) for label in labels]
 
 
 def _ceiling(sessions: Sequence[ReviewedSession], rules_fields: set[str], keywords: set[str]) -> tuple[float, list[str]]:
@@ -169,7 +195,7 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     tests = build_tests([s.case for s in sessions], min_count=min_evidence, bands=bands)
     inducer = RuleInducer(tests, rows, preferred_fields=tuple(entity_fields), prior=float(1 - disagree.mean()))
     correct_bits = {d: pack(human == d) for d in set(human)}
-    groups, inferred = _groups(sessions, disagree)
+    groups, inferred = _groups(sessions, disagree, min_evidence)
 
     # A decision list: smaller (more specific) groups first; each later rule is judged only
     # on the rows no earlier rule decides, as the target's first-match overlay will apply them.

@@ -80,6 +80,29 @@ def test_an_untagged_note_joins_the_precedent_whose_notes_it_reads_like_though_t
     assert next(p for p in result.precedents if p.name == "consolidation").inferred_from_text == 1
 
 
+SANDBAG_NOTES = ("Engineering sandbags estimates by ~30%; real spend of about {big} crosses the $5,000 tier. Needs manager sign-off.",
+                 "Flag: Engineering quotes run ~30% low, so {amount} is really about {big}, past the $5,000 tier; manager sign-off.",
+                 "Sandbagged Engineering estimate: add 30% and it is over $5,000. Needs manager sign-off.")
+
+
+def test_untagged_notes_in_several_wordings_that_name_the_same_case_value_make_one_text_cluster():
+    # one piece of reviewer knowledge in three reasoning templates, two sessions each: each wording's
+    # cluster is short of the evidence minimum, the knowledge together is not
+    sessions = [ReviewedSession(session_id=f"b{i}", case={"department": ("Sales", "Engineering", "Marketing")[i % 3],
+                                                          "amount": 1000.0 * (1 + i % 40)},
+                                agent_decision="approve", human_decision="approve", human_reasoning="Fine, approve.")
+                for i in range(60)]
+    for i in range(6):
+        amount = 4000.0 + 150 * i
+        note = SANDBAG_NOTES[i % 3].format(amount=f"${amount:,.0f}", big=f"${amount * 1.3:,.0f}")
+        sessions.append(ReviewedSession(session_id=f"e{i}", case={"department": "Engineering", "amount": amount},
+                                        agent_decision="approve", human_decision="flag", human_reasoning=note))
+    result = mine(sessions, min_evidence=3)
+    clusters = [p for p in result.precedents if p.source == "text-cluster"]
+    assert [p.group_size for p in clusters] == [6]
+    assert clusters[0].decision == "flag" and not clusters[0].weak
+
+
 MINE_THE_DEMO = """
 import json, sys, tempfile
 from pathlib import Path
