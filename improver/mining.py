@@ -123,15 +123,17 @@ def _mentions(session: ReviewedSession) -> tuple:
 
 def _merge_by_mention(labels: list[int], sessions: Sequence[ReviewedSession], min_size: int) -> list[int]:
     """Clusters whose notes mostly give one decision and name the same case values are one
-    piece of knowledge worded in several ways (a reviewer's reasoning templates): one label each,
-    when together they hold ``min_size`` sessions (fewer make a rule too broad to trust)."""
+    piece of knowledge worded in several ways (a reviewer's reasoning templates): one label each.
+    Only clusters each short of ``min_size`` sessions merge (larger ones keep finer distinctions),
+    and only when together they hold ``min_size`` (fewer make a rule too broad to trust)."""
     members = text.group_indices(labels)
     merged = {}
     keys: dict[tuple, int] = {}
     for label in sorted(k for k in members if k != -1):
         votes = Counter((sessions[i].human_decision, _mentions(sessions[i])) for i in members[label])
         key, count = min(votes.items(), key=lambda kv: (-kv[1], repr(kv[0])))
-        merged[label] = keys.setdefault(key, label) if key[1] and 2 * count > len(members[label]) else label
+        small = len(members[label]) < min_size
+        merged[label] = keys.setdefault(key, label) if small and key[1] and 2 * count > len(members[label]) else label
     sizes = Counter()
     for label, target in merged.items():
         sizes[target] += len(members[label])
