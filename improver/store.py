@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import orjson
-
 from improver.errors import StoreError
 from improver.models import DecisionEvent, Event, Quarantined, ReviewedSession, ReviewEvent
-from improver.sources import DIGITS, LONG_INTEGER
+from improver.sources import json_loads as _loads
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -392,15 +390,3 @@ class TraceStore:
     def quarantine(self, limit: int = 100) -> list[dict]:
         rows = self.db.execute("SELECT source, line, reason, raw FROM quarantine ORDER BY id LIMIT ?", (limit,))
         return [dict(zip(("source", "line", "reason", "raw"), row)) for row in rows]
-
-
-def _loads(text: str):
-    """A stored JSON value, parsed by orjson when that gives what json gives: not for a text with a
-    19-digit run (orjson reads integers past 64 bits as floats), nor for what it refuses (NaN, a lone
-    surrogate), which json reads."""
-    if LONG_INTEGER not in text.encode("utf-8", "surrogatepass").translate(DIGITS):
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
