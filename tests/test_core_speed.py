@@ -91,3 +91,25 @@ def test_a_workers_pipes_hold_a_whole_chunk_and_its_answers_are_the_same(tiny_pr
     finally:
         sys.path.remove(str(tiny_project))
     assert [a["decision"] for a in answers] == [decide(c, tiny_project / "config")["decision"] for c in cases]
+
+
+def test_a_batchs_equal_reasonings_reach_the_parent_as_one_string_each(tmp_path):
+    """Texts an agent builds anew for every case are equal but separate objects: the worker
+    sends each once a chunk, so the parent keeps one copy per chunk instead of one per case."""
+    from improver.project import TargetSpec
+    from improver.runners.local import CHUNK, CallableRunner
+
+    (tmp_path / "wordy_agent.py").write_text(
+        "def decide(case, config_dir):\n"
+        "    return decide_batch([case], config_dir)[0]\n"
+        "def decide_batch(cases, config_dir):\n"
+        "    return [{'decision': 'approve', 'reasoning': ' '.join(['within', 'budget'] * 25), 'cited': [':'.join(['policy', 'tiers'])]}\n"
+        "            for case in cases]\n")
+    runner = CallableRunner(TargetSpec(callable="wordy_agent:decide", config="config"), tmp_path)
+    try:
+        answers = runner.run([{"n": i} for i in range(3 * CHUNK)], tmp_path)
+    finally:
+        runner.close()
+    assert {a["reasoning"] for a in answers} == {" ".join(["within", "budget"] * 25)}
+    assert len({id(a["reasoning"]) for a in answers}) == 3
+    assert len({id(a["cited"][0]) for a in answers}) == 3

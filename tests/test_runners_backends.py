@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 
@@ -12,6 +13,7 @@ from improver.cycle import run_cycles
 from improver.errors import TargetError
 from improver.project import Project
 from improver.runners import runner_for
+from improver.runners.cache import DecisionCache
 from improver.workspace import Workspace
 
 
@@ -47,6 +49,27 @@ def test_the_cache_reruns_what_a_new_config_or_agent_version_may_decide_differen
     bumped = Workspace(with_target(tiny_project, version="2"))
     bumped.runner.run(cases, config)
     assert bumped.runner.reruns == len(cases) and bumped.runner.hits == 0
+
+
+def test_the_cache_stores_a_repeated_answer_once_and_gives_each_case_its_own_copy(tmp_path):
+    cache = DecisionCache(tmp_path / "decisions.sqlite")
+    same = {"decision": "approve", "confidence": "high", "reasoning": "within budget", "cited": ["policy:tiers"]}
+    cache.put("agent", "config", {f"k{i}": dict(same, cited=list(same["cited"])) for i in range(50)}
+              | {"other": dict(same, decision="reject")})
+    (blob,) = cache.db.execute("SELECT answers FROM runs").fetchone()
+    assert len(orjson.loads(blob)["answers"]) == 2
+    found = cache.get("agent", "config")
+    assert found["k0"] == found["k49"] == same and found["other"]["decision"] == "reject"
+    found["k0"]["cited"].append("changed")
+    assert found["k1"]["cited"] == ["policy:tiers"]
+
+
+def test_cache_rows_written_one_answer_per_case_still_read(tmp_path):
+    cache = DecisionCache(tmp_path / "decisions.sqlite")
+    answer = {"decision": "approve", "confidence": None, "reasoning": "", "cited": []}
+    with cache.db:
+        cache.db.execute("INSERT INTO runs VALUES (?, ?, ?)", ("agent", "config", orjson.dumps({"k": answer})))
+    assert cache.get("agent", "config") == {"k": answer}
 
 
 def test_error_answers_are_not_kept(tiny_project):

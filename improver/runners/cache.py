@@ -70,8 +70,10 @@ def _code_files(spec: TargetSpec, root: Path) -> list[Path]:
 
 
 class DecisionCache:
-    """Answers by agent and config, each stored run a JSON object ``{case key: answer}`` (one
-    row per run that decided something new), so a run reads its config's answers in one query."""
+    """Answers by agent and config, one row per run that decided something new, so a run reads
+    its config's answers in one query. A row is a JSON object ``{"answers": [...], "at": {case
+    key: index}}``: a run's answers mostly repeat a few (one per rule that decides), so each
+    distinct answer is stored once. Rows written as ``{case key: answer}`` still read."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -87,13 +89,37 @@ class DecisionCache:
     def get(self, agent: str, config: str) -> dict[str, dict]:
         found: dict[str, dict] = {}
         for (blob,) in self.db.execute("SELECT answers FROM runs WHERE agent = ? AND config = ?", (agent, config)):
-            found.update(orjson.loads(blob))
+            row = orjson.loads(blob)
+            if isinstance(row.get("at"), dict) and isinstance(row.get("answers"), list):
+                distinct = row["answers"]
+                found.update((key, _own(distinct[i])) for key, i in row["at"].items())
+            else:  # written before answers were stored once each
+                found.update(row)
         return found
 
     def put(self, agent: str, config: str, answers: dict[str, dict]) -> None:
-        if answers:
-            with self.db:
-                self.db.execute("INSERT INTO runs VALUES (?, ?, ?)", (agent, config, orjson.dumps(answers)))
+        if not answers:
+            return
+        index: dict = {}
+        at = {key: index.setdefault(_identity(answer), len(index)) for key, answer in answers.items()}
+        distinct = [None] * len(index)
+        for key, i in at.items():
+            distinct[i] = answers[key]
+        with self.db:
+            self.db.execute("INSERT INTO runs VALUES (?, ?, ?)", (agent, config, orjson.dumps({"answers": distinct, "at": at})))
+
+
+def _identity(answer: dict):
+    """A hashable stand-in for an answer's content: equal answers, equal identities."""
+    try:
+        return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in answer.items())
+    except TypeError:  # a value that does not hash (a dict): its JSON
+        return orjson.dumps(answer, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+
+
+def _own(answer: dict) -> dict:
+    """A copy for one case (answers stored once are shared by many): its own dict and lists."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in answer.items()}
 
 
 class CachedRunner:

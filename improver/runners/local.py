@@ -116,12 +116,23 @@ def _answers(decide, decide_batch, cases: list[dict], config_dir):
     if decide_batch is not None:
         ok, results = _call(decide_batch, cases, config_dir)
         if ok and isinstance(results, list) and len(results) == len(cases):
-            yield "batch", [normalise(r) for r in results]
+            yield "batch", _sharing_text([normalise(r) for r in results])
             return
     for case in cases:  # one at a time: isolates the failing cases
         ok, result = _call(decide, case, config_dir)
         yield "case", normalise(result) if ok else _error(result)
     yield "done", None
+
+
+def _sharing_text(answers: list[dict]) -> list[dict]:
+    """The answers with equal texts as one string object: a batch's answers mostly repeat a few
+    reasonings and citations, and a message pickles each object once, so the parent reads (and
+    keeps) one copy of each instead of one per case."""
+    seen: dict[str, str] = {}
+    for answer in answers:
+        answer["reasoning"] = seen.setdefault(answer["reasoning"], answer["reasoning"])
+        answer["cited"] = [seen.setdefault(c, c) for c in answer["cited"]]
+    return answers
 
 
 def _decide_chunk(spec: TargetSpec, root: Path, cases: list[dict], config_dir: Path) -> list[dict]:
