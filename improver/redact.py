@@ -257,8 +257,9 @@ def flagged_lines(lines: list[bytes], json: bool = True) -> set[int]:
     starts = [0, *itertools.accumulate(len(line) + 1 for line in lines)]  # where each line's newline is
     text = b"\n" + b"\n".join(lines)  # each line after a newline, as screen_bytes puts a space before a text
     flagged: set[int] = set()
+    translated: dict = {None: text}  # each translation made once (the JSON marks reuse the digit one)
     for table, marks in SCREEN_MARKS + (JSON_MARKS if json else ()):
-        haystack = text.translate(table) if table else text
+        haystack = translated[table] if table in translated else translated.setdefault(table, text.translate(table))
         for mark in marks:
             at = haystack.find(mark)
             while at != -1:
