@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from improver.errors import ImproverError
-from improver.redact import RedactionConfig, Redactor, flagged_lines, project_key, redaction_config
+from improver.redact import RedactionConfig, Redactor, flagged_pieces, project_key, redaction_config
 
 # detect-secrets plugins that match tokens by pattern alone (no entropy guesses, no network).
 DETECT_SECRETS_PLUGINS = ("aws.AWSKeyDetector", "github_token.GitHubTokenDetector", "gitlab_token.GitLabTokenDetector",
@@ -82,21 +82,11 @@ class LeakScan:
     @staticmethod
     def _screened(lines: list[str]) -> list[int]:
         """The indexes, in order, of the lines the fast screen sees a reason to look at (exactly
-        those ``might_hold`` flags), each distinct piece between double quotes screened once.
-
-        No screen mark holds a double quote: a mark in a line lies in one piece with the quote
-        after it (a keyword ends in the space the quote becomes), so a line is flagged exactly when
-        one of its pieces is. What improver writes repeats itself (JSON keys, rule ids, citations,
-        the notes of a rule): most pieces of a line were screened on an earlier line."""
+        those ``might_hold`` flags): ``flagged_pieces`` over batches of lines."""
         out = []
         for start in range(0, len(lines), SCREEN_BATCH):
-            split = [line.encode("utf-8", "surrogatepass").split(b'"') for line in lines[start:start + SCREEN_BATCH]]
-            quoted = list({piece for pieces in split for piece in pieces[:-1]})  # each followed by a quote
-            ends = list({pieces[-1] for pieces in split})
-            marked = {quoted[i] for i in flagged_lines([piece + b'"' for piece in quoted], json=False)}
-            marked_ends = {ends[i] for i in flagged_lines(ends, json=False)}
-            out += [start + index for index, pieces in enumerate(split)
-                    if pieces[-1] in marked_ends or not marked.isdisjoint(pieces[:-1])]
+            batch = [line.encode("utf-8", "surrogatepass") for line in lines[start:start + SCREEN_BATCH]]
+            out += [start + index for index in sorted(flagged_pieces(batch, json=False))]
         return out
 
     def check(self, text: str, where: str) -> None:

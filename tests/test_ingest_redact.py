@@ -196,7 +196,7 @@ def test_lines_screened_together_are_the_lines_screened_one_by_one():
     between quotes, flag exactly the lines might_hold flags on their own, wherever the marks
     sit (inside quotes, before one, at the end of a line) and whatever the neighbours."""
     from improver.leakscan import LeakScan
-    from improver.redact import flagged_lines, might_hold
+    from improver.redact import flagged_lines, flagged_pieces, line_passes, might_hold
 
     texts = [row["text"] for row in corpus()] + PUNCTUATED_TOKENS + ["hardware security keys", "api_key: x", "",
                                                                       "Over budget by $3,723.",
@@ -209,6 +209,10 @@ def test_lines_screened_together_are_the_lines_screened_one_by_one():
     assert flagged_lines([line.encode() for line in lines], json=False) == set(expected)
     assert LeakScan._screened(lines) == expected
     assert 0 < len(expected) < len(lines)
+    json_lines = [line.encode() for line in lines + [r'{"a":"say \"hi\""}', '{"n":1e10}', '{"n":"2.5E+12"}', '{"n":3}']]
+    assert flagged_pieces(json_lines) == flagged_lines(json_lines) == {i for i, line in enumerate(json_lines)
+                                                                       if not line_passes(line)}
+    assert {len(json_lines) - 4, len(json_lines) - 3, len(json_lines) - 2} <= flagged_pieces(json_lines)
 
 
 def test_ner_without_its_extra_names_the_install_command(monkeypatch):
