@@ -60,45 +60,42 @@ def _kappa_of(pairs: Counter, n: int, agree: int) -> float | None:
 def score(sessions: list[ReviewedSession], decisions: dict[str, str], holdout: float,
           parent: dict[str, str] | None = None) -> dict:
     """Scores for one experiment; ``decisions`` and ``parent`` map session id to decision."""
-    split = {s.session_id: split_of(s.session_id, holdout) for s in sessions}
-    now = [decisions.get(s.session_id, ERROR) for s in sessions]
-    before = [parent.get(s.session_id, ERROR) for s in sessions] if parent else None
-    by_split = {name: Counter() for name in SPLITS}
-    for s, agent in zip(sessions, now):
-        by_split[split[s.session_id]][(agent, s.human_decision)] += 1
-    results: dict = {name: _agreement_of(by_split[name]) for name in SPLITS}
-    now_pairs = by_split["train"] + by_split["heldout"]
-    results["all"] = _agreement_of(now_pairs)
-    before_pairs = Counter(zip(before, (s.human_decision for s in sessions))) if parent else Counter()
+    ids = [s.session_id for s in sessions]
+    humans = [s.human_decision for s in sessions]
+    heldout = [split_of(i, holdout) == "heldout" for i in ids] if holdout else [False] * len(ids)
+    now = [decisions.get(i, ERROR) for i in ids]
+    before = [parent.get(i, ERROR) for i in ids] if parent else None
+
+    def by_split(decided: list[str]) -> dict[str, Counter]:  # (agent, human) pairs counted per split
+        pairs = {"heldout": Counter(pair for pair, out in zip(zip(decided, humans), heldout) if out)}
+        pairs["all"] = Counter(zip(decided, humans))
+        pairs["train"] = pairs["all"] - pairs["heldout"]
+        return pairs
+
+    now_split = by_split(now)
+    results: dict = {name: _agreement_of(now_split[name]) for name in (*SPLITS, "all")}
+    now_pairs = now_split["all"]
+    before_split = by_split(before) if parent else None
+    before_pairs = before_split["all"] if parent else Counter()
     labels = sorted({label for pair in list(now_pairs) + list(before_pairs) for label in pair})
     results["confusion"] = [
         {"agent": a, "human": h, "count": now_pairs.get((a, h), 0), "parent_count": before_pairs.get((a, h), 0) if parent else None}
         for a in labels for h in labels if now_pairs.get((a, h)) or before_pairs.get((a, h))
     ]
-    errors = [s.session_id for s, agent in zip(sessions, now) if agent == ERROR]
+    errors = [i for i, agent in zip(ids, now) if agent == ERROR]
     results["errors"] = {"count": len(errors), "sessions": errors[:50]}
     if parent:
         results["change"] = {}
-        before_split = {name: Counter() for name in SPLITS}
-        for s, was in zip(sessions, before):
-            before_split[split[s.session_id]][(was, s.human_decision)] += 1
-        before_split["all"] = before_pairs
         for name in (*SPLITS, "all"):
             agreement = _agreement_of(before_split[name])
             results["change"][name] = round(results[name]["agreement"] - agreement["agreement"], 4) \
                 if agreement["sessions"] else None
-        regressions, fixed = [], 0
-        for s, was, now_decision in zip(sessions, before, now):
-            if was == now_decision:
-                continue
-            if was == s.human_decision:
-                regressions.append({"session_id": s.session_id, "split": split[s.session_id], "human": s.human_decision,
-                                    "before": was, "now": now_decision})
-            elif now_decision == s.human_decision:
-                fixed += 1
+        changed = [k for k, (was, now_decision) in enumerate(zip(before, now)) if was != now_decision]
+        regressions = [{"session_id": ids[k], "split": "heldout" if heldout[k] else "train", "human": humans[k],
+                        "before": before[k], "now": now[k]} for k in changed if before[k] == humans[k]]
         results["regressions"] = regressions
-        results["fixed"] = fixed
-        results["changed"] = sum(1 for was, now_decision in zip(before, now) if was != now_decision)
+        results["fixed"] = sum(1 for k in changed if now[k] == humans[k])
+        results["changed"] = len(changed)
     return results
 
 

@@ -109,3 +109,37 @@ def test_reviews_arriving_after_a_cycle_get_a_new_baseline_and_old_experiments_s
     assert old != new
     assert ws.experiments.get(new).results["all"]["sessions"] == 80 > ws.experiments.get(old).results["all"]["sessions"]
     assert len(ws.run(ws.experiments.get(first["parent"]))) == 80, "an older experiment decides the new sessions too"
+
+
+def test_scores_count_each_session_once_in_its_split_against_the_parent():
+    """Every figure of ``score`` is what counting the sessions one by one gives."""
+    import random
+    from collections import Counter
+
+    from improver.models import ReviewedSession
+    from improver.scoring import score, split_of
+
+    rng = random.Random(7)
+    labels = ["approve", "reject", "flag-for-review"]
+    sessions = [ReviewedSession(session_id=f"s{i:04d}", case={}, agent_decision="approve", human_decision=rng.choice(labels))
+                for i in range(600)]
+    parent = {s.session_id: rng.choice(labels) for s in sessions}
+    decisions = {s.session_id: rng.choice(labels + ["error"]) for s in sessions[:-5]}  # the last five never decided
+    results = score(sessions, decisions, 0.3, parent)
+    now = {s.session_id: decisions.get(s.session_id, "error") for s in sessions}
+    for name in ("train", "heldout", "all"):
+        chosen = [s for s in sessions if name == "all" or split_of(s.session_id, 0.3) == name]
+        agree = sum(now[s.session_id] == s.human_decision for s in chosen)
+        before = sum(parent[s.session_id] == s.human_decision for s in chosen)
+        assert (results[name]["sessions"], results[name]["agree"]) == (len(chosen), agree)
+        assert results["change"][name] == round(agree / len(chosen) - before / len(chosen), 4)
+    assert 0 < results["heldout"]["sessions"] < 600
+    pairs = Counter((now[s.session_id], s.human_decision) for s in sessions)
+    assert {(row["agent"], row["human"]): row["count"] for row in results["confusion"] if row["count"]} == pairs
+    assert [r["session_id"] for r in results["regressions"]] == [
+        s.session_id for s in sessions if parent[s.session_id] == s.human_decision != now[s.session_id]]
+    assert results["fixed"] == sum(parent[s.session_id] != now[s.session_id] == s.human_decision for s in sessions)
+    assert results["changed"] == sum(parent[s.session_id] != now[s.session_id] for s in sessions)
+    assert results["errors"]["count"] == sum(v == "error" for v in now.values())
+    no_holdout = score(sessions, decisions, 0.0)
+    assert no_holdout["heldout"]["sessions"] == 0 and no_holdout["train"] == results["all"]
