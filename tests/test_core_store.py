@@ -111,3 +111,16 @@ def test_stored_cases_read_back_as_json_reads_them_big_integers_too(tiny_project
     ws.ingest(str(path))
     [session] = [s for s in ws.sessions if s.session_id == "B1"]
     assert repr(session.case) == repr(json.loads(json.dumps(case, sort_keys=True)))  # stored with sorted keys
+
+
+def test_sessions_read_the_same_whether_or_not_any_session_was_reviewed_twice(tiny_project):
+    """With one review a session the store reads reviews directly (no ranking); once a session has
+    a second review, the ranked current reviews: every other session reads the same either way."""
+    Workspace(tiny_project).ingest(str(tiny_project / "traces.jsonl"))
+    once = Workspace(tiny_project).sessions
+    again = review("T003", "resolve", "2026-03-01")
+    Workspace(tiny_project).ingest(str(write_jsonl(tiny_project / "again.jsonl", [again])))
+    twice = Workspace(tiny_project).sessions
+    assert len(once) == len(twice) == 80
+    assert [s for s in twice if s.session_id != "T003"] == [s for s in once if s.session_id != "T003"]
+    assert [s.human_decision for s in twice if s.session_id == "T003"] == ["resolve"]
