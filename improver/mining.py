@@ -263,7 +263,7 @@ def _explain(name, source, decision, members, few, inducer, human, correct_bits,
     rules = 0
     while rules < MAX_RULES_PER_GROUP and remaining.sum() >= min_support:
         rule = inducer.induce(pack(remaining), correct_bits[decision], min_support, within=pack(undecided & ~aside),
-                              hint=name if source == "tag" else "")
+                              hint=name if source == "tag" else "", notes=[sessions[i].human_reasoning for i in members])
         if rule is None:
             break
         mask = _matched(rule, rows)
@@ -313,7 +313,8 @@ def _exceptions(name, source, rule, scope, aside, inducer, human, correct_bits, 
     found = []
     for decision in sorted(set(human[outliers])):
         positives = outliers & (human == decision)
-        inner = inducer.induce(pack(positives), correct_bits[decision], 1, within=pack(scope & (positives | ~outliers)))
+        inner = inducer.induce(pack(positives), correct_bits[decision], 1, within=pack(scope & (positives | ~outliers)),
+                               notes=[sessions[i].human_reasoning for i in np.flatnonzero(positives)])
         if inner is None:
             continue
         tests = rule.tests + tuple(t for t in inner.tests if all(t is not u for u in rule.tests))

@@ -13,13 +13,16 @@ already agrees with the reviewers), must clear ``min_precision``, and its Wilson
 bound ``min_wilson``, so three lucky rows do not make a rule. A test that refines a rule
 must take at least ``MIN_REMOVED`` contradicting sessions out of it (one is a noisy
 review, not a condition), and set tests (``in``) only refine: alone, a pair of values
-fits noise at small N. Redundant tests are pruned.
+fits noise at small N. Redundant tests are pruned. Of rules equally good on the counts, the
+one whose text tests the reviewers' notes name wins ("names the deliverable": ``contains
+deliverable``, not another word the same two requests share).
 """
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -63,6 +66,11 @@ class _Within:
         return self.matrix[i] & self.within
 
 
+def _words(text: str) -> set[str]:
+    """A text's lower-case words and numbers (the whole-word units of ``contains``)."""
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
 def wilson_lower(successes: int, trials: int, z: float = 1.0) -> float:
     if trials == 0:
         return 0.0
@@ -90,6 +98,7 @@ class RuleInducer:
         self.min_precision = min_precision
         self.min_wilson = min_wilson
         self.prior = prior  # the parent's agreement rate: where a rule's precision starts before evidence
+        self._note_words: set[str] = set()
 
     def _counts(self, within: np.ndarray, positives: np.ndarray, correct: np.ndarray):
         """Each test's rows within ``within`` (``rows[i]``, a bitset made when asked for), and how many
@@ -103,10 +112,18 @@ class RuleInducer:
             purity = np.where(hit + contradicting > 0, hit / (hit + contradicting), 0.0)
         return np.sqrt(hit) * (purity - base_rate)
 
-    def _plainness(self, chosen: tuple[int, ...]) -> tuple[int, int]:
-        """Tie-breaker: keyword tests, then tests off the declared entity fields (fewer is plainer)."""
+    def _plainness(self, chosen: tuple[int, ...]) -> tuple[int, int, int]:
+        """Tie-breaker: tests on text values the group's reviewer notes name (more is plainer), then
+        keyword tests, then tests off the declared entity fields (fewer is plainer)."""
         tests = [self.tests[i] for i in chosen]
-        return (sum(t.op == "contains" for t in tests), sum(t.field not in self.preferred_fields for t in tests))
+        return (-sum(self._named(t) for t in tests), sum(t.op == "contains" for t in tests),
+                sum(t.field not in self.preferred_fields for t in tests))
+
+    def _named(self, test: Test) -> bool:
+        """Whether the reviewer notes being explained name the test's text value (every word of it;
+        each value of a set test): a note saying "names the deliverable" names ``contains deliverable``."""
+        values = test.value if isinstance(test.value, list) else [test.value]
+        return bool(self._note_words) and all(isinstance(v, str) and _words(v) <= self._note_words for v in values)
 
     def _valid(self, positives: int, covered: int, correct: int, min_support: int) -> bool:
         shrunk = (correct + PRIOR_STRENGTH * self.prior) / (covered + PRIOR_STRENGTH)
@@ -114,14 +131,18 @@ class RuleInducer:
                 and shrunk >= self.min_precision and wilson_lower(correct, covered) >= self.min_wilson)
 
     def induce(self, positives: np.ndarray, correct: np.ndarray, min_support: int,
-               within: np.ndarray | None = None, hint: str = "") -> InducedRule | None:
+               within: np.ndarray | None = None, hint: str = "", notes: Sequence[str] = ()) -> InducedRule | None:
         """The best valid rule for ``positives`` (rows to explain) given ``correct``
         (every row whose human decision is the rule's decision), counted only over the
         rows in ``within`` (rows no earlier rule of a decision list has decided), or None.
 
         ``hint`` is the precedent's name: reviewers name precedents after what they are
         about, so a rule that starts from an entity named in it is kept when it is
-        nearly as good as the best rule found without that start."""
+        nearly as good as the best rule found without that start. ``notes`` are the
+        reviewers' notes on the rows to explain: of rules equally good on the counts, the
+        one whose tests name more text values the notes name wins (the keyword the
+        reviewer gave as her reason, not another word the same few requests share)."""
+        self._note_words = set().union(*map(_words, notes))
         universe = within if within is not None else pack(np.ones(self.rows, dtype=bool))
         positives, correct = positives & universe, correct & universe
         if not self.tests or count(positives) < min_support:

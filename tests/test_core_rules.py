@@ -69,3 +69,18 @@ def test_a_refining_test_must_take_out_more_than_one_contradicting_session():
     department = FeatureTest("department", "eq", "Support", rows(40, range(12)))
     rule = RuleInducer([department, amount], 40).induce(group, correct, min_support=3)
     assert rule is not None and rule.condition() == {"amount": {"lt": 900}, "department": {"eq": "Support"}}
+
+
+def test_of_equally_good_rules_the_one_the_reviewers_notes_name_wins():
+    # 40 sessions; requests 0-1 were approved against the agent. Three tests hold on exactly those two:
+    # a department, and two words of their justifications. The notes give "deliverable" as the reason.
+    department = FeatureTest("department", "eq", "Marketing", rows(40, [0, 1]))
+    board = FeatureTest("justification", "contains", "board", rows(40, [0, 1]))
+    deliverable = FeatureTest("justification", "contains", "deliverable", rows(40, [0, 1]))
+    inducer = RuleInducer([department, board, deliverable], 40, prior=0.9)
+    group = correct = rows(40, [0, 1])
+    notes = ["Approve: the justification names the deliverable.", "Named deliverable, fixed scope. Approve."]
+    rule = inducer.induce(group, correct, min_support=2, notes=notes)
+    assert rule is not None and rule.condition() == {"justification": {"contains": "deliverable"}}
+    # without notes the plainest test wins, as before: a structured field over a keyword
+    assert inducer.induce(group, correct, min_support=2).condition() == {"department": {"eq": "Marketing"}}
