@@ -93,8 +93,9 @@ def column_values(cases: Sequence[dict], path: str) -> list:
 
 
 def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list[float]] | None = None,
-                max_keywords: int = 400) -> list[Test]:
-    """Every candidate test over the cases that holds for at least ``min_count`` rows."""
+                max_keywords: int = 400, named: frozenset[str] = frozenset(), named_min_count: int | None = None) -> list[Test]:
+    """Every candidate test over the cases that holds for at least ``min_count`` rows; a keyword in
+    ``named`` (words of the reviewers' notes) from ``named_min_count`` rows."""
     rows = len(cases)
     if rows == 0:
         return []
@@ -114,7 +115,8 @@ def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list
             distinct = len(set(present))
             average_length = sum(len(v) for v in present[:2000]) / min(len(present), 2000)
             if average_length > 25 or (distinct > 50 and " " in "".join(present[:200])):
-                tests += _keyword_tests(path, values, min_count, rows, max_keywords)
+                tests += _keyword_tests(path, values, min_count, rows, max_keywords, named,
+                                        min_count if named_min_count is None else named_min_count)
             elif distinct <= max(50, rows // 20) and distinct < 0.9 * len(present):
                 tests += _equality_tests(path, values, min_count, rows)
                 if 3 <= distinct <= MAX_SET_VALUES:
@@ -175,11 +177,13 @@ def _numeric_tests(path: str, values: list, min_count: int, rows: int, declared:
     return tests
 
 
-def _keyword_tests(path: str, values: list, min_count: int, rows: int, max_keywords: int) -> list[Test]:
+def _keyword_tests(path: str, values: list, min_count: int, rows: int, max_keywords: int,
+                   named: frozenset[str] = frozenset(), named_min_count: int | None = None) -> list[Test]:
     """Keyword tests in two passes over the text (count, then mark), so no word sets are kept."""
     frequency = Counter(w for v in values if isinstance(v, str) for w in words(v))
     ranked = sorted(frequency, key=lambda w: (-frequency[w], w))  # ties by word: the same on every run
-    vocabulary = [w for w in ranked if min_count <= frequency[w] <= 0.5 * rows][:max_keywords]
+    least = min_count if named_min_count is None else named_min_count
+    vocabulary = [w for w in ranked if (min_count if w not in named else least) <= frequency[w] <= 0.5 * rows][:max_keywords]
     index = {w: i for i, w in enumerate(vocabulary)}
     hits = np.zeros((len(vocabulary), rows), dtype=bool)
     for row, value in enumerate(values):

@@ -32,6 +32,7 @@ MAX_RULES_PER_GROUP = 3
 # an untagged note joins the tagged precedent it reads like from this cosine similarity to the precedent's
 # notes' centre: a precedent with two kinds of note ("reject", "small ones pass") has its centre between them
 ASSIGN_SIMILARITY = 0.2
+NAMED_MIN_COUNT = 2  # requests a keyword test needs when the reviewers' notes on disagreements use the word
 MIN_EXCEPTION = 2  # sessions an exception needs to count its rule's evidence as its own (one is a noisy review)
 
 
@@ -194,7 +195,11 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     disagree = agent != human
     if rows == 0:
         return MiningResult(sessions=0, disagreements=0, agreement=0.0, ceiling=0.0, precedents=[], findings=[])
-    tests = build_tests([s.case for s in sessions], min_count=min_evidence, bands=bands)
+    # a word of the reviewers' notes on disagreements that the case texts hold is a candidate test from two
+    # requests (the reason she wrote down), other words from the evidence minimum
+    named = frozenset(w for i in np.flatnonzero(disagree) for w in words(sessions[i].human_reasoning))
+    tests = build_tests([s.case for s in sessions], min_count=min_evidence, bands=bands, named=named,
+                        named_min_count=min(NAMED_MIN_COUNT, min_evidence))
     inducer = RuleInducer(tests, rows, preferred_fields=tuple(entity_fields), prior=float(1 - disagree.mean()))
     correct_bits = {d: pack(human == d) for d in set(human)}
     groups, inferred = _groups(sessions, disagree, min_evidence)

@@ -135,3 +135,33 @@ def test_a_groups_kept_rules_are_numbered_from_its_own_name_whatever_the_replay_
         base, _, number = name.rpartition("-")
         if number.isdigit():
             assert (base if number == "2" else f"{base}-{int(number) - 1}") in names, names
+
+
+def test_a_word_the_reviewers_notes_give_as_the_reason_is_a_test_from_two_requests():
+    # Quantum requests are rejected, but two whose justification names a deliverable are approved, and the
+    # notes say so. "deliverable" is in two justifications only, under the evidence minimum of three rows a
+    # test needs; named by the notes on those disagreements, it is a test and explains the exception.
+    def quantum(sid, amount, justification, human, note):
+        return ReviewedSession(session_id=sid, case={"vendor": "Quantum", "amount": amount, "justification": justification},
+                               agent_decision="flag", human_decision=human, human_reasoning=note,
+                               precedent="quantum-overrun")
+    texts = ["Quarterly analytics for the sales team and the board.", "Platform seats for the analytics group, renewal.",
+             "Connectors for the warehouse, analytics board pack."]
+    sessions = [ReviewedSession(session_id=s.session_id, case={**s.case, "justification": texts[i % 3]},
+                                agent_decision=s.agent_decision, human_decision=s.human_decision,
+                                human_reasoning=s.human_reasoning) for i, s in enumerate(background())]
+    sessions += [quantum(f"q{i}", 2000.0 + 7000 * i, texts[i % 3], "reject", "Quantum quotes overrun. Reject.")
+                 for i in range(6)]
+    sessions += [quantum("d0", 9000.0, "Connectors; deliverable: churn dashboard for the board.", "approve",
+                         "Quantum overrun risk is fine here: the justification names the deliverable. Approve."),
+                 quantum("d1", 23000.0, "Seats tied to a single deliverable for the analytics group.", "approve",
+                         "Approve: Quantum with a named deliverable and fixed scope.")]
+    result = mine(sessions, min_evidence=3, entity_fields=["vendor"])
+    exception = next(p for p in result.proposable if p.name == "quantum-overrun--approve")
+    assert exception.condition == {"justification": {"contains": "deliverable"}, "vendor": {"eq": "Quantum"}}
+    # a word the notes do not use still needs three requests
+    from improver.features import build_tests
+
+    tests = build_tests([s.case for s in sessions], min_count=3, named=frozenset({"churn"}), named_min_count=2)
+    words = {t.value for t in tests if t.op == "contains"}
+    assert "deliverable" not in words and "platform" in words
