@@ -33,6 +33,10 @@ MAX_RULES_PER_GROUP = 3
 # notes' centre: a precedent with two kinds of note ("reject", "small ones pass") has its centre between them
 ASSIGN_SIMILARITY = 0.2
 NAMED_MIN_COUNT = 2  # requests a keyword test needs when the reviewers' notes on disagreements use the word
+# a group's decision with fewer sessions than this share of its main decision's (or than the evidence minimum) is
+# an exception inside the main rule, not a rule of its own: a precedent's two noisy flips beside two real
+# exceptions would otherwise force one rule to cover all four
+MINOR_SHARE = 0.5
 MIN_EXCEPTION = 2  # sessions an exception needs to count its rule's evidence as its own (one is a noisy review)
 
 
@@ -206,15 +210,17 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
 
     # A decision list: smaller (more specific) groups first; each later rule is judged only
     # on the rows no earlier rule decides, as the target's first-match overlay will apply them.
-    # A group's decisions with too few sessions to stand alone are exceptions inside its
-    # main rule (placed before it); the precedent's evidence counts them all.
+    # A group's decisions with too few sessions to stand alone (under the evidence minimum or
+    # under MINOR_SHARE of the main decision's) are exceptions inside its main rule (placed
+    # before it); the precedent's evidence counts them all.
     jobs = []
     for (name, source), indices in groups.items():
         sizes = Counter(human[i] for i in indices)
         by_decision = sizes.most_common()
-        few = [i for i in indices if human[i] != by_decision[0][0] and sizes[human[i]] < min_evidence]
+        least = max(min_evidence, MINOR_SHARE * by_decision[0][1])  # fewer sessions: an exception, not a rule
+        few = [i for i in indices if human[i] != by_decision[0][0] and sizes[human[i]] < least]
         for rank, (decision, size) in enumerate(by_decision):
-            if rank and size < min_evidence:
+            if rank and size < least:
                 continue
             members = [i for i in indices if human[i] == decision]
             label = name if rank == 0 else f"{name}--{decision}"

@@ -165,3 +165,14 @@ def test_a_word_the_reviewers_notes_give_as_the_reason_is_a_test_from_two_reques
     tests = build_tests([s.case for s in sessions], min_count=3, named=frozenset({"churn"}), named_min_count=2)
     words = {t.value for t in tests if t.op == "contains"}
     assert "deliverable" not in words and "platform" in words
+
+
+def test_a_decision_with_under_half_the_sessions_of_its_precedents_main_one_is_an_exception():
+    # eight rejects; three approvals: two small ones (the real exception) and a noisy flip among the big
+    # rejects. As a rule of its own the approvals had to be covered three at a time, flip included.
+    flip = review("f0", "Quantum", 20000.0, "flag", "approve", "consolidation")
+    result = mine(background() + consolidation(rejects=8, approves=2) + [flip], min_evidence=3, entity_fields=["vendor"])
+    exception = next(p for p in result.proposable if p.name == "consolidation--approve")
+    assert exception.condition["vendor"] == {"eq": "Quantum"} and exception.condition["amount"]["lt"] <= 8000
+    assert exception.evidence_sessions == ["s0", "s1"]
+    assert next(p for p in result.proposable if p.name == "consolidation").condition == {"vendor": {"eq": "Quantum"}}
