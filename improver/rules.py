@@ -15,7 +15,8 @@ must take at least ``MIN_REMOVED`` contradicting sessions out of it (one is a no
 review, not a condition), and set tests (``in``) only refine: alone, a pair of values
 fits noise at small N. Redundant tests are pruned. Of rules equally good on the counts, the
 one whose text tests the reviewers' notes name wins ("names the deliverable": ``contains
-deliverable``, not another word the same two requests share).
+deliverable``, not another word the same two requests share), and a rule is narrowed by a
+test the notes name that keeps every row it explains ("campaign" by the departments they name).
 """
 from __future__ import annotations
 
@@ -141,7 +142,8 @@ class RuleInducer:
         nearly as good as the best rule found without that start. ``notes`` are the
         reviewers' notes on the rows to explain: of rules equally good on the counts, the
         one whose tests name more text values the notes name wins (the keyword the
-        reviewer gave as her reason, not another word the same few requests share)."""
+        reviewer gave as her reason, not another word the same few requests share), and a
+        test the notes name that keeps all the rule explains narrows it (``_narrowed``)."""
         self._note_words = set().union(*map(_words, notes))
         universe = within if within is not None else pack(np.ones(self.rows, dtype=bool))
         positives, correct = positives & universe, correct & universe
@@ -152,8 +154,32 @@ class RuleInducer:
         if starts:
             named = self._search(positives, correct, min_support, universe, starts)
             if named is not None and (free is None or named.quality >= HINT_TOLERANCE * free.quality):
-                return named
-        return free
+                return self._narrowed(named, positives, correct, universe)
+        return self._narrowed(free, positives, correct, universe)
+
+    def _narrowed(self, rule: InducedRule | None, positives: np.ndarray, correct: np.ndarray,
+                  universe: np.ndarray) -> InducedRule | None:
+        """The rule with one more test the notes name, on a field it does not test, when that test keeps
+        every row of the group it explains and leaves out some other row (the broadest such test).
+
+        At small N a broad condition ("campaign") holds on one or two requests of others that the
+        reviewer agreed with, too few for the search to refine away (``MIN_REMOVED``); her notes
+        say which departments the precedent is about, so the rule says so too."""
+        if rule is None or not self._note_words:
+            return rule
+        fields = {t.field for t in rule.tests}
+        best = None
+        for test in self.tests:
+            if test.field in fields or not self._named(test):
+                continue
+            bits = rule.bits & test.bits
+            covered = count(bits)
+            if covered < rule.covered and count(bits & positives) == rule.positives and (best is None or covered > best[1]):
+                best = (test, covered, bits)
+        if best is None:
+            return rule
+        test, covered, bits = best
+        return InducedRule(rule.tests + (test,), bits, covered, rule.positives, count(bits & correct), rule.quality)
 
     def _named_in(self, hint: str) -> tuple[int, ...]:
         """Equality tests on entity fields whose value shares a word with the hint."""

@@ -84,3 +84,18 @@ def test_of_equally_good_rules_the_one_the_reviewers_notes_name_wins():
     assert rule is not None and rule.condition() == {"justification": {"contains": "deliverable"}}
     # without notes the plainest test wins, as before: a structured field over a keyword
     assert inducer.induce(group, correct, min_support=2).condition() == {"department": {"eq": "Marketing"}}
+
+
+def test_a_rule_is_narrowed_by_a_test_the_notes_name_that_keeps_every_row_it_explains():
+    # 40 sessions: "campaign" holds on 0-5 (Marketing and Sales, rejected: the group) and on 6 (Security, approved:
+    # one request, too few for the search to refine away). The notes name Marketing and Sales.
+    campaign = FeatureTest("justification", "contains", "campaign", rows(40, range(7)))
+    teams = FeatureTest("department", "in", ["Marketing", "Sales"], rows(40, list(range(6)) + list(range(20, 30))))
+    inducer = RuleInducer([campaign, teams], 40, prior=0.6)
+    group, correct = rows(40, range(6)), rows(40, list(range(6)) + list(range(20, 30)))
+    notes = ["Marketing is panic-buying a single-campaign tool again. Reject.", "Classic Sales panic buy. Reject."]
+    rule = inducer.induce(group, correct, min_support=3, notes=notes)
+    assert rule.condition() == {"department": {"in": ["Marketing", "Sales"]}, "justification": {"contains": "campaign"}}
+    assert (rule.covered, rule.positives, rule.correct) == (6, 6, 6)
+    # without notes naming them, the broad rule stands
+    assert inducer.induce(group, correct, min_support=3).condition() == {"justification": {"contains": "campaign"}}
