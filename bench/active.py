@@ -128,7 +128,7 @@ def run_one(domain: Domain, seed: int, strategy: str, args, scratch: Path, fresh
     traffic = decision_events(domain, pool, project.base_config_dir)
     ws = Workspace(project)
     ingest(ws, folder, "traffic", traffic.values())
-    rows, share, n, before = [], 1.0, args.start, None
+    rows, share, n = [], 1.0, args.start
     while True:
         with ws.store() as store:
             queue = build_queue(ws, n=n, random_share=share, seed=seed, batch=next_batch(store.db))
@@ -142,11 +142,9 @@ def run_one(domain: Domain, seed: int, strategy: str, args, scratch: Path, fresh
         pairs = [(r["decision"], h) for r, h in zip(decided, fresh_human)]
         fresh_agreement = sum(a == h for a, h in pairs) / len(fresh)
         sampling = ws.score(ws.baseline()).get("sampling") or {}
-        # as `improver score` would on a new baseline: the model is the last step's best (the new
-        # batch neither trained nor chose it); none at the first step (the weighted figure then)
-        model_ws = at_step(project, before[0]) if before else ws
-        assisted = model_assisted(model_ws, ws.baseline(), model_ws.experiments.get(before[1]) if before else None) or {}
-        before = (reviewed, state["parent"])
+        # each batch's model is the reference the queue had when it drew the batch (recorded with it);
+        # none for the first batch (its plain weighted figure then)
+        assisted = model_assisted(ws, ws.baseline()) or {}
         rows.append({"reviewed": reviewed, "fresh": fresh_agreement, "kappa": cohens_kappa(pairs),
                      "weighted": (sampling.get("weighted") or {}).get("agreement"),
                      "unweighted": (sampling.get("unweighted") or {}).get("agreement"),

@@ -35,16 +35,15 @@ import heapq
 import random
 import sqlite3
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import yaml
 
-from improver import crossval
 from improver.experiments import Experiment, now
 from improver.features import Columns, round_cut, words
-from improver.runtime import RULES_FILE, load_overlay, parse_rules
+from improver.runtime import load_overlay, parse_rules
 from improver.store import _loads
 
 if TYPE_CHECKING:
@@ -66,6 +65,8 @@ CREATE TABLE IF NOT EXISTS queue_picks (
     session_id TEXT PRIMARY KEY, batch TEXT NOT NULL, picked_by TEXT NOT NULL, reason TEXT,
     probability REAL NOT NULL, priority REAL, picked_at TEXT,
     pool INTEGER NOT NULL);  -- unreviewed, unpicked decisions the batch was picked from
+CREATE TABLE IF NOT EXISTS queue_models (
+    batch TEXT PRIMARY KEY, reference TEXT, rules TEXT NOT NULL);  -- the reference's rules when the batch was drawn
 """
 
 
@@ -103,6 +104,7 @@ class Queue:
     pending: int
     picks: list[Pick]
     random_share: float
+    model: list[dict] = field(default_factory=list)  # the reference's rules when it was drawn (for model_assisted)
 
     def as_dict(self) -> dict:
         return {"batch": self.batch, "reference": self.reference, "pending": self.pending,
@@ -135,6 +137,15 @@ def record(db: sqlite3.Connection, queue: Queue) -> None:
         db.executemany("INSERT OR IGNORE INTO queue_picks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        [(p.session_id, queue.batch, p.picked_by, p.reason, p.probability, p.priority, at, queue.pending)
                         for p in queue.picks])
+        if queue.picks:
+            db.execute("INSERT OR IGNORE INTO queue_models VALUES (?, ?, ?)",
+                       (queue.batch, queue.reference, yaml.safe_dump(queue.model, sort_keys=True)))
+
+
+def recorded_models(db: sqlite3.Connection) -> dict[str, tuple[str | None, str]]:
+    """Batch -> (reference id, its rules as YAML) for every batch recorded with the model the queue had."""
+    db.executescript(PICKS_SCHEMA)
+    return {r[0]: (r[1], r[2]) for r in db.execute("SELECT batch, reference, rules FROM queue_models")}
 
 
 def next_batch(db: sqlite3.Connection) -> str:
@@ -521,7 +532,9 @@ def _build_queue(ws: "Workspace", n: int, random_share: float, seed: int, since:
     probability = draws / len(rest) if rest else 0.0
     picks += [Pick(pending[row].session_id, pending[row].decision, "random", "uniform random share", 0.0,
                    round(probability, 8)) for row in sorted(chosen)]
-    return Queue(batch, reference.id if reference else None, len(pending), picks, random_share)
+    model = [{"id": r.id, "decision": r.decision, "when": r.when}
+             for r in (load_overlay(reference.config_dir).rules if reference else ())]
+    return Queue(batch, reference.id if reference else None, len(pending), picks, random_share, model)
 
 
 def candidate_precedents(ws: "Workspace") -> list:
@@ -629,22 +642,22 @@ def with_rules(columns: Columns, agent: np.ndarray, rules) -> np.ndarray:
     return decided
 
 
-def model_assisted(ws: "Workspace", experiment: Experiment, reference: Experiment | None) -> dict | None:
+def model_assisted(ws: "Workspace", experiment: Experiment, reference: Experiment | None = None) -> dict | None:
     """The experiment's agreement over all traffic, model-assisted (a difference estimator).
 
-    The model predicts, for every decision in the store, whether the humans would agree
-    with the experiment: the reference experiment's rules laid over the agent's decision
-    stand for the humans, the experiment's own rules (none for the baseline) for it. Each
-    session is predicted by the reference's cross-validation fold config mined without
-    that session's fold (cross-fitting), so a random pick's prediction error is measured
-    out of sample. ``difference_estimate`` then corrects the predictions with the random
-    picks' errors. Without such fold configs (no reference yet, or one validation split)
-    the model is the agent itself, whose constant prediction gives the plain weighted
-    figure back. None without recorded picks."""
-    mode, groups = ws.fold_plan
-    crossfit = reference is not None and mode == "cv" and ws._fold_chain(reference) is not None
+    Each batch's model is the one the queue had when it drew the batch: the reference
+    config's rules recorded with the batch (``record``), laid over the agent's decision,
+    stand for the humans; the experiment's own rules (none for the baseline) for it. A
+    model made before the draw cannot have learned from the batch's random picks, nor from
+    the picks the queue chased after reviewing them (a later model does both: the fold
+    configs of today's reference predicted the random picks of earlier batches too well and
+    drove the estimate off by 1 to 2 points on bench/active.py). ``difference_estimate``
+    corrects each batch's predictions with its random picks' errors. A batch recorded without
+    a model (the first, before any rules, or recorded by an older improver) gives its plain
+    weighted figure. ``reference`` is unused (kept for callers). None without recorded picks."""
     with ws.store() as store:
         picks = recorded_picks(store.db)
+        models = recorded_models(store.db)
         rows = store.db.execute("SELECT session_id, case_json, decision FROM decisions ORDER BY session_id").fetchall()
     if not picks or not rows:
         return None
@@ -652,74 +665,102 @@ def model_assisted(ws: "Workspace", experiment: Experiment, reference: Experimen
     columns = Columns([_loads(r[1]) for r in rows])
     agent = np.array([r[2] for r in rows], dtype=object)
     own = with_rules(columns, agent, load_overlay(experiment.config_dir).rules)
-    fold = np.array([crossval.fold_of(sid, len(groups)) for sid in ids]) if crossfit else np.full(len(ids), -1)
-    human = agent.copy()
-    for k in range(len(groups)) if crossfit else ():
-        rules = parse_rules(yaml.safe_load(ws.fold_config(reference, k).get(RULES_FILE) or "null"), RULES_FILE)
-        human[fold == k] = with_rules(columns, agent, rules)[fold == k]
-    predicted = dict(zip(ids, (own == human).astype(int).tolist()))
+    batches = {pick["batch"] for pick in picks.values()}
+    predicted = {}
+    made: dict[str, dict[str, int]] = {}  # batches with the same rules share their predictions
+    for batch in sorted(batches):
+        if batch not in models:
+            continue
+        key = models[batch][1]
+        if key not in made:
+            rules = parse_rules({"rules": yaml.safe_load(key)}, "queue model")
+            made[key] = dict(zip(ids, (own == with_rules(columns, agent, rules)).astype(int).tolist()))
+        predicted[batch] = made[key]
     decisions = {k: v["decision"] for k, v in ws.run(experiment).items()}
     out = difference_estimate(ws.sessions, decisions, picks, predicted)
-    model = f"{reference.id}'s fold configs, cross-fitted" if crossfit else "none (the agent): the weighted figure"
+    named = sorted({models[b][0] or "?" for b in predicted})
+    model = (f"the reference the queue had when it drew each batch ({', '.join(named)})" if predicted
+             else "none (the agent): the weighted figure")
     return out and {**out, "model": model}
 
 
-def difference_estimate(sessions, decisions: dict[str, str], picks: dict[str, dict], predicted: dict[str, int]) -> dict | None:
+MIN_SLOPE_PAIRS = 10  # reviewed random picks a slope is fitted on, at least (fewer: the slope is 1)
+
+
+def fitted_slope(pairs: list[tuple[int, int]]) -> float:
+    """Least-squares slope of agreement on prediction, clipped to 0..1; 1 with fewer than
+    ``MIN_SLOPE_PAIRS`` pairs or predictions that do not vary."""
+    if len(pairs) < MIN_SLOPE_PAIRS or len({p for _, p in pairs}) < 2:
+        return 1.0
+    a = np.array(pairs, dtype=float)
+    return float(np.clip(np.cov(a.T)[0, 1] / np.var(a[:, 1], ddof=1), 0.0, 1.0))
+
+
+def difference_estimate(sessions, decisions: dict[str, str], picks: dict[str, dict],
+                        predicted: dict[str, dict[str, int]]) -> dict | None:
     """Batch by batch as ``sampled_agreement``'s weighted figure, but the rest of a batch's pool
     is its predicted agreement plus the random picks' mean error of prediction:
-    ``(known earlier + agree_ranked + rest × (mean predicted over the rest + mean(agree − predicted)
-    over the random picks)) / (earlier + pool)``. Unbiased whatever the model, as long as a
-    prediction does not depend on the random draw (the random picks are a uniform sample of
-    the rest; ``model_assisted`` cross-fits for this); its variance is that of the errors,
-    small when the model is good, where the plain weighted figure's is that of agreement
-    itself. The predictions are first scaled by the slope of agreement on prediction over the
-    random picks (a regression estimator; clipped to 0..1, 1 when the predictions do not vary),
-    so a weak model, as early on, counts for as little as it explains. ``predicted`` holds a
-    0/1 prediction for every stored decision; the rest of a pool is taken to be the decisions
-    not picked before, not ranked in the batch and not reviewed outside the queue."""
+    ``(known earlier + agree_ranked + rest × (slope × mean predicted over the rest + mean(agree −
+    slope × predicted) over the random picks)) / (earlier + pool)``. ``predicted`` holds, per
+    batch, a 0/1 prediction for every stored decision, made before the batch was drawn (a batch
+    without one gives its plain weighted figure). Unbiased whatever the model, because neither
+    the predictions nor the slope depend on the batch's random draw: the slope (of agreement on
+    prediction, clipped to 0..1) is fitted on the random picks of earlier batches against their
+    own batches' predictions. Only while there are fewer than ``MIN_SLOPE_PAIRS`` of those is it
+    fitted on the batch's own random picks (a regression estimator: its ratio bias is small at
+    that many), and it is 1 when those are fewer too (five random picks of a batch fitting the
+    slope they are then corrected with made a biased ratio estimator). Its variance is that of the errors, small when the
+    models are good, where the plain weighted figure's is that of agreement itself; a useless
+    model's slope goes to 0 and gives the weighted figure back. The rest of a pool is taken to be
+    the decisions not picked before, not ranked in the batch and not reviewed outside the queue."""
     reviewed = {s.session_id: int(decisions.get(s.session_id) == s.human_decision) for s in sessions}
     batches: dict[str, list[str]] = {}
     for sid, pick in picks.items():
         batches.setdefault(pick["batch"], []).append(sid)
     order = {batch: i for i, batch in enumerate(sorted(batches))}
-    drawn_pairs = np.array([(reviewed[s], predicted[s]) for s, pick in picks.items()
-                            if pick["picked_by"] == "random" and s in reviewed and s in predicted], dtype=float)
-    slope = 1.0
-    if len(drawn_pairs) > 1 and np.var(drawn_pairs[:, 1]) > 0:
-        slope = float(np.clip(np.cov(drawn_pairs.T)[0, 1] / np.var(drawn_pairs[:, 1], ddof=1), 0.0, 1.0))
-    raw_mean = float(np.mean(list(predicted.values()))) if predicted else 0.0
-    predicted = {s: slope * p for s, p in predicted.items()}
-    ids = list(predicted)
-    values = np.array([predicted[s] for s in ids], dtype=float)
+    ids = sorted({s for model in predicted.values() for s in model} | set(picks))
     picked_in = np.array([order[picks[s]["batch"]] if s in picks else len(order) for s in ids])
     drawn = np.array([s in picks and picks[s]["picked_by"] == "random" for s in ids])
     outside = np.array([s in reviewed and s not in picks for s in ids])
-    mean_prediction = float(values.mean()) if len(values) else 0.0
+    at = {s: i for i, s in enumerate(ids)}
     earlier: list[str] = []
+    pairs: list[tuple[int, int]] = []  # (agree, predicted) of earlier batches' reviewed random picks
     estimates = []  # (random picks, estimate, variance)
+    slope = 1.0
     for batch in sorted(batches):
         members = batches[batch]
-        errors = [reviewed[s] - predicted.get(s, mean_prediction) for s in members
-                  if picks[s]["picked_by"] == "random" and s in reviewed]
-        if errors:
+        randoms = [s for s in members if picks[s]["picked_by"] == "random" and s in reviewed]
+        model = predicted.get(batch)
+        if model is None:
+            slope, values = 0.0, np.zeros(len(ids))
+        else:
+            own = [(reviewed[s], model.get(s, 1)) for s in randoms]
+            slope = fitted_slope(pairs if len(pairs) >= MIN_SLOPE_PAIRS else own)
+            values = slope * np.array([model.get(s, 1) for s in ids], dtype=float)
+        if randoms:
+            errors = [reviewed[s] - values[at[s]] for s in randoms]
             error = sum(errors) / len(errors)
             ranked = [s for s in members if picks[s]["picked_by"] != "random"]
-            known = sum(reviewed[s] if s in reviewed else predicted.get(s, mean_prediction) + error for s in earlier + ranked)
+            known = sum(reviewed[s] if s in reviewed else values[at[s]] + error for s in earlier + ranked)
             b = order[batch]
             rest_rows = ~outside & ((picked_in > b) | ((picked_in == b) & drawn))
-            rest_mean = float(values[rest_rows].mean()) if rest_rows.any() else mean_prediction
+            rest_mean = float(values[rest_rows].mean()) if rest_rows.any() else 0.0
             pool = picks[members[0]]["pool"]
             rest = max(pool - len(ranked), 0)
             total = len(earlier) + pool
             spread = float(np.var(errors, ddof=1)) if len(errors) > 1 else 0.0
             estimates.append((len(errors), (known + rest * (rest_mean + error)) / total,
                               (rest / total) ** 2 * spread / len(errors)))
+            if model is not None:
+                pairs += [(reviewed[s], model.get(s, 1)) for s in randoms]
         earlier += members
     if not estimates:
         return None
     count = sum(n for n, _, _ in estimates)
     value = min(max(sum(n * e for n, e, _ in estimates) / count, 0.0), 1.0)
     half = 1.96 * sum((n / count) ** 2 * v for n, _, v in estimates) ** 0.5
+    last = predicted.get(max(batches)) if batches else None
     return {"agreement": round(value, 4), "batches": len(estimates), "random_sessions": count,
             "interval95": [round(max(value - half, 0.0), 4), round(min(value + half, 1.0), 4)],
-            "predicted_agreement": round(raw_mean, 4), "slope": round(slope, 4)}
+            "models": len(predicted), "slope": round(slope, 4),
+            "predicted_agreement": round(float(np.mean(list(last.values()))), 4) if last else None}
