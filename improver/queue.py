@@ -684,13 +684,16 @@ def model_assisted(ws: "Workspace", experiment: Experiment, reference: Experimen
     return out and {**out, "model": model}
 
 
-MIN_SLOPE_PAIRS = 10  # reviewed random picks a slope is fitted on, at least (fewer: the slope is 1)
+MIN_SLOPE_PAIRS = 10  # reviewed random picks a slope is fitted on, at least (fewer: the slope is 0)
 
 
 def fitted_slope(pairs: list[tuple[int, int]]) -> float:
-    """Least-squares slope of agreement on prediction, clipped to 0..1; 1 with fewer than
-    ``MIN_SLOPE_PAIRS`` pairs or predictions that do not vary."""
-    if len(pairs) < MIN_SLOPE_PAIRS or len({p for _, p in pairs}) < 2:
+    """Least-squares slope of agreement on prediction, clipped to 0..1: 0 with fewer than
+    ``MIN_SLOPE_PAIRS`` pairs (a model without a record counts for nothing), 1 when the
+    predictions do not vary (constant predictions give the weighted figure whatever the slope)."""
+    if len(pairs) < MIN_SLOPE_PAIRS:
+        return 0.0
+    if len({p for _, p in pairs}) < 2:
         return 1.0
     a = np.array(pairs, dtype=float)
     return float(np.clip(np.cov(a.T)[0, 1] / np.var(a[:, 1], ddof=1), 0.0, 1.0))
@@ -708,8 +711,10 @@ def difference_estimate(sessions, decisions: dict[str, str], picks: dict[str, di
     prediction, clipped to 0..1) is fitted on the random picks of earlier batches against their
     own batches' predictions. Only while there are fewer than ``MIN_SLOPE_PAIRS`` of those is it
     fitted on the batch's own random picks (a regression estimator: its ratio bias is small at
-    that many), and it is 1 when those are fewer too (five random picks of a batch fitting the
-    slope they are then corrected with made a biased ratio estimator). Its variance is that of the errors, small when the
+    that many), and it is 0 when those are fewer too: a model without a record on random picks
+    counts for nothing yet, and the batch gives its plain weighted figure (five random picks
+    fitting the slope they are then corrected with made a biased ratio estimator; a slope of 1
+    let a weak first model add its whole error variance). Its variance is that of the errors, small when the
     models are good, where the plain weighted figure's is that of agreement itself; a useless
     model's slope goes to 0 and gives the weighted figure back. The rest of a pool is taken to be
     the decisions not picked before, not ranked in the batch and not reviewed outside the queue."""

@@ -360,6 +360,30 @@ def test_model_assisted_estimate_is_unbiased_when_each_batchs_model_learned_from
     assert leaked < -0.01, leaked
 
 
+def test_a_model_without_a_record_on_random_picks_counts_for_nothing_until_it_has_one():
+    """The first batch's model has no reviewed random picks of earlier batches to fit its slope on
+    (five of its own are too few): it counts for nothing and the estimate is the weighted figure,
+    however wrong the model; once earlier batches give it a record, a wrong model's slope is 0."""
+    import random
+
+    rng = random.Random(4)
+    agrees = {f"S{i}": rng.random() < 0.7 for i in range(2000)}
+    wrong = {s: int(not ok) if rng.random() < 0.7 else int(ok) for s, ok in agrees.items()}
+    picks = queue_picks(agrees, rng)
+    for two in (True, False):
+        kept = {s: p for s, p in picks.items() if p["batch"] <= "q0001" or not two}
+        sessions = [ReviewedSession(s, {}, "a", "a" if agrees[s] else "b") for s in kept]
+        decisions = {s: "a" for s in kept}
+        models = {b: wrong for b in {p["batch"] for p in kept.values()} if b != "q0000"}  # none for the first, all-random batch
+        out = difference_estimate(sessions, decisions, kept, models)
+        weighted = sampled_agreement(sessions, decisions, kept)["weighted"]["agreement"]
+        if two:
+            assert out["agreement"] == pytest.approx(weighted, abs=1e-4) and out["slope"] == 0.0
+        else:
+            assert out["slope"] == 0.0, "seven batches' random picks show the model is no good"
+            assert out["agreement"] == pytest.approx(weighted, abs=0.01)
+
+
 def test_model_assisted_estimate_with_the_model_recorded_with_each_batch_recovers_the_agents_agreement(live_project):
     ws = Workspace(live_project)
     with ws.store() as store:
