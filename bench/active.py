@@ -11,9 +11,9 @@ batch (her ``review_ids`` entry point), a cycle runs, and the best experiment's 
 decides 1,000 fresh cases from the same simulator: agreement with the reviewer there,
 mean over seeds, both curves side by side. Also printed, for the queue-picked reviews:
 the agent's agreement estimated from them, weighted by the inverse pick probability
-(batch by batch, and pooled), model-assisted (the best experiment's cross-validation fold
-rules predict agreement on every decision, the random picks correct their error; see
-docs/queue.md) and unweighted, beside its agreement on the fresh cases (the bias the
+(batch by batch, and pooled), model-assisted (the rules the queue's reference had when it
+drew each batch predict agreement on every decision, the batch's random picks correct their
+error; see docs/queue.md) and unweighted, beside its agreement on the fresh cases (the bias the
 weights remove) and on the whole pool (what they estimate: the two differ by chance);
 ``improver flag``'s precision on the procurement pool after the last batch; and the
 time ``queue`` takes on ``--queue-size`` unreviewed decisions. No model tokens.
@@ -289,7 +289,7 @@ def report(name: str, part: dict) -> None:
     print("estimates of the agent's fresh agreement, mean over seeds, worst step: "
           + ", ".join(f"{label} off by {max(abs(step[i]) for step in steps.values()) * 100:.1f} pts"
                       for i, label in enumerate(("Horvitz-Thompson (batch by batch)", "Hájek (pooled)",
-                                                 "model-assisted (difference, cross-fitted fold configs)"))))
+                                                 "model-assisted (difference, each batch's model the queue's reference when it drew the batch)"))))
     for i, label in ((1, "HT"), (4, "model-assisted")):
         errors = [abs(row[i] - row[0]) * 100 for n in estimates for row in estimates[n] if len(row) > i and row[i] is not None]
         if errors:
