@@ -262,16 +262,22 @@ def _candidate_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_
             reasons[row].append(reason)
 
 
-def _boundary_reasons(columns: Columns, reasons: list[list[_Reason]], conditions: Iterable[tuple[str, dict]]) -> None:
+def _boundary_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]],
+                      conditions: Iterable[tuple[str, dict, str]]) -> None:
+    """Cases near a learned threshold that the agent decides otherwise than the rule (or precedent)
+    does: only there would the threshold lying elsewhere change a decision. Where the agent already
+    decides as the rule, on either side, a review says nothing about where the line is."""
     seen = set()
-    for name, condition in conditions:
+    for name, condition, decision in conditions:
         for path, tests in condition.items():
             for op, bound in tests.items():
-                if op not in ("lt", "le", "gt", "ge") or not isinstance(bound, (int, float)) or (path, bound) in seen:
+                if op not in ("lt", "le", "gt", "ge") or not isinstance(bound, (int, float)) \
+                        or (path, bound, decision) in seen:
                     continue
-                seen.add((path, bound))
+                seen.add((path, bound, decision))
                 with np.errstate(invalid="ignore"):
                     near = np.abs(columns.numbers(path) - bound) <= BOUNDARY * max(abs(bound), 1e-9)
+                near &= agent != decision
                 for row in np.flatnonzero(near):
                     value = columns.numbers(path)[row]
                     reasons[row].append(_Reason(0.5, f"boundary:{path}:{bound:g}", "boundary",
@@ -515,8 +521,10 @@ def _build_queue(ws: "Workspace", n: int, random_share: float, seed: int, since:
         if candidates is None:
             candidates = candidate_precedents(ws)
         _candidate_reasons(columns, agent, reasons, candidates)
-        conditions = [(f"rule {r.id}", r.when) for r in (load_overlay(reference.config_dir).rules if reference else ())]
-        _boundary_reasons(columns, reasons, conditions + [(f"precedent {p.name}", p.condition) for p in candidates])
+        conditions = [(f"rule {r.id}", r.when, r.decision)
+                      for r in (load_overlay(reference.config_dir).rules if reference else ())]
+        _boundary_reasons(columns, agent, reasons,
+                          conditions + [(f"precedent {p.name}", p.condition, p.decision) for p in candidates])
         _coverage_reasons(pending, reasons, ws.sessions, ws.project.config.entity_fields)
         rules = load_overlay(reference.config_dir).rules if reference else ()
         _miss_reasons(columns, agent, reasons, ws.sessions, rules)

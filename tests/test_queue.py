@@ -430,3 +430,20 @@ def test_edge_picks_lie_between_a_rules_threshold_and_the_nearest_reviewed_case_
     assert all(r.picked_by == "rule-edge" and r.predicted == "remove" and "between it and 90" in r.text
                for found in reasons for r in found)
 
+
+
+def test_boundary_picks_only_cases_the_agent_decides_otherwise_than_the_rule():
+    """Near a learned threshold, only where the agent decides otherwise than the rule would the
+    line lying elsewhere change a decision; where it already decides as the rule, a review there
+    says nothing about the line."""
+    import numpy as np
+
+    from improver.features import Columns
+    from improver.queue import _boundary_reasons
+
+    cases = [{"age": a} for a in (32, 33, 36, 37, 80)]
+    agent = np.array(["remove", "keep", "remove", "keep", "keep"], dtype=object)
+    reasons = [[] for _ in cases]
+    _boundary_reasons(Columns(cases), agent, reasons, [("rule young", {"age": {"lt": 35}}, "remove")])
+    assert [cases[i]["age"] for i, found in enumerate(reasons) if found] == [33, 37]
+    assert all(r.picked_by == "boundary" for found in reasons for r in found)
