@@ -696,13 +696,11 @@ MIN_SLOPE_PAIRS = 10  # reviewed random picks a slope is fitted on, at least (fe
 
 
 def fitted_slope(pairs: list[tuple[int, int]]) -> float:
-    """Least-squares slope of agreement on prediction, clipped to 0..1: 0 with fewer than
-    ``MIN_SLOPE_PAIRS`` pairs (a model without a record counts for nothing), 1 when the
-    predictions do not vary (constant predictions give the weighted figure whatever the slope)."""
-    if len(pairs) < MIN_SLOPE_PAIRS:
+    """Least-squares slope of agreement on prediction, clipped to 0..1; 0 (a model without a
+    record counts for nothing) with fewer than ``MIN_SLOPE_PAIRS`` pairs or predictions that do
+    not vary over them (they say nothing of how the model does where it predicts otherwise)."""
+    if len(pairs) < MIN_SLOPE_PAIRS or len({p for _, p in pairs}) < 2:
         return 0.0
-    if len({p for _, p in pairs}) < 2:
-        return 1.0
     a = np.array(pairs, dtype=float)
     return float(np.clip(np.cov(a.T)[0, 1] / np.var(a[:, 1], ddof=1), 0.0, 1.0))
 

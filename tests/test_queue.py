@@ -447,3 +447,22 @@ def test_boundary_picks_only_cases_the_agent_decides_otherwise_than_the_rule():
     _boundary_reasons(Columns(cases), agent, reasons, [("rule young", {"age": {"lt": 35}}, "remove")])
     assert [cases[i]["age"] for i, found in enumerate(reasons) if found] == [33, 37]
     assert all(r.picked_by == "boundary" for found in reasons for r in found)
+
+
+def test_a_slope_is_not_taken_from_random_picks_the_model_predicted_all_alike():
+    """Twelve earlier random picks all predicted to agree say nothing of how the model does where
+    it predicts an override: its slope is 0 (the weighted figure), not 1 (its predictions taken whole)."""
+    from improver.queue import fitted_slope
+
+    assert fitted_slope([(1, 1)] * 8 + [(0, 1)] * 4) == 0.0
+    agrees = {f"S{i:03d}": i % 5 != 0 for i in range(200)}  # 80% agree
+    wrong = {s: 0 if i >= 180 else 1 for i, s in enumerate(agrees)}  # predicts overrides on 20 that agree
+    first = [f"S{i:03d}" for i in range(0, 60, 5)] + [f"S{i:03d}" for i in range(1, 40, 5)]  # 12 + 8, none in S180+
+    second = [f"S{i:03d}" for i in range(2, 27, 5)]
+    picks = {**{s: {"batch": "q0001", "picked_by": "random", "pool": 200} for s in first},
+             **{s: {"batch": "q0002", "picked_by": "random", "pool": 180} for s in second}}
+    sessions = [ReviewedSession(s, {}, "a", "a" if agrees[s] else "b") for s in picks]
+    decisions = {s: "a" for s in picks}
+    out = difference_estimate(sessions, decisions, picks, {"q0002": wrong})
+    weighted = sampled_agreement(sessions, decisions, picks)["weighted"]["agreement"]
+    assert out["slope"] == 0.0 and out["agreement"] == pytest.approx(weighted, abs=1e-4)
