@@ -37,6 +37,7 @@ NAMED_MIN_COUNT = 2  # requests a keyword test needs when the reviewers' notes o
 # an exception inside the main rule, not a rule of its own: a precedent's two noisy flips beside two real
 # exceptions would otherwise force one rule to cover all four
 MINOR_SHARE = 0.5
+MANY_OUTLIERS = 2  # outliers, in evidence minimums, from which an exception below the minimum needs a named test
 MIN_EXCEPTION = 2  # sessions an exception needs to count its rule's evidence as its own (one is a noisy review)
 
 
@@ -279,7 +280,7 @@ def _explain(name, source, decision, members, few, inducer, human, correct_bits,
             break
         mask = _matched(rule, rows)
         exceptions = _exceptions(name, source, rule, mask & undecided, aside, inducer, human, correct_bits,
-                                 disagree, sessions, len(members) + len(few))
+                                 disagree, sessions, len(members) + len(few), min_evidence)
         hits = int((mask & remaining).sum()) + sum(p.support for p, _ in exceptions)
         if hits < min_evidence:
             break
@@ -316,9 +317,13 @@ def _matched(rule: InducedRule, rows: int) -> np.ndarray:
     return unpack(np.bitwise_and.reduce([t.bits for t in rule.tests]), rows)
 
 
-def _exceptions(name, source, rule, scope, aside, inducer, human, correct_bits, disagree, sessions, group_size):
+def _exceptions(name, source, rule, scope, aside, inducer, human, correct_bits, disagree, sessions, group_size,
+                min_evidence):
     """Rules inside ``rule`` (over ``scope``, the rows it decides) for the group's sessions
-    set ``aside`` there: those the reviewers decided otherwise, too few to stand alone."""
+    set ``aside`` there: those the reviewers decided otherwise, too few to stand alone. Drawn
+    from MANY_OUTLIERS times ``min_evidence`` outliers or more (a large group's noisy reviews),
+    one with fewer sessions than ``min_evidence`` needs a test of its own that their notes
+    name: among so many, two share some chance condition (a date, at 100k sessions)."""
     rows = len(sessions)
     outliers = scope & aside
     found = []
@@ -328,10 +333,12 @@ def _exceptions(name, source, rule, scope, aside, inducer, human, correct_bits, 
                                notes=[sessions[i].human_reasoning for i in np.flatnonzero(positives)])
         if inner is None:
             continue
-        tests = rule.tests + tuple(t for t in inner.tests if all(t is not u for u in rule.tests))
-        combined = replace(inner, tests=tests)
+        own = tuple(t for t in inner.tests if all(t is not u for u in rule.tests))
+        combined = replace(inner, tests=rule.tests + own)
         mask = _matched(combined, rows)
         hits = np.flatnonzero(mask & positives)
+        if len(hits) < min_evidence <= positives.sum() / MANY_OUTLIERS and not any(inducer.named(t) for t in own):
+            continue
         found.append((Precedent(
             name=f"{name}--{decision}", source=source, decision=decision, condition=combined.condition(),
             description=describe(combined.condition()), group_size=group_size, support=len(hits),

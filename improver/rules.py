@@ -117,10 +117,10 @@ class RuleInducer:
         """Tie-breaker: tests on text values the group's reviewer notes name (more is plainer), then
         keyword tests, then tests off the declared entity fields (fewer is plainer)."""
         tests = [self.tests[i] for i in chosen]
-        return (-sum(self._named(t) for t in tests), sum(t.op == "contains" for t in tests),
+        return (-sum(self.named(t) for t in tests), sum(t.op == "contains" for t in tests),
                 sum(t.field not in self.preferred_fields for t in tests))
 
-    def _named(self, test: Test) -> bool:
+    def named(self, test: Test) -> bool:
         """Whether the reviewer notes being explained name the test's text value (every word of it;
         each value of a set test): a note saying "names the deliverable" names ``contains deliverable``."""
         values = test.value if isinstance(test.value, list) else [test.value]
@@ -170,7 +170,7 @@ class RuleInducer:
         fields = {t.field for t in rule.tests}
         best = None
         for test in self.tests:
-            if test.field in fields or not self._named(test):
+            if test.field in fields or not self.named(test):
                 continue
             bits = rule.bits & test.bits
             covered = count(bits)

@@ -176,3 +176,25 @@ def test_a_decision_with_under_half_the_sessions_of_its_precedents_main_one_is_a
     assert exception.condition["vendor"] == {"eq": "Quantum"} and exception.condition["amount"]["lt"] <= 8000
     assert exception.evidence_sessions == ["s0", "s1"]
     assert next(p for p in result.proposable if p.name == "consolidation").condition == {"vendor": {"eq": "Quantum"}}
+
+
+def test_two_of_a_large_groups_many_noisy_reviews_sharing_a_chance_value_are_no_exception():
+    # 80 Quantum rejects and 8 noisy reviews among them that keep the agent's flag; two of those share a date that seven other
+    # sessions have too. The two are a chance coincidence among many outliers, and their notes name
+    # nothing of the date: no exception. The same two among few outliers still make one.
+    def dated(session: ReviewedSession, day: str) -> ReviewedSession:
+        session.case["submitted"] = day
+        return session
+
+    days = [f"2026-04-{d:02d}" for d in range(1, 29)]
+    others = [dated(s, "2026-05-01" if i < 7 else days[i % 28]) for i, s in enumerate(background())]
+    rejects = [dated(review(f"q{i}", "Quantum", 8000.0 + 37 * i, "flag", "reject", "consolidation"), days[i % 28])
+               for i in range(80)]
+    flips = [dated(review(f"f{i}", "Quantum", 8000.0 + 37 * (10 * i + 3), "flag", "flag", "consolidation"),
+                   "2026-05-01" if i < 2 else days[(10 * i + 5) % 28]) for i in range(8)]
+    result = mine(others + rejects + flips, min_evidence=3, entity_fields=["vendor"])
+    assert "consolidation" in [p.name for p in result.proposable]
+    assert not any(p.name == "consolidation--flag" for p in result.proposable)
+    few = mine(others + rejects[:8] + flips[:2], min_evidence=3, entity_fields=["vendor"])
+    exception = next(p for p in few.proposable if p.name == "consolidation--flag")
+    assert exception.condition["submitted"] == {"eq": "2026-05-01"}
