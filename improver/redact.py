@@ -274,7 +274,9 @@ def flagged_lines(lines: list[bytes], json: bool = True) -> set[int]:
     flagged: set[int] = set()
     translated: dict = {None: text}  # each translation made once (the JSON marks reuse the digit one)
     for table, marks in SCREEN_MARKS + (JSON_MARKS if json else ()):
-        haystack = translated[table] if table in translated else translated.setdefault(table, text.translate(table))
+        if table not in translated:
+            translated[table] = text.translate(table)
+        haystack = translated[table]
         for mark in marks:
             at = haystack.find(mark)
             while at != -1:

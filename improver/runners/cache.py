@@ -100,11 +100,12 @@ class DecisionCache:
     def put(self, agent: str, config: str, answers: dict[str, dict]) -> None:
         if not answers:
             return
-        index: dict = {}
-        at = {key: index.setdefault(_identity(answer), len(index)) for key, answer in answers.items()}
-        distinct = [None] * len(index)
-        for key, i in at.items():
-            distinct[i] = answers[key]
+        index: dict = {}  # identity -> position in distinct
+        distinct, at = [], {}
+        for key, answer in answers.items():
+            at[key] = index.setdefault(_identity(answer), len(index))
+            if at[key] == len(distinct):
+                distinct.append(answer)
         with self.db:
             self.db.execute("INSERT INTO runs VALUES (?, ?, ?)", (agent, config, orjson.dumps({"answers": distinct, "at": at})))
 
