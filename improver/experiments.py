@@ -18,7 +18,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Protocol
 
 import orjson
 import yaml
@@ -123,7 +123,14 @@ def atomic_write(path: Path, content: str | bytes) -> None:
     os.unlink(temporary)
 
 
-Scan = Callable[[str, str], None]  # (text, where) -> None, or LeakError
+class Scan(Protocol):
+    """The project's leak scan (``improver.leakscan.LeakScan``): raises LeakError on a leak."""
+
+    def check(self, text: str, where: str) -> None: ...
+
+    def check_rows(self, rows: list[dict], where: str) -> None: ...
+
+
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
 _parsed: dict[Path, tuple[tuple[int, int, int], Any]] = {}
 
@@ -204,7 +211,9 @@ class Experiment:
         A damaged decisions file is moved aside first (kept as ``decisions.jsonl.damaged-<time>``)."""
         if self._read_decisions()[1]:
             os.rename(self.path / "decisions.jsonl", self.path / f"decisions.jsonl.damaged-{time.time_ns()}")
-        self._write("decisions.jsonl", b"".join([orjson.dumps(r) + b"\n" for r in rows]))
+        if self.scan:
+            self.scan.check_rows(rows, f"experiments/{self.id}/decisions.jsonl")
+        atomic_write(self.path / "decisions.jsonl", b"".join([orjson.dumps(r) + b"\n" for r in rows]))
 
     def write_results(self, results: dict) -> None:
         self._write("results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
@@ -212,7 +221,7 @@ class Experiment:
 
     def _write(self, name: str, content: str | bytes) -> None:
         if self.scan:
-            self.scan(content.decode("utf-8") if isinstance(content, bytes) else content, f"experiments/{self.id}/{name}")
+            self.scan.check(content.decode("utf-8") if isinstance(content, bytes) else content, f"experiments/{self.id}/{name}")
         atomic_write(self.path / name, content)
 
 
@@ -273,7 +282,7 @@ class ExperimentStore:
         files["report.md"] = report
         for name, content in files.items():
             if self.scan:
-                self.scan(content, f"experiments/{manifest.id}/{name}")
+                self.scan.check(content, f"experiments/{manifest.id}/{name}")
         staging = Path(tempfile.mkdtemp(dir=self.folder, prefix=f".{manifest.id}."))
         try:
             (staging / "config").mkdir()

@@ -47,7 +47,7 @@ class Workspace:
                  wait: float = 0, notice: Callable[[str], None] | None = None, rerun: bool = False):
         self.project = project if isinstance(project, Project) else Project.load(project)
         self.leak_scan = LeakScan.from_project(self.project)
-        self.experiments = ExperimentStore(self.project.experiments_dir, self.leak_scan.check)
+        self.experiments = ExperimentStore(self.project.experiments_dir, self.leak_scan)
         self.progress = progress
         self.writing = ProjectLock(self.project.data_dir, wait, notice)  # one writer per project
         self.rerun = rerun  # make a new baseline even if one with the same key exists

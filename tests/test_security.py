@@ -324,3 +324,24 @@ def test_review_queue_files_pass_the_leak_scan(tmp_path):
     with pytest.raises(LeakError, match="the review queue"):
         write_picks(tmp_path / "leak.jsonl", [Pick("call 415-555-0132, SSN 123-45-6789")], LeakScan())
     assert not (tmp_path / "leak.jsonl").exists()
+
+
+def test_decision_rows_are_scanned_by_their_values_and_a_finding_names_the_lines_the_file_would():
+    import orjson
+
+    from improver.leakscan import LeakError, LeakScan
+
+    rows = [{"session_id": f"S-{i:05d}", "decision": "approve", "confidence": 0.9, "reasoning": "Within budget.",
+             "cited": ["policy:tiers"]} for i in range(6000)]
+    rows[10]["reasoning"] = rows[4000]["reasoning"] = "Call 415-555-0132 first."
+    rows[20]["session_id"] = "S-123-45-6789"
+    rows[30]["reasoning"] = "Two lines\u2028in one value."  # a line break str.splitlines sees, left raw by JSON
+    rows[40]["cited"] = ["key AKIAIOSFODNN7EXAMPLE"]
+    scan = LeakScan()
+    by_lines = scan.find(b"".join(orjson.dumps(r) + b"\n" for r in rows).decode())
+    by_values = scan.find_rows(rows)
+    assert sorted(by_values) == sorted(by_lines) == [11, 21, 41, 4001]
+    assert all(set(by_values[n]) == set(by_lines[n]) for n in by_lines)
+    with pytest.raises(LeakError, match=r"refusing to write decisions.jsonl: .*\(line 11, 21, 41, 4001\)"):
+        scan.check_rows(rows, "decisions.jsonl")
+    scan.check_rows(rows[:10] + rows[11:20] + rows[21:40], "decisions.jsonl")  # nothing found: no error
