@@ -10,6 +10,7 @@ Id-like fields (nearly every value distinct, short) are skipped.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 from collections import Counter
@@ -85,6 +86,18 @@ def _paths(case: dict, prefix: str = "") -> list[str]:
     return paths
 
 
+def case_columns(cases: Sequence[dict], paths: Sequence[str]) -> dict[str, Sequence]:
+    """``column_values`` of each path, the top-level fields of cases that share their keys (in order)
+    read in one pass."""
+    first = cases[0] if cases else None
+    keys = tuple(first) if type(first) is dict else ()
+    columns: dict[str, Sequence] = {}
+    if keys and all(type(case) is dict and tuple(case) == keys for case in cases):
+        wanted = set(paths)
+        columns = {key: column for key, column in zip(keys, zip(*map(dict.values, cases))) if key in wanted}
+    return {path: columns[path] if path in columns else column_values(cases, path) for path in paths}
+
+
 def column_values(cases: Sequence[dict], path: str) -> list:
     """The value at ``path`` in every case (``MISSING`` where absent): one dict lookup a row for a top-level field."""
     if "." in path:
@@ -102,18 +115,17 @@ def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list
     sample = cases[: min(rows, 2000)]
     paths = sorted({p for case in sample for p in _paths(case)})
     tests: list[Test] = []
-    for path in paths:
-        values = column_values(cases, path)
-        present = [v for v in values if v is not None and v is not MISSING and not isinstance(v, (list, dict))]
+    for path, values in case_columns(cases, paths).items():
+        kind, present = _kind(values)
         if len(present) < min_count:
             continue
-        if all(isinstance(v, bool) for v in present):
+        if kind is bool:
             tests += _equality_tests(path, values, min_count, rows)
-        elif all(isinstance(v, (int, float)) for v in present):
+        elif kind is float:
             tests += _numeric_tests(path, values, min_count, rows, (bands or {}).get(path, []))
-        elif all(isinstance(v, str) for v in present):
+        elif kind is str:
             distinct = len(set(present))
-            average_length = sum(len(v) for v in present[:2000]) / min(len(present), 2000)
+            average_length = sum(map(len, present[:2000])) / min(len(present), 2000)
             if average_length > 25 or (distinct > 50 and " " in "".join(present[:200])):
                 tests += _keyword_tests(path, values, min_count, rows, max_keywords, named,
                                         min_count if named_min_count is None else named_min_count)
@@ -124,20 +136,53 @@ def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list
     return tests
 
 
+PLAIN_KINDS = frozenset({bool, int, float, str, type(None), type(MISSING), list, dict})  # what JSON cases hold
+UNTESTED_KINDS = frozenset({type(None), type(MISSING), list, dict})  # absent, null or nested: no test holds
+
+
+def _kind(values: list) -> tuple[type | None, list]:
+    """What tests a column gets: ``bool`` (every value tested is a boolean), ``float`` (a number),
+    ``str``, or None (mixed); and the values tested (absent, null, lists and dicts left out).
+    Told from the set of the values' types when they are JSON's (in C), else value by value."""
+    kinds = set(map(type, values))
+    if kinds <= PLAIN_KINDS:
+        present = values if kinds.isdisjoint(UNTESTED_KINDS) else [v for v in values if type(v) not in UNTESTED_KINDS]
+        kinds -= UNTESTED_KINDS
+        kind = bool if kinds == {bool} else float if kinds <= {bool, int, float} else str if kinds == {str} else None
+        return kind, present
+    present = [v for v in values if v is not None and v is not MISSING and not isinstance(v, (list, dict))]
+    if all(isinstance(v, bool) for v in present):
+        return bool, present
+    if all(isinstance(v, (int, float)) for v in present):
+        return float, present
+    return (str if all(isinstance(v, str) for v in present) else None), present
+
+
+def _codes(values: list) -> tuple[list, np.ndarray]:
+    """Each string or boolean value of a column, in order of first appearance, and each row's index
+    into them (-1 for other values)."""
+    try:
+        first = dict.fromkeys(values)  # hashing in C; a list or dict among the values raises
+    except TypeError:
+        values = [v if isinstance(v, (str, bool)) else None for v in values]
+        first = dict.fromkeys(values)
+    distinct = [v for v in first if isinstance(v, (str, bool))]
+    index = dict.fromkeys(first, -1) | {v: i for i, v in enumerate(distinct)}
+    return distinct, np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values))
+
+
 def _equality_tests(path: str, values: list, min_count: int, rows: int) -> list[Test]:
-    index: dict = {}  # each string or boolean value, in order of first appearance, and its code
-    codes = np.fromiter((index.setdefault(v, len(index)) if isinstance(v, (str, bool)) else -1 for v in values),
-                        dtype=np.int64, count=len(values))
-    counts = np.bincount(codes[codes >= 0], minlength=len(index))
-    return [Test(path, "eq", value, pack(codes == code)) for code, value in enumerate(index)
+    distinct, codes = _codes(values)
+    counts = np.bincount(codes[codes >= 0], minlength=len(distinct))
+    return [Test(path, "eq", value, pack(codes == code)) for code, value in enumerate(distinct)
             if min_count <= counts[code] < rows]
 
 
 def _set_tests(path: str, values: list, min_count: int, rows: int) -> list[Test]:
     """``in`` tests on every pair of a few-valued string field's values (sorted, so stable)."""
-    column = np.array([v if isinstance(v, str) else None for v in values], dtype=object)
-    distinct = sorted({v for v in column if v is not None})
-    masks = {v: column == v for v in distinct}
+    distinct, codes = _codes(values)
+    masks = {v: codes == code for code, v in enumerate(distinct) if isinstance(v, str)}
+    distinct = sorted(masks)
     tests = []
     for i, first in enumerate(distinct):
         for second in distinct[i + 1:]:
@@ -179,20 +224,25 @@ def _numeric_tests(path: str, values: list, min_count: int, rows: int, declared:
 
 def _keyword_tests(path: str, values: list, min_count: int, rows: int, max_keywords: int,
                    named: frozenset[str] = frozenset(), named_min_count: int | None = None) -> list[Test]:
-    """Keyword tests in two passes over the text (count, then mark), so no word sets are kept."""
-    frequency = Counter(w for v in values if isinstance(v, str) for w in words(v))
+    """Keyword tests, with each distinct text's words read once (a text field repeats its texts)."""
+    texts, codes = _codes(values)
+    repeats = np.bincount(codes[codes >= 0], minlength=len(texts))
+    frequency: Counter = Counter()
+    for text, times in zip(texts, repeats.tolist()):
+        for w in words(text):
+            frequency[w] += times
     ranked = sorted(frequency, key=lambda w: (-frequency[w], w))  # ties by word: the same on every run
     least = min_count if named_min_count is None else named_min_count
     vocabulary = [w for w in ranked if (min_count if w not in named else least) <= frequency[w] <= 0.5 * rows][:max_keywords]
     index = {w: i for i, w in enumerate(vocabulary)}
-    hits = np.zeros((len(vocabulary), rows), dtype=bool)
-    for row, value in enumerate(values):
-        if isinstance(value, str):
-            for w in words(value):
-                i = index.get(w)
-                if i is not None:
-                    hits[i, row] = True
-    return [Test(path, "contains", w, pack(hits[i])) for i, w in enumerate(vocabulary)]
+    hits = np.zeros((len(vocabulary), len(texts) + 1), dtype=bool)  # per text, and a last column for rows without one
+    for column, text in enumerate(texts):
+        for w in words(text):
+            i = index.get(w)
+            if i is not None:
+                hits[i, column] = True
+    by_row = hits[:, codes]  # code -1: the last column
+    return [Test(path, "contains", w, pack(by_row[i])) for i, w in enumerate(vocabulary)]
 
 
 class TestCounts:
