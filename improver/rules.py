@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -67,9 +68,10 @@ class _Within:
         return self.matrix[i] & self.within
 
 
-def _words(text: str) -> set[str]:
-    """A text's lower-case words and numbers (the whole-word units of ``contains``)."""
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
+@lru_cache(maxsize=65536)
+def _words(text: str) -> frozenset[str]:
+    """A text's lower-case words and numbers (the whole-word units of ``contains``; cached: notes repeat)."""
+    return frozenset(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def wilson_lower(successes: int, trials: int, z: float = 1.0) -> float:
@@ -144,7 +146,7 @@ class RuleInducer:
         one whose tests name more text values the notes name wins (the keyword the
         reviewer gave as her reason, not another word the same few requests share), and a
         test the notes name that keeps all the rule explains narrows it (``_narrowed``)."""
-        self._note_words = set().union(*map(_words, notes))
+        self._note_words = set().union(*map(_words, set(notes)))
         universe = within if within is not None else pack(np.ones(self.rows, dtype=bool))
         positives, correct = positives & universe, correct & universe
         if not self.tests or count(positives) < min_support:
