@@ -19,8 +19,11 @@ SPLITS = ("train", "heldout")
 
 
 @lru_cache(maxsize=2**20)
+@lru_cache(maxsize=1 << 20)
 def split_of(session_id: str, holdout: float) -> str:
     """'heldout' for a stable ``holdout`` share of session ids, else 'train' (remembered: asked per session by every stage)."""
+    if holdout <= 0:
+        return "train"
     digest = int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:8], "big")
     return "heldout" if digest / 2**64 < holdout else "train"
 
