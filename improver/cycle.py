@@ -7,7 +7,8 @@ finds its own earlier output, so an interrupted cycle resumes where it stopped
 only precedents most folds find, with no out-of-fold loss, are proposed. The
 gate keeps a cycle when its out-of-fold agreement rises over its parent's; the cycle
 stops when it stops rising or after ``max_cycles``. A locked test split (``holdout:``)
-is scored and reported, never gated on. A run holds the project's write lock throughout;
+is scored and reported, never gated on. A run holds the project's write lock throughout,
+with the cyclic garbage collector paused (its rows and answers hold no cycles);
 the checkpoint store keeps only the latest checkpoint of the newest runs (pruned before
 and after each run).
 """
@@ -21,7 +22,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from improver import text
-from improver.workspace import Workspace
+from improver.workspace import Workspace, collector_paused
 
 KEEP_RUNS = 20  # runs whose latest checkpoint is kept (resume needs only the latest)
 
@@ -105,7 +106,7 @@ def build_graph(workspace: Workspace, checkpointer=None):
 def run_cycles(workspace: Workspace, max_cycles: int = 4, min_gain: float = 0.005, resume: bool = False) -> CycleState:
     """Run improvement cycles until they stop; with ``resume``, finish the last interrupted run
     (when none is, the last run's outcome is returned; with no run at all, a new one starts)."""
-    with workspace.writing("improver cycle"):
+    with workspace.writing("improver cycle"), collector_paused():
         return _run_cycles(workspace, max_cycles, min_gain, resume)
 
 

@@ -113,3 +113,29 @@ def test_a_batchs_equal_reasonings_reach_the_parent_as_one_string_each(tmp_path)
     assert {a["reasoning"] for a in answers} == {" ".join(["within", "budget"] * 25)}
     assert len({id(a["reasoning"]) for a in answers}) == 3
     assert len({id(a["cited"][0]) for a in answers}) == 3
+
+
+def test_a_cycle_runs_with_the_cyclic_collector_paused_and_gives_it_back(tiny_project, monkeypatch):
+    import gc
+
+    from improver.cycle import run_cycles
+    from improver.workspace import Workspace
+
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    seen = []
+    original = Workspace.score
+    def scoring(self, experiment, *args, **kwargs):
+        seen.append(gc.isenabled())
+        return original(self, experiment, *args, **kwargs)
+    monkeypatch.setattr(Workspace, "score", scoring)
+    assert gc.isenabled()
+    run_cycles(ws, max_cycles=1)
+    assert seen and not any(seen)  # every stage ran without collector passes over its rows
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        run_cycles(ws, max_cycles=1)
+        assert not gc.isenabled()  # a caller's own pause is kept
+    finally:
+        gc.enable()

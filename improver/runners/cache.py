@@ -125,7 +125,11 @@ def _identity(answer: dict):
 
 def _own(answer: dict) -> dict:
     """A copy for one case (answers stored once are shared by many): its own dict and lists."""
-    return {k: list(v) if isinstance(v, list) else v for k, v in answer.items()}
+    own = answer.copy()
+    for key, value in answer.items():
+        if type(value) is list:
+            own[key] = value.copy()
+    return own
 
 
 class CachedRunner:
