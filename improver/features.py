@@ -86,16 +86,20 @@ def _paths(case: dict, prefix: str = "") -> list[str]:
     return paths
 
 
-def case_columns(cases: Sequence[dict], paths: Sequence[str]) -> dict[str, Sequence]:
-    """``column_values`` of each path, the top-level fields of cases that share their keys (in order)
-    read in one pass."""
+def shared_columns(cases: Sequence[dict]) -> dict[str, Sequence]:
+    """Each top-level field as a column, read in one pass, when every case is a dict with the same
+    keys in the same order (as cases read from one source are); else nothing."""
     first = cases[0] if cases else None
     keys = tuple(first) if type(first) is dict else ()
-    columns: dict[str, Sequence] = {}
     if keys and all(type(case) is dict and tuple(case) == keys for case in cases):
-        wanted = set(paths)
-        columns = {key: column for key, column in zip(keys, zip(*map(dict.values, cases))) if key in wanted}
-    return {path: columns[path] if path in columns else column_values(cases, path) for path in paths}
+        return dict(zip(keys, zip(*map(dict.values, cases))))
+    return {}
+
+
+def case_columns(cases: Sequence[dict], paths: Sequence[str]) -> dict[str, Sequence]:
+    """``column_values`` of each path (top-level fields from ``shared_columns`` where it can)."""
+    shared = shared_columns(cases)
+    return {path: shared[path] if path in shared else column_values(cases, path) for path in paths}
 
 
 def column_values(cases: Sequence[dict], path: str) -> list:
@@ -316,11 +320,14 @@ class Columns:
         self._values: dict[str, np.ndarray] = {}
         self._numbers: dict[str, np.ndarray] = {}
         self._codes: dict[str, tuple[list, np.ndarray] | None] = {}
+        self._top_level: dict[str, Sequence] | None = None
 
     def values(self, path: str) -> np.ndarray:
         if path not in self._values:
+            if self._top_level is None:  # every top-level field read in one pass, when first asked for
+                self._top_level = shared_columns(self.cases)
             column = np.empty(len(self.cases), dtype=object)
-            column[:] = column_values(self.cases, path)
+            column[:] = self._top_level[path] if path in self._top_level else column_values(self.cases, path)
             self._values[path] = column
         return self._values[path]
 
@@ -333,10 +340,12 @@ class Columns:
     def factorised(self, path: str) -> tuple[list, np.ndarray] | None:
         """The distinct values of a field and each row's index into them (None if a value is unhashable)."""
         if path not in self._codes:
-            index: dict[tuple, int] = {}
             column = self.values(path)
             try:  # keyed by type too: 1, 1.0 and True are equal but not the same to every operator
-                codes = np.fromiter((index.setdefault((type(v), v), len(index)) for v in column), dtype=np.int64,
+                index = dict.fromkeys(zip(map(type, column), column))
+                for code, key in enumerate(index):
+                    index[key] = code
+                codes = np.fromiter(map(index.__getitem__, zip(map(type, column), column)), dtype=np.int64,
                                     count=len(column))
                 self._codes[path] = ([v for _, v in index], codes)
             except TypeError:

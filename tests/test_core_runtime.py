@@ -60,6 +60,8 @@ def test_columns_mask_agrees_with_matches_case_by_case():
     for condition in conditions:
         assert columns.mask(condition).tolist() == [matches(condition, c) for c in cases], condition
         assert [compile_condition(condition)(c) for c in cases] == [matches(condition, c) for c in cases], condition
+    reordered = Columns([dict(reversed(list(c.items()))) if i % 2 else c for i, c in enumerate(cases)])  # keys in other orders
+    assert all(reordered.mask(condition).tolist() == columns.mask(condition).tolist() for condition in conditions)
 
 
 def test_overlay_is_reread_when_a_file_changes_even_within_one_timestamp_tick(tmp_path):
