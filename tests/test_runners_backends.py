@@ -179,3 +179,15 @@ def test_the_ray_runner_decides_like_the_local_runner_on_a_local_ray(tiny_projec
     assert ray_runner.run(cases, config, done.append) == local
     assert done == [1000, 1000, 400]
     assert local_ray.cluster_resources().get("CPU") == 1
+
+
+def test_the_answers_of_runs_batched_together_are_kept_in_one_transaction(tiny_project):
+    from improver.runners import run_many
+
+    runner = runner_for(with_target(tiny_project))
+    commits = []
+    runner.cache.db.set_trace_callback(lambda statement: commits.append(statement) if statement == "COMMIT" else None)
+    cases = [{"minutes": m} for m in range(5, 60, 3)]
+    answers = run_many(runner, [(cases[:5], tiny_project / "config"), (cases[5:], tiny_project / "config"), (cases, tiny_project / "config")])
+    assert [len(a) for a in answers] == [5, len(cases) - 5, len(cases)] and len(commits) == 1
+    runner.close()

@@ -98,16 +98,24 @@ class DecisionCache:
         return found
 
     def put(self, agent: str, config: str, answers: dict[str, dict]) -> None:
-        if not answers:
-            return
+        self.put_many([(agent, config, answers)])
+
+    def put_many(self, runs: list[tuple[str, str, dict[str, dict]]]) -> None:
+        """Several runs' answers (agent, config, {case key: answer}) in one transaction."""
+        rows = [(agent, config, self._row(answers)) for agent, config, answers in runs if answers]
+        if rows:
+            with self.db:
+                self.db.executemany("INSERT INTO runs VALUES (?, ?, ?)", rows)
+
+    @staticmethod
+    def _row(answers: dict[str, dict]) -> bytes:
         index: dict = {}  # identity -> position in distinct
         distinct, at = [], {}
         for key, answer in answers.items():
             at[key] = index.setdefault(_identity(answer), len(index))
             if at[key] == len(distinct):
                 distinct.append(answer)
-        with self.db:
-            self.db.execute("INSERT INTO runs VALUES (?, ?, ?)", (agent, config, orjson.dumps({"answers": distinct, "at": at})))
+        return orjson.dumps({"answers": distinct, "at": at})
 
 
 ANSWER_KEYS = {"decision", "confidence", "reasoning", "cited"}  # a normalised answer's (``runners.normalise``)
@@ -161,12 +169,13 @@ class CachedRunner:
             plans.append((config, keys, found, missing))
         asked = [(j, [cases[i] for i in plans[j][3]], config_dir) for j, (cases, config_dir) in enumerate(jobs) if plans[j][3]]
         answered = dict(zip((j for j, _, _ in asked), run_many(self.inner, [(c, d) for _, c, d in asked], progress)))
-        out = []
+        out, new = [], []
         for j, (config, keys, found, missing) in enumerate(plans):
             answers = answered.get(j, [])
-            self.cache.put(self.agent, config, {keys[i]: a for i, a in zip(missing, answers) if a["decision"] != ERROR})
+            new.append((self.agent, config, {keys[i]: a for i, a in zip(missing, answers) if a["decision"] != ERROR}))
             found.update((keys[i], a) for i, a in zip(missing, answers))
             out.append([found[key] for key in keys])
+        self.cache.put_many(new)
         return out
 
     def close(self) -> None:
