@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from improver import text
 from improver.conditions import describe
-from improver.features import build_tests, column_values, pack, unpack, words
+from improver.features import build_tests, case_columns, pack, unpack, words
 from improver.models import ReviewedSession
 from improver.rules import InducedRule, RuleInducer
 
@@ -153,7 +153,7 @@ def _ceiling(sessions: Sequence[ReviewedSession], rules_fields: set[str], keywor
     if not sessions:
         return 0.0, []
     cases = [s.case for s in sessions]
-    columns = [_signature_parts(column_values(cases, path), keywords) for path in sorted(rules_fields)]
+    columns = [_signature_parts(values, keywords) for values in case_columns(cases, sorted(rules_fields)).values()]
     signature = _codes(zip(*columns) if columns else [()] * len(sessions), len(sessions))
     human = _codes((s.human_decision for s in sessions), len(sessions))
     pairs, counts = np.unique(signature * (int(human.max()) + 1) + human, return_counts=True)
@@ -287,9 +287,9 @@ def _explain(name, source, decision, members, few, inducer, human, correct_bits,
         found += [(p.model_copy(update={"evidence": hits if p.support >= MIN_EXCEPTION else p.support}), r)
                   for p, r in exceptions]
         rule = replace(rule, bits=pack(mask & undecided))
-        group_hits = [i for i in np.flatnonzero(mask & remaining)]
+        group_hits = np.flatnonzero(mask & remaining).tolist()
         evidence = sorted(group_hits, key=lambda i: (not disagree[i], sessions[i].session_id))
-        conflicts = [sessions[i].session_id for i in np.flatnonzero(mask) if sessions[i].human_decision != decision]
+        conflicts = [sessions[i].session_id for i in np.flatnonzero(mask & (human != decision))[:20]]
         found.append((Precedent(
             name=name, source=source, decision=decision, condition=rule.condition(),
             description=describe(rule.condition()), group_size=len(members), support=len(group_hits), evidence=hits,
@@ -345,7 +345,7 @@ def _exceptions(name, source, rule, scope, aside, inducer, human, correct_bits, 
             covered=int(mask.sum()), precision=round(float((human[mask] == decision).mean()), 4),
             disagreements=int(disagree[mask & positives].sum()),
             evidence_sessions=[sessions[i].session_id for i in hits[:10]],
-            conflicts=[sessions[i].session_id for i in np.flatnonzero(mask) if human[i] != decision][:20],
+            conflicts=[sessions[i].session_id for i in np.flatnonzero(mask & (human != decision))[:20]],
             quotes=text.representative_quotes([sessions[i].human_reasoning for i in hits]),
         ), combined))
     return found
