@@ -92,7 +92,7 @@ def shared_columns(cases: Sequence[dict]) -> dict[str, Sequence]:
     first = cases[0] if cases else None
     keys = tuple(first) if type(first) is dict else ()
     if keys and all(type(case) is dict and tuple(case) == keys for case in cases):
-        return dict(zip(keys, zip(*map(dict.values, cases))))
+        return dict(zip(keys, zip(*[tuple(case.values()) for case in cases])))
     return {}
 
 
