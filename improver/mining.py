@@ -405,7 +405,7 @@ def marginal_gains(matched: np.ndarray, decisions: Sequence[str], agent: np.ndar
 
 def _findings(sessions, current, agent, human, noisy) -> list[Finding]:
     findings = []
-    overridden = [i for i in range(len(sessions)) if agent[i] != human[i]]
+    overridden = np.flatnonzero(agent != human).tolist()
     confident = [i for i in overridden if str(current[i].get("confidence") or "").lower() == "high"]
     if confident:
         pairs = Counter(f"{agent[i]} -> {human[i]}" for i in confident)
@@ -414,8 +414,9 @@ def _findings(sessions, current, agent, human, noisy) -> list[Finding]:
             summary=f"{len(confident)} overrides hit decisions the agent made with high confidence "
                     f"({', '.join(f'{k}: {v}' for k, v in pairs.most_common(3))}); its confidence does not track the reviewers.",
             sessions=[sessions[i].session_id for i in confident[:20]]))
-    escalated = [i for i in range(len(sessions)) if is_escalation(str(agent[i]))]
-    over = [i for i in escalated if not is_escalation(str(human[i]))]
+    escalating = {d: is_escalation(str(d)) for d in {*agent, *human}}  # per distinct decision, not per row
+    escalated = [i for i, d in enumerate(agent.tolist()) if escalating[d]]
+    over = [i for i in escalated if not escalating[human[i]]]
     if over:
         findings.append(Finding(
             kind="over-escalation", count=len(over),
