@@ -32,6 +32,7 @@ DETECT_SECRETS_PLUGINS = ("aws.AWSKeyDetector", "github_token.GitHubTokenDetecto
 
 
 SCREEN_BATCH = 4096  # lines screened together
+MAX_CLEAN = 2_000_000  # clean values remembered by find_rows, at most
 
 
 class LeakError(ImproverError):
@@ -56,6 +57,7 @@ class LeakScan:
         self.enabled = config.leak_scan
         self.redactor = Redactor(config.model_copy(update={"ner": False}), key)  # NER is for ingest, not a gate
         self._plugins: list | None = None
+        self._clean: set = set()  # values find_rows found nothing in
 
     @classmethod
     def from_project(cls, project) -> "LeakScan":
@@ -105,18 +107,22 @@ class LeakScan:
         """``find`` on the JSON lines of ``rows``, by their values: each distinct key and value (as the
         JSON text the line holds) is scanned once, so the 100,000 lines of a decisions file that repeat
         a few hundred reasonings cost a scan of those, plus one of the session ids. Line -> kinds found
-        in the values that line holds."""
+        in the values that line holds. Values found clean are not scanned again by this scan (the
+        decisions files of one cycle repeat every session id)."""
         if not self.enabled or not rows:
             return {}
         values = list(chain.from_iterable(map(dict.values, rows)))
         pieces = set(chain.from_iterable(map(dict.keys, rows))) | {v for v in values if type(v) is str}
         pieces |= {orjson.dumps(v) for v in values if type(v) is not str}  # a key, a string, or another value's JSON
-        pieces = list(pieces)
+        pieces = list(pieces - self._clean)
         texts = [piece.decode() if type(piece) is bytes else orjson.dumps(piece).decode() for piece in pieces]
         found = self.find("\n".join(texts))
-        if not found:
-            return {}
         flagged = {pieces[number - 1]: kinds for number, kinds in found.items()}
+        if len(self._clean) > MAX_CLEAN:
+            self._clean.clear()
+        self._clean.update(piece for piece in pieces if piece not in flagged)
+        if not flagged:
+            return {}
         on_lines: dict[int, Counter] = {}
         for number, row in enumerate(rows, 1):
             for key, value in row.items():

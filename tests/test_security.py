@@ -345,3 +345,7 @@ def test_decision_rows_are_scanned_by_their_values_and_a_finding_names_the_lines
     with pytest.raises(LeakError, match=r"refusing to write decisions.jsonl: .*\(line 11, 21, 41, 4001\)"):
         scan.check_rows(rows, "decisions.jsonl")
     scan.check_rows(rows[:10] + rows[11:20] + rows[21:40], "decisions.jsonl")  # nothing found: no error
+    scanned = []
+    scan.find = lambda text: scanned.append(text.count("\n") + 1) or LeakScan.find(scan, text)
+    assert sorted(scan.find_rows(rows)) == [11, 21, 41, 4001]  # again: only what was not found clean is scanned
+    assert scanned == [3]  # the three values that hold a leak; each still found on its lines
