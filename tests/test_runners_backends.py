@@ -191,3 +191,18 @@ def test_the_answers_of_runs_batched_together_are_kept_in_one_transaction(tiny_p
     answers = run_many(runner, [(cases[:5], tiny_project / "config"), (cases[5:], tiny_project / "config"), (cases, tiny_project / "config")])
     assert [len(a) for a in answers] == [5, len(cases) - 5, len(cases)] and len(commits) == 1
     runner.close()
+
+
+def test_an_answer_of_plain_strings_is_normalised_as_any_answer_is():
+    from improver.runners import _normalised, normalise
+
+    plain = {"decision": "approve", "confidence": "high", "reasoning": "within budget", "cited": ["policy:tiers"]}
+    answers = [plain, dict(plain, confidence=0.9), dict(plain, confidence=None), dict(plain, confidence=True),
+               dict(plain, confidence=[1]), dict(plain, cited="policy:tiers"), dict(plain, cited=None), dict(plain, cited=[1, "a"]),
+               dict(plain, cited=("a", "b")), dict(plain, reasoning=None), dict(plain, reasoning=7), dict(plain, decision="  "),
+               dict(plain, decision=""), dict(plain, decision=3), dict(plain, reasoning="caf\u00e9 \ud800"),
+               dict(plain, cited=["\ud800"]), dict(plain, decision="r\u00e9ject"), dict(plain, confidence="\ud83d"),
+               {"decision": "approve"}, {"error": "boom"}, {"decision": "ok", "extra": 1}, "approve", None, [plain]]
+    for answer in answers:
+        assert normalise(answer) == _normalised(answer), answer
+    assert normalise(plain)["cited"] is not plain["cited"]  # its own list, as the parent keeps it

@@ -54,7 +54,25 @@ def _text(value: object) -> str:
 
 
 def normalise(result: object) -> dict:
-    """A decision dict with the contract's keys as plain JSON values, or an error decision saying what was wrong."""
+    """A decision dict with the contract's keys as plain JSON values, or an error decision saying what was wrong.
+    An answer of plain ASCII strings (most answers) is taken as it is, without a call per value."""
+    if type(result) is dict:
+        decision, confidence = result.get("decision"), result.get("confidence")
+        reasoning, cited = result.get("reasoning") or "", result.get("cited") or []
+        if type(decision) is str and type(reasoning) is str and type(cited) is list \
+                and (confidence is None or type(confidence) in (str, int, float)):
+            try:
+                citations = "".join(cited)  # TypeError unless every citation is a string
+            except TypeError:
+                citations = None
+            if citations is not None and decision.strip() \
+                    and (decision + reasoning + citations + (confidence if type(confidence) is str else "")).isascii():
+                return {"decision": decision, "confidence": confidence, "reasoning": reasoning, "cited": list(cited)}
+    return _normalised(result)
+
+
+def _normalised(result: object) -> dict:
+    """``normalise`` value by value: any answer."""
     if not isinstance(result, dict) or not isinstance(result.get("decision"), str) or not result["decision"].strip():
         if isinstance(result, dict) and result.get("error"):
             return _error(f"target reported an error: {_text(result['error'])}")
