@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import replace
+from functools import lru_cache
 from typing import Literal, Sequence
 
 import numpy as np
@@ -122,9 +123,16 @@ def _groups(sessions: Sequence[ReviewedSession], disagree: np.ndarray, min_evide
 
 def _mentions(session: ReviewedSession) -> tuple:
     """The case's short text values (a department, a vendor) its reviewer's note names, sorted."""
-    note = f" {' '.join(re.findall(r'[a-z0-9]+', session.human_reasoning.lower()))} "
+    note = _spaced_words(session.human_reasoning)
     return tuple(sorted({v for v in session.case.values() if type(v) is str and 1 < len(v) <= 25
-                         and f" {' '.join(re.findall(r'[a-z0-9]+', v.lower()))} " in note}))
+                         and _spaced_words(v) in note}))
+
+
+@lru_cache(maxsize=65536)
+def _spaced_words(text: str) -> str:
+    """A text's lower-case words and numbers, one space before, between and after each (cached: notes
+    and case values repeat)."""
+    return f" {' '.join(re.findall(r'[a-z0-9]+', text.lower()))} "
 
 
 def _merge_by_mention(labels: list[int], sessions: Sequence[ReviewedSession], min_size: int) -> list[int]:
