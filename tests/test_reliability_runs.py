@@ -139,6 +139,30 @@ def test_a_batch_that_crashes_is_retried_case_by_case_to_find_the_case(tmp_path)
     run.close()
 
 
+def test_a_worker_gets_its_next_batch_while_on_one_and_a_crash_loses_neither(tmp_path, monkeypatch):
+    import improver.runners.local as local
+
+    monkeypatch.setattr(local, "CHUNK", 5)
+    sent_while_busy = []
+    give = local._Worker.give
+    def recording(self, task, config_dir, timeout):
+        sent_while_busy.append(self.task is not None)
+        return give(self, task, config_dir, timeout)
+    monkeypatch.setattr(local._Worker, "give", recording)
+    run = runner(tmp_path, (
+        "import os\n"
+        "def decide(case, config_dir):\n"
+        "    if case['n'] == 12: os._exit(9)\n"
+        "    return {'decision': str(case['n'])}\n"
+        "def decide_batch(cases, config_dir):\n"
+        "    return [decide(c, config_dir) for c in cases]\n"), max_error_share=1, workers=1)
+    answers = run.run([{"n": n} for n in range(40)], tmp_path)
+    assert [a["decision"] for a in answers] == [str(n) if n != 12 else "error" for n in range(40)]
+    assert "exited with code 9" in answers[12]["error"]
+    assert any(sent_while_busy)  # batches waited in the worker's pipe while it was on one
+    run.close()
+
+
 def test_a_run_stops_early_once_errors_pass_the_share(tmp_path):
     run = runner(tmp_path, "def decide(case, config_dir):\n    raise RuntimeError('down')\n", max_error_share=0.2)
     with pytest.raises(RunFailedError) as failed:

@@ -183,14 +183,28 @@ class _Worker:
         self._send.send((spec.model_dump(), str(root), sys.path))
         self.ready = False  # the target is imported
         self.has_batch = False
-        self.task: _Task | None = None
+        self.task: _Task | None = None  # the task it is on
+        self.queued: deque[_Task] = deque()  # sent after it, to start on as soon as it is done
         self.deadline = 0.0
+
+    def can_take(self) -> bool:
+        """Idle; or on a batch with nothing queued, so a next batch waits in its pipe and the worker
+        goes on without waiting for the parent to read its answers and send more."""
+        return self.task is None or (self.ready and self.has_batch and self.task.batch and not self.queued)
 
     def give(self, task: _Task, config_dir: Path, timeout: float) -> None:
         task.batch = task.batch and (self.has_batch or not self.ready)
-        self.task = task
-        self.deadline = time.monotonic() + timeout + (0 if self.ready else STARTUP)
         self._send.send((task.cases, str(config_dir), task.batch))
+        if self.task is None:
+            self.task = task
+            self.deadline = time.monotonic() + timeout + (0 if self.ready else STARTUP)
+        else:
+            self.queued.append(task)
+
+    def done(self, timeout: float) -> None:
+        """The task it was on is answered: on to the next one sent, with its own deadline."""
+        self.task = self.queued.popleft() if self.queued else None
+        self.deadline = time.monotonic() + timeout
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -256,15 +270,21 @@ class CallableRunner:
                 for worker in [w for w in self._workers if w.task is None]:
                     if worker.process.poll() is not None:  # died while idle
                         self._retire(worker)
-                while queue and (len(self._workers) < wanted or any(w.task is None for w in self._workers)):
-                    idle = [w for w in self._workers if w.task is None]
-                    worker = idle[0] if idle else self._start()
+                while queue:
+                    worker = next((w for w in self._workers if w.task is None), None)
+                    if worker is None:
+                        worker = self._start() if len(self._workers) < wanted else \
+                            next((w for w in self._workers if w.can_take()), None)
+                    if worker is None:
+                        break
                     task = queue.popleft()
                     try:
                         worker.give(task, jobs[task.job][1], self.spec.timeout)
-                    except OSError:  # died while idle
-                        self._retire(worker)
+                    except OSError:  # died: while idle, retired here; while on a task, found below
                         queue.appendleft(task)
+                        if worker.task is not None:
+                            break
+                        self._retire(worker)
                 busy = [w for w in self._workers if w.task]
                 wait([w.conn for w in busy], timeout=max(0.0, min(w.deadline for w in busy) - time.monotonic()))
                 for worker in busy:
@@ -281,8 +301,9 @@ class CallableRunner:
                     if worker.task and failure is None and time.monotonic() >= worker.deadline:
                         failure = f"timed out after {self.spec.timeout:g} s (target.timeout in improver.yaml)"
                     if failure:
-                        task = worker.task
+                        task, sent = worker.task, list(worker.queued)
                         self._retire(worker)
+                        queue.extendleft(reversed(sent))  # not started: as they were
                         self._fail(task, failure, queue, outcomes[task.job], budgets[task.job], progress)
         except BaseException:
             _stop_all(self._workers)  # tasks half done: start clean next time
@@ -312,7 +333,7 @@ class CallableRunner:
                 budget.add(task.start + offset, answer)
             if progress:
                 progress(len(value))
-            worker.task = None
+            worker.done(self.spec.timeout)
             return
         elif kind == "case":
             results[task.start + task.done] = value
@@ -322,7 +343,7 @@ class CallableRunner:
             if progress:
                 progress(1)
         elif kind == "done":
-            worker.task = None
+            worker.done(self.spec.timeout)
             return
         worker.deadline = time.monotonic() + self.spec.timeout
 
