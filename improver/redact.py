@@ -19,7 +19,8 @@ to ``0``, then substring tests look for 10-long digit runs, grouped digits, ``@`
 and secret keywords). An event the screen passes has nothing to mask and is returned as it is,
 with no copy; only the rest goes through the compiled detectors string by string. Native JSON
 lines are screened before that, as they were read (``Redactor.lines``): a line the screen passes
-needs no look at its event's fields at all, which is most lines. ``find`` reports
+needs no look at its event's fields at all, which is most lines; with google-re2 (the ``fast``
+extra) a batch of lines none of which holds a mark is passed by one RE2 search (``PREFILTER``). ``find`` reports
 what a text holds without changing it: the final leak scan (``improver.leakscan``) uses it.
 """
 from __future__ import annotations
@@ -236,13 +237,42 @@ def flagged_pieces(lines: list[bytes], json: bool = True) -> set[int]:
 
     No screen mark holds a double quote, and a quote is a space to the keyword marks: a mark
     in a line lies in one piece with the quote after it (a keyword ends in the space the quote
-    becomes), so a line is flagged exactly when one of its pieces is."""
+    becomes), so a line is flagged exactly when one of its pieces is.
+
+    With google-re2 installed (``pip install 'agent-improver[fast]'``), a batch none of whose
+    lines holds a mark (most batches) is passed by one search of ``PREFILTER`` over it first."""
+    if PREFILTER is not None and PREFILTER.search(b"\n".join(lines)) is None:
+        return set()
     split = [line.split(b'"') for line in lines]
     quoted = list({piece for pieces in split for piece in pieces[:-1]})  # each followed by a quote
     ends = list({pieces[-1] for pieces in split})
     marked = {quoted[i] for i in flagged_lines([piece + b'"' for piece in quoted], json)}
     marked_ends = {ends[i] for i in flagged_lines(ends, json)}
     return {index for index, pieces in enumerate(split) if pieces[-1] in marked_ends or not marked.isdisjoint(pieces[:-1])}
+
+
+def _prefilter():
+    """Every screen mark (``SCREEN_MARKS`` and ``JSON_MARKS``) as one RE2 pattern over the bytes as
+    they are, each translation written as the classes of bytes it maps onto a mark's bytes: a text
+    it finds nothing in holds no mark. RE2 runs it in one linear pass (a DFA), where ``re`` tries
+    every alternative at every byte. Found across two lines, or a keyword before the newline that
+    ends a line, it finds a little more than the marks: those batches are screened as before.
+    None without google-re2."""
+    try:
+        import re2
+    except ImportError:
+        return None
+    digit, other = r"[0-9 ()/+\t]", "[^A-Za-z]"  # DIGIT_MARKS' "0"; WORD_MARKS' space (a line starts after one)
+    marks = [r"@", r"::", r"\\", digit + "{10}", digit + "-" + digit + "{3}", digit + r"\." + digit + "{4}",
+             r"\." + digit + r"{1,3}\.", digit + "[eE]" + digit, "(?i:pass)", "(?i:pwd|secret|key|token)" + other,
+             f"(?:^|{other})(?i:sk|rk|glpat|bearer){other}", f"(?:^|{other})(?i:gh|xox|aiza|eyj)",
+             "[A-Za-z0-9]{20}", "[A-Za-z0-9/+]{40}"]
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1  # a byte is a character: any bytes, ASCII case folding
+    return re2.compile("|".join(marks).encode(), options)
+
+
+PREFILTER = _prefilter()
 
 
 def line_passes(raw: bytes) -> bool:
