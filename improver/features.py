@@ -315,12 +315,15 @@ class Columns:
     Each field is also factorised once (its distinct values and a code per row), so a
     test is decided once per distinct value and spread to the rows with one numpy take."""
 
+    REMEMBERED_ROWS = 50_000_000  # test results kept, at most this many rows in all (a byte each)
+
     def __init__(self, cases: Sequence[dict]):
         self.cases = cases
         self._values: dict[str, np.ndarray] = {}
         self._numbers: dict[str, np.ndarray] = {}
         self._codes: dict[str, tuple[list, np.ndarray] | None] = {}
         self._top_level: dict[str, Sequence] | None = None
+        self._tests: dict[tuple, np.ndarray] = {}
 
     def values(self, path: str) -> np.ndarray:
         if path not in self._values:
@@ -353,7 +356,19 @@ class Columns:
         return self._codes[path]
 
     def test(self, path: str, op: str, expected) -> np.ndarray:
-        """Rows for which one operator test holds (same semantics as ``conditions.holds``)."""
+        """Rows for which one operator test holds (same semantics as ``conditions.holds``), read-only:
+        kept for the next stage that asks (a rule's tests are asked for by cross-validation, the
+        deployability check and leave-one-out in turn; a keyword test reads every distinct text)."""
+        key = (path, op, repr(expected))  # repr: 1, 1.0 and True are not the same test
+        found = self._tests.get(key)
+        if found is None:
+            if len(self._tests) * len(self.cases) >= self.REMEMBERED_ROWS:
+                self._tests.clear()
+            found = self._tests[key] = self._test(path, op, expected)
+            found.flags.writeable = False
+        return found
+
+    def _test(self, path: str, op: str, expected) -> np.ndarray:
         if op in ("lt", "le", "gt", "ge") and isinstance(expected, (int, float)) and not isinstance(expected, bool):
             with np.errstate(invalid="ignore"):
                 column = self.numbers(path)

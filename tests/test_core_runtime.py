@@ -62,6 +62,10 @@ def test_columns_mask_agrees_with_matches_case_by_case():
         assert [compile_condition(condition)(c) for c in cases] == [matches(condition, c) for c in cases], condition
     reordered = Columns([dict(reversed(list(c.items()))) if i % 2 else c for i, c in enumerate(cases)])  # keys in other orders
     assert all(reordered.mask(condition).tolist() == columns.mask(condition).tolist() for condition in conditions)
+    kept = columns.test("vendor", "eq", "X")
+    assert columns.test("vendor", "eq", "X") is kept and columns.test("mixed", "eq", True) is not columns.test("mixed", "eq", 1)
+    with pytest.raises(ValueError):  # remembered for the next stage: no caller can change it
+        kept[0] = not kept[0]
 
 
 def test_overlay_is_reread_when_a_file_changes_even_within_one_timestamp_tick(tmp_path):
