@@ -367,13 +367,15 @@ def _replay(accepted, agent, human, rows):
     stays precise) gains nothing alone but loses agreement when removed, so it stays.
     """
     ordered = list(accepted)
+    matched = [_matched(rule, rows) for _, rule in ordered]  # unpacked once, not on every round
     gains: list[int] = []
     while ordered:
-        gains = _marginal_gains(ordered, agent, human, rows)
+        gains = marginal_gains(np.stack(matched), [p.decision for p, _ in ordered], agent, human)
         worst = min(range(len(ordered)), key=lambda i: (gains[i], -i))
         if gains[worst] > 0:
             break
         ordered.pop(worst)
+        matched.pop(worst)
     for (precedent, _rule), gain in zip(ordered, gains if ordered else []):
         precedent.expected_gain = gain
     return ordered
@@ -388,10 +390,6 @@ def _number_repeats(ordered):
         if seen[precedent.name] > 1:
             precedent.name = f"{precedent.name}-{seen[precedent.name]}"
     return ordered
-
-
-def _marginal_gains(ordered, agent, human, rows) -> list[int]:
-    return marginal_gains(np.stack([_matched(r, rows) for _, r in ordered]), [p.decision for p, _ in ordered], agent, human)
 
 
 def marginal_gains(matched: np.ndarray, decisions: Sequence[str], agent: np.ndarray, human: np.ndarray) -> list[int]:
