@@ -96,9 +96,9 @@ def shared_columns(cases: Sequence[dict]) -> dict[str, Sequence]:
     return {}
 
 
-def case_columns(cases: Sequence[dict], paths: Sequence[str]) -> dict[str, Sequence]:
-    """``column_values`` of each path (top-level fields from ``shared_columns`` where it can)."""
-    shared = shared_columns(cases)
+def case_columns(cases: Sequence[dict], paths: Sequence[str], shared: dict[str, Sequence] | None = None) -> dict[str, Sequence]:
+    """``column_values`` of each path (top-level fields from ``shared``, the cases' ``shared_columns``, where it can)."""
+    shared = shared_columns(cases) if shared is None else shared
     return {path: shared[path] if path in shared else column_values(cases, path) for path in paths}
 
 
@@ -110,16 +110,18 @@ def column_values(cases: Sequence[dict], path: str) -> list:
 
 
 def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list[float]] | None = None,
-                max_keywords: int = 400, named: frozenset[str] = frozenset(), named_min_count: int | None = None) -> list[Test]:
+                max_keywords: int = 400, named: frozenset[str] = frozenset(), named_min_count: int | None = None,
+                shared: dict[str, Sequence] | None = None) -> list[Test]:
     """Every candidate test over the cases that holds for at least ``min_count`` rows; a keyword in
-    ``named`` (words of the reviewers' notes) from ``named_min_count`` rows."""
+    ``named`` (words of the reviewers' notes) from ``named_min_count`` rows. ``shared``: the cases'
+    ``shared_columns``, when the caller has them."""
     rows = len(cases)
     if rows == 0:
         return []
     sample = cases[: min(rows, 2000)]
     paths = sorted({p for case in sample for p in _paths(case)})
     tests: list[Test] = []
-    for path, values in case_columns(cases, paths).items():
+    for path, values in case_columns(cases, paths, shared).items():
         kind, present = _kind(values)
         if len(present) < min_count:
             continue

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from improver import text
 from improver.conditions import describe
-from improver.features import build_tests, case_columns, pack, unpack, words
+from improver.features import build_tests, case_columns, pack, shared_columns, unpack, words
 from improver.models import ReviewedSession
 from improver.rules import InducedRule, RuleInducer
 
@@ -155,13 +155,14 @@ def _merge_by_mention(labels: list[int], sessions: Sequence[ReviewedSession], mi
     return [merged.get(label, label) for label in labels]
 
 
-def _ceiling(sessions: Sequence[ReviewedSession], rules_fields: set[str], keywords: set[str]) -> tuple[float, list[str]]:
+def _ceiling(sessions: Sequence[ReviewedSession], rules_fields: set[str], keywords: set[str],
+             shared: dict | None = None) -> tuple[float, list[str]]:
     """Agreement reachable if identical-looking cases get one decision each; and the sessions whose
     look-alikes were decided otherwise (by signature in order of first appearance, then session order)."""
     if not sessions:
         return 0.0, []
     cases = [s.case for s in sessions]
-    columns = [_signature_parts(values, keywords) for values in case_columns(cases, sorted(rules_fields)).values()]
+    columns = [_signature_parts(values, keywords) for values in case_columns(cases, sorted(rules_fields), shared).values()]
     signature = _codes(zip(*columns) if columns else [()] * len(sessions), len(sessions))
     human = _codes((s.human_decision for s in sessions), len(sessions))
     pairs, counts = np.unique(signature * (int(human.max()) + 1) + human, return_counts=True)
@@ -211,7 +212,9 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     # a word of the reviewers' notes on disagreements that the case texts hold is a candidate test from two
     # requests (the reason she wrote down), other words from the evidence minimum
     named = frozenset(w for i in np.flatnonzero(disagree) for w in words(sessions[i].human_reasoning))
-    tests = build_tests([s.case for s in sessions], min_count=min_evidence, bands=bands, named=named,
+    cases = [s.case for s in sessions]
+    shared = shared_columns(cases)  # read once for the tests and the ceiling
+    tests = build_tests(cases, min_count=min_evidence, bands=bands, named=named, shared=shared,
                         named_min_count=min(NAMED_MIN_COUNT, min_evidence))
     inducer = RuleInducer(tests, rows, preferred_fields=tuple(entity_fields), prior=float(1 - disagree.mean()))
     correct_bits = {d: pack(human == d) for d in set(human)}
@@ -260,7 +263,7 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     precedents = [p for p, _ in ordered] + weak
     used_fields = {t.field for _, r in ordered for t in r.tests} or {t.field for t in tests if t.op != "contains"}
     keywords = {str(t.value) for _, r in ordered for t in r.tests if t.op == "contains"}
-    ceiling, noisy = _ceiling(sessions, used_fields, keywords)
+    ceiling, noisy = _ceiling(sessions, used_fields, keywords, shared)
     findings = _findings(sessions, current, agent, human, noisy)
     return MiningResult(sessions=rows, disagreements=int(disagree.sum()), agreement=float(1 - disagree.mean()),
                         ceiling=ceiling, precedents=precedents, findings=findings)
