@@ -10,7 +10,6 @@ Id-like fields (nearly every value distinct, short) are skipped.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 import re
 from collections import Counter

@@ -19,7 +19,6 @@ SPLITS = ("train", "heldout")
 
 
 @lru_cache(maxsize=2**20)
-@lru_cache(maxsize=1 << 20)
 def split_of(session_id: str, holdout: float) -> str:
     """'heldout' for a stable ``holdout`` share of session ids, else 'train' (remembered: asked per session by every stage)."""
     if holdout <= 0:
