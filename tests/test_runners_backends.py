@@ -156,6 +156,20 @@ def test_the_async_runner_keeps_to_its_concurrency_and_rate_limit(tiny_project):
     assert starts[-1] - starts[0] >= 29 / 200 * 0.9  # evenly spaced starts, 200 a second
 
 
+def test_an_in_process_async_agent_runs_with_the_collector_on_even_inside_a_cycle(tiny_project):
+    import gc
+
+    (tiny_project / "collecting_agent.py").write_text(
+        "import gc\nasync def decide(case, config_dir):\n    return {'decision': 'on' if gc.isenabled() else 'off'}\n")
+    runner = runner_for(with_target(tiny_project, callable="collecting_agent:decide", runner="async", cache=False))
+    gc.disable()  # as a cycle has it
+    try:
+        assert {a["decision"] for a in runner.run([{"n": n} for n in range(5)], tiny_project / "config")} == {"on"}
+        assert not gc.isenabled()  # and paused again for the cycle's own rows
+    finally:
+        gc.enable()
+
+
 def test_the_async_runner_refuses_a_plain_function(tiny_project):
     with pytest.raises(TargetError, match="not an `async def`"):
         runner_for(with_target(tiny_project, runner="async"))

@@ -4,6 +4,7 @@ cases in flight and at most ``target.rate_limit`` cases started per second."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 from pathlib import Path
 
@@ -24,7 +25,15 @@ class AsyncRunner:
                               "make decide a coroutine function or use target.runner: local")
 
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
-        return asyncio.run(self._run(cases, config_dir, progress)) if cases else []
+        if not cases:
+            return []
+        paused = not gc.isenabled()  # a cycle pauses the collector for improver's own rows; the agent runs
+        gc.enable()  # in this process, and its objects (clients, errors, futures) may hold cycles
+        try:
+            return asyncio.run(self._run(cases, config_dir, progress))
+        finally:
+            if paused:
+                gc.disable()
 
     async def _run(self, cases: list[dict], config_dir: Path, progress: Progress | None) -> list[dict]:
         loop = asyncio.get_running_loop()
