@@ -50,8 +50,10 @@ def _row(workspace: Workspace, experiment_id: str, cycle: int, kept: int, propos
 
 def build_graph(workspace: Workspace, checkpointer=None):
     def baseline(state: CycleState) -> CycleState:
-        # Mining clusters reviewers' notes next: import scikit-learn while the baseline waits on the
-        # target's workers, once the sessions are read (the import and the reading would share the GIL).
+        # The target's workers import it while the sessions are read. Mining clusters reviewers' notes
+        # next: import scikit-learn while the baseline waits on those workers, once the sessions are read
+        # (the import and the reading would share the GIL).
+        workspace.start_target()
         _ = workspace.sessions
         text.prefetch()
         experiment = workspace.baseline()

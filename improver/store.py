@@ -351,6 +351,10 @@ class TraceStore:
             "waiting_annotations": one("SELECT COUNT(*) FROM waiting"),
         }
 
+    def review_count(self) -> int:
+        """Reviews stored (a quick bound on the reviewed sessions, which ``counts`` gives exactly)."""
+        return self.db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0]
+
     def count_orphan_reviews(self) -> int:
         return self.db.execute(
             "SELECT COUNT(DISTINCT session_id) FROM reviews WHERE session_id NOT IN (SELECT session_id FROM decisions)"

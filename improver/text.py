@@ -88,8 +88,16 @@ def cluster_notes(notes: list[str], distance_threshold: float = 0.7, seed: int =
     if len(distinct) < 2:
         return [0 if n in distinct else -1 for n in notes]
     _imported()
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
+    with threadpool_limits(1):  # small matrices: BLAS threads only contend with the target's workers and other load
+        return _cluster_distinct(notes, distinct, distance_threshold, seed)
+
+
+def _cluster_distinct(notes: list[str], distinct: list[str], distance_threshold: float, seed: int) -> list[int]:
     from sklearn.cluster import AgglomerativeClustering  # imported only when there is something to cluster (~1 s)
     from sklearn.decomposition import TruncatedSVD
+
     try:
         matrix = _vectorizer().fit_transform(distinct)
     except ValueError:

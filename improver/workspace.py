@@ -423,6 +423,15 @@ class Workspace:
         target = self.project.config.target.model_copy(update={"max_error_share": 1.0})
         return runner_for(Project(self.project.root, self.project.config.model_copy(update={"target": target})), pool=self.runner)
 
+    def start_target(self) -> None:
+        """Start the target's worker processes ahead of a baseline the decision cache has no answer for
+        (a new project, config or agent), before the sessions are read, so the target's import overlaps
+        the reading. Runners without workers (command, async, Ray) have nothing to start."""
+        start = getattr(getattr(self.runner, "inner", self.runner) if self.rerun_answers else self.runner, "start", None)
+        if start is not None and "sessions" not in self.__dict__:
+            with self.store() as store:
+                start(self.project.base_config_dir, store.review_count())
+
     def decide(self, config_dir: Path, sessions: list[ReviewedSession], label: str, subset: bool = False) -> list[dict]:
         """The target's answers on these sessions; ``RunFailedError`` (sessions named) past the error share
         (of every reviewed session when ``subset``: a rule's few matched sessions may all be ones that raise)."""

@@ -220,3 +220,30 @@ def test_an_answer_of_plain_strings_is_normalised_as_any_answer_is():
     for answer in answers:
         assert normalise(answer) == _normalised(answer), answer
     assert normalise(plain)["cited"] is not plain["cited"]  # its own list, as the parent keeps it
+
+
+def test_a_baseline_the_cache_cannot_answer_has_its_workers_started_before_the_sessions_are_read(tiny_project):
+    """Its workers import the target meanwhile; the run then uses them, and a baseline the cache
+    answers (the second cycle) starts none."""
+    first = Workspace(tiny_project)
+    first.ingest(str(tiny_project / "traces.jsonl"))
+    first.start_target()
+    started = [w.process.pid for w in first.runner.inner._workers]
+    assert len(started) == 1 and "sessions" not in first.__dict__
+    first.baseline()
+    assert [w.process.pid for w in first.runner.inner._workers] == started and first.runner.reruns == 80
+    first.runner.close()
+    second = Workspace(tiny_project)
+    second.start_target()
+    assert second.runner.inner._workers == []
+    second.baseline()
+    assert second.runner.reruns == 0 and second.runner.inner._workers == []
+
+
+def test_the_cache_finds_a_case_it_saw_by_its_content_even_if_it_is_another_object(tiny_project):
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    cases = [s.case for s in ws.sessions]
+    keys = ws.runner.keys(cases)
+    assert ws.runner.keys(cases) == keys == ws.runner.keys([dict(c) for c in cases])
+    assert ws.runner.keys([dict(cases[0], minutes=999)]) != keys[:1]

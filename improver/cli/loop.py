@@ -174,9 +174,10 @@ def cycle(project: Path = ProjectOption, max_cycles: int = typer.Option(4, min=1
           min_gain: float = typer.Option(0.005, help="Stop when held-out agreement rises less than this."),
           as_json: bool = typer.Option(False, "--json"), wait: float = WaitOption, rerun: bool = RerunOption):
     """Run whole improvement cycles until agreement flattens or --max-cycles."""
-    from improver.cycle import run_cycles
-
     with workspace(project, wait=wait, rerun=rerun) as ws:
+        ws.start_target()  # the target's workers import it while LangGraph is imported here
+        from improver.cycle import run_cycles
+
         state = run_cycles(ws, max_cycles=max_cycles, min_gain=min_gain, resume=resume)
         notices = list(dict.fromkeys(n for row in state["history"] for n in
                                      (ws.experiments.get(row["experiment"]).results or {}).get("notices", [])))

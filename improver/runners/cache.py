@@ -97,6 +97,10 @@ class DecisionCache:
                 found.update(row)
         return found
 
+    def has(self, agent: str, config: str) -> bool:
+        """Whether any answer of this agent under this config is kept."""
+        return self.db.execute("SELECT 1 FROM runs WHERE agent = ? AND config = ? LIMIT 1", (agent, config)).fetchone() is not None
+
     def put(self, agent: str, config: str, answers: dict[str, dict]) -> None:
         self.put_many([(agent, config, answers)])
 
@@ -131,6 +135,10 @@ def _identity(answer: dict):
         return orjson.dumps(answer, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
 
 
+def _key(case: dict) -> str:
+    return hashlib.sha256(orjson.dumps(case, option=orjson.OPT_NON_STR_KEYS, default=str)).hexdigest()[:32]
+
+
 def _own(answer: dict) -> dict:
     """A copy for one case (answers stored once are shared by many): its own dict and lists."""
     own = answer.copy()
@@ -146,10 +154,23 @@ class CachedRunner:
     def __init__(self, inner: TargetRunner, cache: DecisionCache, agent: str):
         self.inner, self.cache, self.agent = inner, cache, agent
         self.hits = self.reruns = 0
+        self._keys: dict[int, tuple[dict, str]] = {}  # id(case) -> (case, key): a cycle asks again for the same cases
 
     def keys(self, cases: list[dict]) -> list[str]:
-        option = orjson.OPT_NON_STR_KEYS
-        return [hashlib.sha256(orjson.dumps(case, option=option, default=str)).hexdigest()[:32] for case in cases]
+        """A hash of each case's JSON, found once per case object (improver never changes a session's case)."""
+        keys = []
+        for case in cases:
+            known = self._keys.get(id(case))
+            if known is None or known[0] is not case:
+                known = self._keys[id(case)] = (case, _key(case))
+            keys.append(known[1])
+        return keys
+
+    def start(self, config_dir: Path, cases: int) -> None:
+        """The inner runner's ``start``, when it has one and the cache holds no answer under this config."""
+        start = getattr(self.inner, "start", None)
+        if start is not None and not self.cache.has(self.agent, tree_hash(read_tree(Path(config_dir)))):
+            start(config_dir, cases)
 
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
         return self.run_many([(cases, config_dir)], progress)[0]

@@ -253,6 +253,13 @@ class CallableRunner:
         other.spec, other.root, other._workers, other._finalizer = spec, self.root, self._workers, self._finalizer
         return other
 
+    def start(self, config_dir: Path, cases: int) -> None:
+        """Start the workers a run of ``cases`` cases will use, without waiting for them: they import the
+        target while the caller goes on (a cycle reads its sessions meanwhile); a run then hands them work."""
+        wanted = self.spec.workers if cases >= PARALLEL_FROM else 1
+        while len(self._workers) < wanted:
+            self._start()
+
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
         return self.run_many([(cases, config_dir)], progress)[0]
 
