@@ -198,3 +198,45 @@ def test_two_of_a_large_groups_many_noisy_reviews_sharing_a_chance_value_are_no_
     few = mine(others + rejects[:8] + flips[:2], min_evidence=3, entity_fields=["vendor"])
     exception = next(p for p in few.proposable if p.name == "consolidation--flag")
     assert exception.condition["submitted"] == {"eq": "2026-05-01"}
+
+
+def test_note_vectors_and_clusters_are_those_scikit_learn_computes():
+    """improver.text computes TF-IDF, the randomized SVD and the average-linkage cut itself (scikit-learn
+    costs over a second to import): value for value what scikit-learn gives, on a few hundred notes
+    with repeated phrasings, on a set wider than it is long (the SVD's transposed path), and for
+    notes assigned to tagged precedents."""
+    import random
+
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from improver import text
+    from improver.features import STOPWORDS
+
+    def vectorizer():
+        return TfidfVectorizer(ngram_range=(1, 2), stop_words=sorted(STOPWORDS), sublinear_tf=True,
+                               token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b")
+
+    rng = random.Random(3)
+    vocabulary = ("vendor late invoice budget approve reject security review contract renewal urgent customer "
+                  "refund crypto giveaway account spam login outage manager sign-off missing exceeded").split()
+    long_set = sorted({" ".join(rng.choice(vocabulary) for _ in range(rng.randint(2, 12))) for _ in range(400)})
+    wide_set = sorted({" ".join(rng.choice(vocabulary) + rng.choice(vocabulary) for _ in range(9)) for _ in range(20)})
+    for notes, seed in ((long_set, 0), (wide_set, 4)):
+        ours, theirs = text.Tfidf(notes).fitted, vectorizer().fit_transform(notes)
+        assert (ours.indptr == theirs.indptr).all() and (ours.indices == theirs.indices).all()
+        assert (ours.data == theirs.data).all()
+        components = min(50, theirs.shape[1] - 1, len(notes) - 1)
+        reduced = text.reduced(ours, components, seed)
+        assert (reduced == TruncatedSVD(n_components=components, random_state=seed).fit_transform(theirs)).all()
+        points = text._normalise(reduced)
+        expected = AgglomerativeClustering(n_clusters=None, distance_threshold=0.7, metric="cosine",
+                                           linkage="average").fit_predict(points)
+        labels = text.average_linkage_clusters(points, 0.7)
+        assert (labels == expected).all() and len(set(labels)) > 5
+    tagged = {"late": long_set[:30], "crypto": long_set[30:80]}
+    fitted = vectorizer().fit(sorted(set(long_set)))
+    tfidf = text.Tfidf(sorted(set(long_set)))
+    for name in tagged:
+        assert (tfidf.transform(sorted(tagged[name])).mean(axis=0) == fitted.transform(sorted(tagged[name])).mean(axis=0)).all()
