@@ -247,3 +247,4 @@ def test_the_cache_finds_a_case_it_saw_by_its_content_even_if_it_is_another_obje
     keys = ws.runner.keys(cases)
     assert ws.runner.keys(cases) == keys == ws.runner.keys([dict(c) for c in cases])
     assert ws.runner.keys([dict(cases[0], minutes=999)]) != keys[:1]
+    assert ws.subset_runner.case_keys is ws.runner.case_keys  # leave-one-out reruns find the same cases' keys

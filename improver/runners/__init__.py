@@ -126,7 +126,7 @@ def runner_for(project: Project, pool: TargetRunner | None = None) -> TargetRunn
     inner = getattr(pool, "inner", pool)
     if inner is not None and hasattr(inner, "sharing") and (spec.callable, spec.python_path, spec.runner) == \
             (inner.spec.callable, inner.spec.python_path, inner.spec.runner) and not spec.command:
-        return _cached(project, inner.sharing(spec))
+        return _cached(project, inner.sharing(spec), getattr(pool, "case_keys", None))
     if spec.command:
         from improver.runners.command import CommandRunner as Backend
     elif spec.runner == "async":
@@ -138,10 +138,11 @@ def runner_for(project: Project, pool: TargetRunner | None = None) -> TargetRunn
     return _cached(project, Backend(spec, project.root))
 
 
-def _cached(project: Project, runner: TargetRunner) -> TargetRunner:
+def _cached(project: Project, runner: TargetRunner, case_keys: dict | None = None) -> TargetRunner:
     spec = project.config.target
     if not spec.cache:
         return runner
     from improver.runners.cache import CachedRunner, DecisionCache, fingerprint
 
-    return CachedRunner(runner, DecisionCache(project.data_dir / "decisions.sqlite"), fingerprint(spec, project.root))
+    return CachedRunner(runner, DecisionCache(project.data_dir / "decisions.sqlite"), fingerprint(spec, project.root),
+                        case_keys)

@@ -151,18 +151,19 @@ def _own(answer: dict) -> dict:
 class CachedRunner:
     """Any runner, with answers already decided taken from the cache; counts hits and reruns."""
 
-    def __init__(self, inner: TargetRunner, cache: DecisionCache, agent: str):
+    def __init__(self, inner: TargetRunner, cache: DecisionCache, agent: str, case_keys: dict | None = None):
         self.inner, self.cache, self.agent = inner, cache, agent
         self.hits = self.reruns = 0
-        self._keys: dict[int, tuple[dict, str]] = {}  # id(case) -> (case, key): a cycle asks again for the same cases
+        # id(case) -> (case, key): a cycle asks again for the same cases (shared by the runners of one workspace)
+        self.case_keys: dict[int, tuple[dict, str]] = {} if case_keys is None else case_keys
 
     def keys(self, cases: list[dict]) -> list[str]:
         """A hash of each case's JSON, found once per case object (improver never changes a session's case)."""
         keys = []
         for case in cases:
-            known = self._keys.get(id(case))
+            known = self.case_keys.get(id(case))
             if known is None or known[0] is not case:
-                known = self._keys[id(case)] = (case, _key(case))
+                known = self.case_keys[id(case)] = (case, _key(case))
             keys.append(known[1])
         return keys
 
