@@ -51,10 +51,11 @@ def _row(workspace: Workspace, experiment_id: str, cycle: int, kept: int, propos
 def build_graph(workspace: Workspace, checkpointer=None):
     def baseline(state: CycleState) -> CycleState:
         # The target's workers import it while the sessions are read. Mining clusters reviewers' notes
-        # next: import scikit-learn while the baseline waits on those workers, once the sessions are read
-        # (the import and the reading would share the GIL).
+        # next: import scipy while the baseline waits on those workers, once the sessions are read (the
+        # import and the reading would share the GIL). A method reads them, not ``workspace.sessions``:
+        # compiling the graph evaluates the attributes its nodes read (LangGraph looks for subgraphs).
         workspace.start_target()
-        _ = workspace.sessions
+        workspace.require_sessions()
         text.prefetch()
         experiment = workspace.baseline()
         return {"parent": experiment.id, "cycle": 0, "history": [_row(workspace, experiment.id, 0, 0, 0)]}

@@ -248,3 +248,14 @@ def test_the_cache_finds_a_case_it_saw_by_its_content_even_if_it_is_another_obje
     assert ws.runner.keys(cases) == keys == ws.runner.keys([dict(c) for c in cases])
     assert ws.runner.keys([dict(cases[0], minutes=999)]) != keys[:1]
     assert ws.subset_runner.case_keys is ws.runner.case_keys  # leave-one-out reruns find the same cases' keys
+
+
+def test_building_the_cycle_graph_reads_no_sessions(tiny_project):
+    """LangGraph evaluates the attributes a node reads when it compiles the graph: the sessions
+    must be read in the baseline node, after the target's workers have started."""
+    from improver.cycle import build_graph
+
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    build_graph(ws)
+    assert "sessions" not in ws.__dict__
