@@ -11,11 +11,10 @@ from typing import Iterable
 
 import yaml
 
-from improver.experiments import Proposal
+from improver.experiments import YAML_DUMPER, Proposal
 from improver.mining import MiningResult, Precedent
 from improver.runtime import NOTES_FILE, PROMPT_FILE, RULES_FILE, YAML_LOADER, parse_rules
 
-YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: the same text, ~7x faster on a 32-rule file
 
 PROMPT_HEADER = "## Learned from reviewer overrides"
 
