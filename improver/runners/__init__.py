@@ -109,12 +109,16 @@ class ErrorBudget:
         if self.errors > self.share * self.total and self.errors > self.MIN_ERRORS:
             raise RunFailedError(self.errors, self.total, self.share, self.first)
 
+    def add_all(self, start: int, answers: list[dict]) -> None:
+        """``add`` of answers to the cases ``start``, ``start + 1``, …: one pass to find the errors."""
+        for offset in [k for k, answer in enumerate(answers) if answer["decision"] == ERROR]:
+            self.add(start + offset, answers[offset])
+
     @classmethod
     def check(cls, answers: list[dict], share: float, of: int | None = None) -> None:
         """Raise past the share of ``answers`` (or of ``of`` cases, when these are a rerun of a few of them)."""
         budget = cls(of or len(answers), share)
-        for index, answer in enumerate(answers):
-            budget.add(index, answer)
+        budget.add_all(0, answers)
         if of is None and answers and budget.errors == len(answers) and share < 1:
             raise RunFailedError(budget.errors, budget.total, share, budget.first)
 

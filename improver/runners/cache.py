@@ -195,6 +195,9 @@ class CachedRunner:
         for j, (config, keys, found, missing) in enumerate(plans):
             answers = answered.get(j, [])
             new.append((self.agent, config, {keys[i]: a for i, a in zip(missing, answers) if a["decision"] != ERROR}))
+            if len(missing) == len(keys):  # nothing was in the cache: the answers as they came
+                out.append(answers)
+                continue
             found.update((keys[i], a) for i, a in zip(missing, answers))
             out.append([found[key] for key in keys])
         self.cache.put_many(new)

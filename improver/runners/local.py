@@ -335,9 +335,8 @@ class CallableRunner:
             worker.ready, worker.has_batch = True, value
             task.batch = task.batch and value
         elif kind == "batch":
-            for offset, answer in enumerate(value):
-                results[task.start + offset] = answer
-                budget.add(task.start + offset, answer)
+            results[task.start:task.start + len(value)] = value
+            budget.add_all(task.start, value)
             if progress:
                 progress(len(value))
             worker.done(self.spec.timeout)
