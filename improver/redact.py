@@ -438,8 +438,8 @@ class Redactor:
     def _digits(self, run: str, before: str, after: str = " ") -> str:
         """Mask the SSNs, cards and phones in a run of digit groups (dates inside it are kept).
         A run glued to a letter on either side is part of an identifier (a hash such as
-        6805765515dca7cf or 3603274439ed0a6c, a key), not a phone; an extension (x12, ext. 3) may
-        follow one. ``after``: the few characters after the run."""
+        6805765515dca7cf, 3603274439ed0a6c or 7e21974492706693, a key), not a phone nor a card;
+        an extension (x12, ext. 3) may follow a phone. ``after``: the few characters after the run."""
         spans: list[tuple[int, int, str]] = []
         taken = [False] * len(run)
 
@@ -453,7 +453,7 @@ class Redactor:
             for m in SSN.finditer(run):
                 if not any(taken[m.start():m.end()]) and ssn_valid(m.group(1), m.group(3), m.group(4)):
                     claim(m.start(), m.end(), "ssn")
-        if "card" in self.kinds:
+        if "card" in self.kinds and not (before.isalpha() or after[:1].isalpha()):  # not inside a word (7e21974492706693, a hash)
             groups = [g for g in GROUP.finditer(run) if not any(taken[g.start():g.end()])]
             for i in range(len(groups)):
                 for j in range(min(len(groups), i + 5), i, -1):
