@@ -17,9 +17,9 @@ in the trace store by what a human's answer would teach:
   tests and pairs of tests on its own field values; unreviewed cases in the hypotheses
   that past reviews support best (the most such overrides per reviewed case) are queued,
   so a rare precedent seen once is looked for around it instead of waiting for chance;
-- **unlearned precedent**: likewise around the reviews tagged with a precedent no rule of the
-  reference has learned, tagged agreements included (the agent decided as the reviewer there,
-  so nothing else looks for the cases of that precedent it decides otherwise).
+- **unlearned precedent**: likewise around the reviews tagged with a precedent that reviewers
+  named only where they agreed with the agent and no rule has learned (mining sees no override
+  of it, so nothing else looks for the cases of it the agent decides otherwise).
 
 Picks spread over reasons (each further pick for the same rule, entity or hypothesis
 counts less, at most ``MAX_PER_KEY`` are taken for one in a batch, and at most
@@ -447,35 +447,33 @@ def _miss_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reaso
                 "unexplained by the config", decision))
 
 
-def _precedent_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], reviewed, rules,
+def _precedent_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], reviewed,
                        learned: set[str]) -> None:
-    """Around the reviews tagged with a precedent no rule of the reference has learned (tagged
-    agreements too, which no other reason looks around; tagged overrides the config still decides
-    wrongly are ``_miss_reasons``'s): the hypotheses with the most such tagged reviews per reviewed
-    case, queued where the agent decides otherwise than the precedent's decision (its reviews' most
-    common one). Up to ``PRECEDENT_SEEDS`` tagged reviews a precedent, evenly spaced."""
+    """Around the reviews tagged with a precedent that reviewers named only where they agreed
+    with the agent, and no rule of the reference has learned: mining sees no override of it, so
+    nothing else looks for its cases the agent decides otherwise (a precedent with a tagged
+    override is mined: a rule, a candidate precedent or an unexplained override looks for it).
+    The hypotheses with the most reviews tagged with it per reviewed case are queued where the
+    agent decides otherwise than its reviews' most common decision; up to ``PRECEDENT_SEEDS`` of
+    its tagged reviews, evenly spaced, are looked around."""
     tagged: dict[str, list[int]] = {}
     for index, session in enumerate(reviewed):
         if session.precedent and session.precedent not in learned:
             tagged.setdefault(session.precedent, []).append(index)
+    human = np.array([s.human_decision for s in reviewed], dtype=object)
+    agreed = human == np.array([s.agent_decision for s in reviewed], dtype=object)
+    tagged = {name: rows for name, rows in tagged.items() if agreed[rows].all()}
     if not tagged:
         return
-    current = _current(reviewed, rules)
-    human = np.array([s.human_decision for s in reviewed], dtype=object)
-    missed = (human != current) & (human != np.array([s.agent_decision for s in reviewed], dtype=object))
     names = np.array([s.precedent for s in reviewed], dtype=object)
     everyone = np.ones(len(reviewed), dtype=bool)
     search = _Hypotheses(columns, agent, reviewed)
     for name in sorted(tagged):
-        seeds = [i for i in tagged[name] if not missed[i]]
-        if not seeds:
-            continue
-        decision = Counter(human[tagged[name]].tolist()).most_common(1)[0][0]
-        seeds = [seeds[i] for i in dict.fromkeys(np.linspace(0, len(seeds) - 1, min(len(seeds), PRECEDENT_SEEDS))
-                                                 .round().astype(int).tolist())]
+        rows = tagged[name]
+        decision = Counter(human[rows].tolist()).most_common(1)[0][0]
         queued = set()
-        for seed in seeds:
-            for score, text, hypothesis, support, inside in search.best(reviewed[seed].case, decision, everyone,
+        for seed in dict.fromkeys(np.linspace(0, len(rows) - 1, min(len(rows), PRECEDENT_SEEDS)).round().astype(int).tolist()):
+            for score, text, hypothesis, support, inside in search.best(reviewed[rows[seed]].case, decision, everyone,
                                                                         names == name):
                 if text in queued:
                     continue
@@ -604,7 +602,7 @@ def _build_queue(ws: "Workspace", n: int, random_share: float, seed: int, since:
         _coverage_reasons(pending, reasons, ws.sessions, ws.project.config.entity_fields)
         rules = load_overlay(reference.config_dir).rules if reference else ()
         _miss_reasons(columns, agent, reasons, ws.sessions, rules)
-        _precedent_reasons(columns, agent, reasons, ws.sessions, rules, learned_precedents(reference, ws))
+        _precedent_reasons(columns, agent, reasons, ws.sessions, learned_precedents(reference, ws))
         _edge_reasons(columns, agent, reasons, ws.sessions, rules)
     randoms = min(len(pending), round(n * random_share))
     ranked = _greedy(reasons, min(n, len(pending)) - randoms)

@@ -12,8 +12,8 @@ from improver.cli import app
 from improver.cycle import run_cycles
 from improver.experiments import read_tree
 from improver.precedents import track
-from improver.queue import (MAX_PER_KEY, build_queue, difference_estimate, model_assisted, next_batch, record,
-                            sampled_agreement)
+from improver.queue import (MAX_PER_KEY, build_queue, difference_estimate, learned_precedents, model_assisted,
+                            next_batch, record, reference_experiment, sampled_agreement)
 from improver.models import ReviewedSession
 from improver.workspace import Workspace
 
@@ -493,14 +493,27 @@ def test_queue_looks_for_cases_of_a_precedent_reviewers_named_where_they_agreed_
 
 def test_a_precedent_a_rule_has_learned_is_not_looked_for_again(tiny_project):
     ws = Workspace(tiny_project)
-    ws.ingest(str(tiny_project / "traces.jsonl"))  # login-outage: overrides, and agreements tagged with it
-    traffic = [decision(ticket(1000 + i, PRODUCTS[i % 4], 5 + (i * 11) % 50)) for i in range(200)]
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    run_cycles(ws, max_cycles=1)
+    traffic = [decision(ticket(1000 + i, [*PRODUCTS, "mobile"][i % 5], 5 + (i * 11) % 50)) for i in range(300)]
     write_jsonl(tiny_project / "traffic.jsonl", traffic)
     ws.ingest(str(tiny_project / "traffic.jsonl"))
-    before = [p for p in build_queue(Workspace(tiny_project), n=30, random_share=0.0).picks
-              if p.picked_by == "unlearned-precedent"]
-    assert before and all("login-outage" in p.reason for p in before), "no rule yet: it is looked for"
+    mobile = [e for e in traffic if e["case"]["product"] == "mobile"]
+
+    def reviews(name: str, events: list[dict]) -> Workspace:
+        write_jsonl(tiny_project / f"{name}.jsonl", [
+            {**review(e["case"]), "decision": "escalate", "precedent": "mobile-launch",
+             "reasoning": "Mobile tickets go to the app team during the launch."} for e in events])
+        Workspace(tiny_project).ingest(str(tiny_project / f"{name}.jsonl"))
+        return Workspace(tiny_project)
+
+    ws = reviews("agreed", [e for e in mobile if e["decision"] == "escalate"][:4])
+    before = [p for p in build_queue(ws, n=30, random_share=0.0, seed=3).picks if p.picked_by == "unlearned-precedent"]
+    assert before and all("mobile-launch" in p.reason for p in before), "only agreements name it yet: it is looked for"
+    ws = reviews("overridden", [e for e in mobile if e["decision"] == "resolve"][:12])
     run_cycles(ws, max_cycles=1)
-    after = build_queue(Workspace(tiny_project), n=30, random_share=0.0)
+    ws = Workspace(tiny_project)
+    assert "mobile-launch" in learned_precedents(reference_experiment(ws), ws)
+    after = build_queue(ws, n=30, random_share=0.0, seed=3)
     assert len(after.picks) == 30
     assert not [p for p in after.picks if p.picked_by == "unlearned-precedent"], "the rule speaks for it now"
