@@ -205,7 +205,10 @@ def main() -> None:
         if args.save:
             Path(args.save).write_text(json.dumps(figures))
     for name, part in figures.items():
-        report(name, part)
+        if all(part["curves"].values()):
+            report(name, part)
+        else:  # one strategy run apart: nothing to set side by side yet
+            print(f"{name}: saved; --load it with the other strategy's figures to compare")
     if args.plot and figures:
         plot({name: part["curves"] for name, part in figures.items()}, args.plot)
 

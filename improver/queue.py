@@ -16,7 +16,10 @@ in the trace store by what a human's answer would teach:
   wrongly (a precedent too rare to have been learned) is explained by hypotheses, the
   tests and pairs of tests on its own field values; unreviewed cases in the hypotheses
   that past reviews support best (the most such overrides per reviewed case) are queued,
-  so a rare precedent seen once is looked for around it instead of waiting for chance.
+  so a rare precedent seen once is looked for around it instead of waiting for chance;
+- **unlearned precedent**: likewise around the reviews tagged with a precedent that reviewers
+  named only where they agreed with the agent and no rule has learned (mining sees no override
+  of it, so nothing else looks for the cases of it the agent decides otherwise).
 
 Picks spread over reasons (each further pick for the same rule, entity or hypothesis
 counts less, at most ``MAX_PER_KEY`` are taken for one in a batch, and at most
@@ -57,6 +60,7 @@ MAX_REASON_SHARE = 0.5  # of a batch's ranked picks, at most this share for one 
 MAX_MISSES = 20  # unexplained overrides explored per batch
 SEARCH_ROWS = 5000  # pending decisions (an evenly spaced sample when more) their hypotheses are looked for in
 HYPOTHESES_PER_MISS = 3  # the best-supported hypotheses queued around each
+PRECEDENT_SEEDS = 3  # tagged reviews of an unlearned precedent looked around per batch
 EDGE_PRIORITY = 0.55
 EDGE_TESTS = False
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)  # numeric cut points of the hypotheses
@@ -87,7 +91,7 @@ class Pick:
     session_id: str
     agent_decision: str
     picked_by: str  # predicted-override | fold-disagreement | candidate-precedent | boundary | coverage
-    #                 | unexplained-override | rule-edge | random
+    #                 | unexplained-override | unlearned-precedent | rule-edge | random
     reason: str
     priority: float
     probability: float
@@ -176,6 +180,14 @@ def held_out_figure(results: dict) -> float:
 def proposals_by_rule(experiment: Experiment, ws: "Workspace") -> dict:
     """Every proposal behind the experiment's rules, its ancestors' included, by rule id."""
     return {rule: proposal for rule, (proposal, _) in proposal_sources(experiment, ws).items()}
+
+
+def learned_precedents(reference: Experiment | None, ws: "Workspace") -> set[str]:
+    """The precedents the reference config's rules were learned for."""
+    if reference is None:
+        return set()
+    rules = {rule.id for rule in load_overlay(reference.config_dir).rules}
+    return {proposal.precedent for rule, proposal in proposals_by_rule(reference, ws).items() if rule in rules}
 
 
 def proposal_sources(experiment: Experiment, ws: "Workspace") -> dict:
@@ -343,71 +355,133 @@ def _word_index(columns: Columns, path: str) -> tuple[dict[str, list[int]], np.n
     return found, codes
 
 
+class _Hypotheses:
+    """Hypotheses around reviewed cases, each one test or two on a case's own field values,
+    found in the reviewed cases and in an evenly spaced sample of at most ``SEARCH_ROWS`` of
+    the pending traffic (their test masks computed once and shared)."""
+
+    def __init__(self, columns: Columns, agent: np.ndarray, reviewed) -> None:
+        self.seen = Columns([s.case for s in reviewed])
+        self.sample = np.unique(np.linspace(0, len(agent) - 1, min(len(agent), SEARCH_ROWS)).round().astype(int))
+        if len(self.sample) < len(agent):
+            columns, agent = Columns([columns.cases[i] for i in self.sample]), agent[self.sample]
+        self.columns, self.agent = columns, agent
+        self.masks: dict = {}
+        self.indexes: dict = {}
+
+    def mask(self, where: Columns, test) -> np.ndarray:
+        key = (id(where), test)
+        if key not in self.masks:
+            path, op, value = test
+            if op == "contains" and where.factorised(path) is not None:  # a word: one pass over the distinct texts
+                if (id(where), path) not in self.indexes:
+                    self.indexes[id(where), path] = _word_index(where, path)
+                found, codes = self.indexes[id(where), path]
+                hit = np.zeros(int(codes.max()) + 1 if len(codes) else 0, dtype=bool)
+                hit[found.get(value, [])] = True
+                self.masks[key] = hit[codes]
+            else:
+                self.masks[key] = where.test(*test)
+        return self.masks[key]
+
+    def rows(self, where: Columns, start: np.ndarray, hypothesis) -> np.ndarray:
+        rows = start.copy()
+        for test in hypothesis:
+            rows &= self.mask(where, test)
+        return rows
+
+    def best(self, case: dict, decision: str, judged: np.ndarray, support: np.ndarray) -> list[tuple]:
+        """The ``HYPOTHESES_PER_MISS`` hypotheses around ``case`` with pending cases the agent decides
+        otherwise than ``decision``, by the share of the reviewed cases in them (those ``judged``)
+        that ``support`` them, then by size: (score, text, hypothesis, support, reviewed there)."""
+        tests = _hypothesis_tests(case, self.columns)
+        open_rows = self.agent != decision  # traffic the agent decides otherwise
+        found = []
+        for hypothesis in [(a,) for a in tests] + [(a, b) for i, a in enumerate(tests) for b in tests[i + 1:]
+                                                    if a[0] != b[0]]:
+            size = int(self.rows(self.columns, open_rows, hypothesis).sum())
+            if not size:
+                continue
+            inside = self.rows(self.seen, judged, hypothesis)
+            backing, there = int((inside & support).sum()), int(inside.sum())
+            text = " and ".join(f"{p} {op} {v:g}" if isinstance(v, float) else f"{p} {op} {v}" for p, op, v in hypothesis)
+            found.append((-backing / (there + 1), -size, text, hypothesis, backing, there))
+        return [(-score, text, hypothesis, backing, there)
+                for score, _, text, hypothesis, backing, there in sorted(found, key=lambda f: f[:3])[:HYPOTHESES_PER_MISS]]
+
+    def queue(self, reasons: list[list[_Reason]], hypothesis, decision: str, make) -> None:
+        """Up to ``2 * MAX_PER_KEY`` pending cases of the hypothesis that the agent decides otherwise,
+        evenly spaced, each given the reason ``make()`` builds (one reason shared by them)."""
+        picks = np.flatnonzero(self.rows(self.columns, self.agent != decision, hypothesis))
+        picks = picks[np.linspace(0, len(picks) - 1, min(len(picks), 2 * MAX_PER_KEY)).round().astype(int)]
+        reason = make()
+        for row in dict.fromkeys(self.sample[picks].tolist()):
+            reasons[row].append(reason)
+
+
+def _current(reviewed, rules) -> np.ndarray:
+    """What the reference config decides on each reviewed case (its first matching rule, else the agent)."""
+    chosen = first_rule(Columns([s.case for s in reviewed]), rules)
+    return np.array([rules[i].decision if i >= 0 else s.agent_decision for i, s in zip(chosen, reviewed)], dtype=object)
+
+
 def _miss_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], reviewed, rules) -> None:
     """Around each reviewed override the reference config still decides wrongly: the hypotheses
     (one test or two on its field values) with the most such overrides per reviewed case."""
     if not reviewed:
         return
-    seen = Columns([s.case for s in reviewed])
-    chosen = first_rule(seen, rules)
-    current = np.array([rules[i].decision if i >= 0 else s.agent_decision for i, s in zip(chosen, reviewed)], dtype=object)
+    current = _current(reviewed, rules)
     human = np.array([s.human_decision for s in reviewed], dtype=object)
     misses = np.flatnonzero((human != current) & (human != np.array([s.agent_decision for s in reviewed], dtype=object)))
     if not len(misses):
         return
     misses = misses[np.linspace(0, len(misses) - 1, min(len(misses), MAX_MISSES)).round().astype(int)]
-    sample = np.unique(np.linspace(0, len(agent) - 1, min(len(agent), SEARCH_ROWS)).round().astype(int))
-    if len(sample) < len(agent):
-        columns, agent = Columns([columns.cases[i] for i in sample]), agent[sample]
-    masks: dict = {}
-    indexes: dict = {}
-
-    def mask(where: Columns, test) -> np.ndarray:
-        key = (id(where), test)
-        if key not in masks:
-            path, op, value = test
-            if op == "contains" and where.factorised(path) is not None:  # a word: one pass over the distinct texts
-                if (id(where), path) not in indexes:
-                    indexes[id(where), path] = _word_index(where, path)
-                found, codes = indexes[id(where), path]
-                hit = np.zeros(int(codes.max()) + 1 if len(codes) else 0, dtype=bool)
-                hit[found.get(value, [])] = True
-                masks[key] = hit[codes]
-            else:
-                masks[key] = where.test(*test)
-        return masks[key]
-
+    search = _Hypotheses(columns, agent, reviewed)
     for miss in dict.fromkeys(misses.tolist()):
         decision = human[miss]
-        tests = _hypothesis_tests(reviewed[miss].case, columns)
-        open_rows = agent != decision  # traffic the agent decides otherwise
-        open_seen = current != decision
-        found = []
-        pairs = [(a,) for a in tests] + [(a, b) for i, a in enumerate(tests) for b in tests[i + 1:] if a[0] != b[0]]
-        def rows_of(hypothesis) -> np.ndarray:
-            rows = open_rows.copy()
-            for test in hypothesis:
-                rows &= mask(columns, test)
-            return rows
+        for score, text, hypothesis, support, inside in search.best(reviewed[miss].case, decision, current != decision,
+                                                                    human == decision):
+            search.queue(reasons, hypothesis, decision, lambda: _Reason(
+                0.3 + 0.6 * score, f"hypothesis:{decision}:{text}", "unexplained-override",
+                f"{text}: {support} of {inside} reviewed cases there were overridden to {decision}, "
+                "unexplained by the config", decision))
 
-        for hypothesis in pairs:
-            size = int(rows_of(hypothesis).sum())
-            if not size:
-                continue
-            inside = open_seen.copy()
-            for test in hypothesis:
-                inside &= mask(seen, test)
-            support = int((inside & (human == decision)).sum())
-            score = support / (int(inside.sum()) + 1)
-            text = " and ".join(f"{p} {op} {v:g}" if isinstance(v, float) else f"{p} {op} {v}" for p, op, v in hypothesis)
-            found.append((-score, -size, text, hypothesis, support, int(inside.sum())))
-        for negative, _, text, hypothesis, support, inside in sorted(found, key=lambda f: f[:3])[:HYPOTHESES_PER_MISS]:
-            picks = np.flatnonzero(rows_of(hypothesis))
-            picks = picks[np.linspace(0, len(picks) - 1, min(len(picks), 2 * MAX_PER_KEY)).round().astype(int)]
-            for row in dict.fromkeys(sample[picks].tolist()):
-                reasons[row].append(_Reason(0.3 + 0.6 * -negative, f"hypothesis:{decision}:{text}", "unexplained-override",
-                                            f"{text}: {support} of {inside} reviewed cases there were overridden to "
-                                            f"{decision}, unexplained by the config", decision))
+
+def _precedent_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], reviewed,
+                       learned: set[str]) -> None:
+    """Around the reviews tagged with a precedent that reviewers named only where they agreed
+    with the agent, and no rule of the reference has learned: mining sees no override of it, so
+    nothing else looks for its cases the agent decides otherwise (a precedent with a tagged
+    override is mined: a rule, a candidate precedent or an unexplained override looks for it).
+    The hypotheses with the most reviews tagged with it per reviewed case are queued where the
+    agent decides otherwise than its reviews' most common decision; up to ``PRECEDENT_SEEDS`` of
+    its tagged reviews, evenly spaced, are looked around."""
+    tagged: dict[str, list[int]] = {}
+    for index, session in enumerate(reviewed):
+        if session.precedent and session.precedent not in learned:
+            tagged.setdefault(session.precedent, []).append(index)
+    human = np.array([s.human_decision for s in reviewed], dtype=object)
+    agreed = human == np.array([s.agent_decision for s in reviewed], dtype=object)
+    tagged = {name: rows for name, rows in tagged.items() if agreed[rows].all()}
+    if not tagged:
+        return
+    names = np.array([s.precedent for s in reviewed], dtype=object)
+    everyone = np.ones(len(reviewed), dtype=bool)
+    search = _Hypotheses(columns, agent, reviewed)
+    for name in sorted(tagged):
+        rows = tagged[name]
+        decision = Counter(human[rows].tolist()).most_common(1)[0][0]
+        queued = set()
+        for seed in dict.fromkeys(np.linspace(0, len(rows) - 1, min(len(rows), PRECEDENT_SEEDS)).round().astype(int).tolist()):
+            for score, text, hypothesis, support, inside in search.best(reviewed[rows[seed]].case, decision, everyone,
+                                                                        names == name):
+                if text in queued:
+                    continue
+                queued.add(text)
+                search.queue(reasons, hypothesis, decision, lambda: _Reason(
+                    0.3 + 0.6 * score, f"precedent-hypothesis:{name}:{text}", "unlearned-precedent",
+                    f"{text}: {support} of {inside} reviewed cases there were tagged {name}, which no rule has "
+                    f"learned yet; would the reviewer decide {decision} here too?", decision))
 
 
 def _edge_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], reviewed, rules) -> None:
@@ -528,6 +602,7 @@ def _build_queue(ws: "Workspace", n: int, random_share: float, seed: int, since:
         _coverage_reasons(pending, reasons, ws.sessions, ws.project.config.entity_fields)
         rules = load_overlay(reference.config_dir).rules if reference else ()
         _miss_reasons(columns, agent, reasons, ws.sessions, rules)
+        _precedent_reasons(columns, agent, reasons, ws.sessions, learned_precedents(reference, ws))
         _edge_reasons(columns, agent, reasons, ws.sessions, rules)
     randoms = min(len(pending), round(n * random_share))
     ranked = _greedy(reasons, min(n, len(pending)) - randoms)

@@ -152,6 +152,7 @@ DAY, MONTH = r"(?:0?[1-9]|[12]\d|3[01])", r"(?:0?[1-9]|1[0-2])"
 DATE = re.compile(rf"(?<!\d)(?:(?:19|20)\d\d[-/.]{MONTH}[-/.]{DAY}|{DAY}[-/.]{DAY}[-/.](?:19|20)\d\d)(?!\d)")
 SSN = re.compile(r"(?<!\d)(\d{3})([- ])(\d{2})\2(\d{4})(?!\d)")
 GROUP = re.compile(r"\d+")
+EXTENSION = re.compile(r"(?i)x\d|ext")  # what may follow a phone's digits directly: x12, ext. 3
 # A national number with its trunk prefix (030 1234 5678, 020 7946 0958) from a region not configured.
 TRUNK_PHONE = re.compile(r"(?<![\d.])0\d{1,4}(?:[ /-]\d{2,5}){1,3}(?![\d.])")
 
@@ -397,7 +398,7 @@ class Redactor:
         if name == "digits":
             end = match.end()
             return self._digits(text, match.string[match.start() - 1] if match.start() else " ",
-                                match.string[end] if end < len(match.string) else " ")
+                                match.string[end:end + 3] or " ")
         if name == "email":
             return self._mask("email", text)
         if name == "keyword":
@@ -437,7 +438,8 @@ class Redactor:
     def _digits(self, run: str, before: str, after: str = " ") -> str:
         """Mask the SSNs, cards and phones in a run of digit groups (dates inside it are kept).
         A run glued to a letter on either side is part of an identifier (a hash such as
-        6805765515dca7cf, a key), not a phone; an extension (x12, ext. 3) may follow one."""
+        6805765515dca7cf, 3603274439ed0a6c or 7e21974492706693, a key), not a phone nor a card;
+        an extension (x12, ext. 3) may follow a phone. ``after``: the few characters after the run."""
         spans: list[tuple[int, int, str]] = []
         taken = [False] * len(run)
 
@@ -451,7 +453,7 @@ class Redactor:
             for m in SSN.finditer(run):
                 if not any(taken[m.start():m.end()]) and ssn_valid(m.group(1), m.group(3), m.group(4)):
                     claim(m.start(), m.end(), "ssn")
-        if "card" in self.kinds:
+        if "card" in self.kinds and not (before.isalpha() or after[:1].isalpha()):  # not inside a word (7e21974492706693, a hash)
             groups = [g for g in GROUP.finditer(run) if not any(taken[g.start():g.end()])]
             for i in range(len(groups)):
                 for j in range(min(len(groups), i + 5), i, -1):
@@ -466,7 +468,7 @@ class Redactor:
                     if (shape in CARD_SHAPES or unbroken) and card_valid(digits):
                         claim(window[0].start(), window[-1].end(), "card")
                         break
-        glued = before.isalnum() or before in "_-." or after == "_" or (after.isalpha() and after not in "xXeE")
+        glued = before.isalnum() or before in "_-." or after[:1] == "_" or (after[:1].isalpha() and not EXTENSION.match(after))
         if "phone" in self.kinds and not glued and not all(taken):
             import phonenumbers
 

@@ -12,8 +12,8 @@ from improver.cli import app
 from improver.cycle import run_cycles
 from improver.experiments import read_tree
 from improver.precedents import track
-from improver.queue import (MAX_PER_KEY, build_queue, difference_estimate, model_assisted, next_batch, record,
-                            sampled_agreement)
+from improver.queue import (MAX_PER_KEY, build_queue, difference_estimate, learned_precedents, model_assisted,
+                            next_batch, record, reference_experiment, sampled_agreement)
 from improver.models import ReviewedSession
 from improver.workspace import Workspace
 
@@ -466,3 +466,54 @@ def test_a_slope_is_not_taken_from_random_picks_the_model_predicted_all_alike():
     out = difference_estimate(sessions, decisions, picks, {"q0002": wrong})
     weighted = sampled_agreement(sessions, decisions, picks)["weighted"]["agreement"]
     assert out["slope"] == 0.0 and out["agreement"] == pytest.approx(weighted, abs=1e-4)
+
+
+def agreed_api_reviews(live_project, count: int = 4) -> set[str]:
+    """Reviews of API tickets the agent escalated, the reviewer agreeing and naming a precedent no rule has learned."""
+    traffic = [json.loads(line) for line in (live_project / "traffic.jsonl").open()]
+    api = [e for e in traffic if e["case"]["product"] == "api" and e["decision"] == "escalate"][:count]
+    write_jsonl(live_project / "agreed.jsonl", [
+        {**review(e["case"]), "decision": "escalate", "precedent": "api-deprecation",
+         "reasoning": "API tickets go to platform while v1 is retired."} for e in api])
+    Workspace(live_project).ingest(str(live_project / "agreed.jsonl"))
+    return {e["session_id"] for e in api}
+
+
+def test_queue_looks_for_cases_of_a_precedent_reviewers_named_where_they_agreed_with_the_agent(live_project):
+    agreed_api_reviews(live_project)
+    ws = Workspace(live_project)
+    queue = build_queue(ws, n=30, random_share=0.0, seed=3)
+    looked = [p for p in queue.picks if p.picked_by == "unlearned-precedent"]
+    cases = {json.loads(line)["session_id"]: json.loads(line)["case"] for line in (live_project / "traffic.jsonl").open()}
+    # the agent escalated every tagged ticket, so no override points there: only the tag does
+    assert looked and all(p.predicted == "escalate" and p.agent_decision == "resolve" for p in looked)
+    assert all(cases[p.session_id]["product"] == "api" for p in looked), [p.reason for p in looked]
+    assert all("tagged api-deprecation, which no rule has learned" in p.reason for p in looked)
+
+
+def test_a_precedent_a_rule_has_learned_is_not_looked_for_again(tiny_project):
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    run_cycles(ws, max_cycles=1)
+    traffic = [decision(ticket(1000 + i, [*PRODUCTS, "mobile"][i % 5], 5 + (i * 11) % 50)) for i in range(300)]
+    write_jsonl(tiny_project / "traffic.jsonl", traffic)
+    ws.ingest(str(tiny_project / "traffic.jsonl"))
+    mobile = [e for e in traffic if e["case"]["product"] == "mobile"]
+
+    def reviews(name: str, events: list[dict]) -> Workspace:
+        write_jsonl(tiny_project / f"{name}.jsonl", [
+            {**review(e["case"]), "decision": "escalate", "precedent": "mobile-launch",
+             "reasoning": "Mobile tickets go to the app team during the launch."} for e in events])
+        Workspace(tiny_project).ingest(str(tiny_project / f"{name}.jsonl"))
+        return Workspace(tiny_project)
+
+    ws = reviews("agreed", [e for e in mobile if e["decision"] == "escalate"][:4])
+    before = [p for p in build_queue(ws, n=30, random_share=0.0, seed=3).picks if p.picked_by == "unlearned-precedent"]
+    assert before and all("mobile-launch" in p.reason for p in before), "only agreements name it yet: it is looked for"
+    ws = reviews("overridden", [e for e in mobile if e["decision"] == "resolve"][:12])
+    run_cycles(ws, max_cycles=1)
+    ws = Workspace(tiny_project)
+    assert "mobile-launch" in learned_precedents(reference_experiment(ws), ws)
+    after = build_queue(ws, n=30, random_share=0.0, seed=3)
+    assert len(after.picks) == 30
+    assert not [p for p in after.picks if p.picked_by == "unlearned-precedent"], "the rule speaks for it now"

@@ -303,6 +303,14 @@ def test_a_hash_that_starts_with_ten_digits_is_neither_masked_nor_refused_but_a_
     assert Redactor().text(manifest) == manifest  # was "[PHONE]dca7cf": a run stopped on its own manifest
     LeakScan().check(manifest, "experiments/0002-cycle-1/manifest.json")
     assert Redactor().text("call (680) 576-5515x12") == "call [PHONE]x12"
+    assert Redactor().text("call 680-576-5515 ext. 3") == "call [PHONE] ext. 3"
+    reviewed = "  reviewed: 3603274439ed0a6c"  # a baseline manifest's fingerprint: its digits meet an e
+    assert Redactor().text(reviewed) == reviewed
+    LeakScan().check(reviewed, "experiments/0001-baseline/manifest.yaml")
+    config = "config_hash: 7e21974492706693"  # 14 digits that pass Luhn, inside a hash
+    assert Redactor().text(config) == config
+    LeakScan().check(config, "experiments/0002-cycle-1/manifest.yaml")
+    assert Redactor().text("card 21974492706693 on file") == "card [CARD] on file"
     with pytest.raises(LeakError):
         LeakScan().check('{"note": "call 680-576-5515 today"}', "a note")
 
