@@ -109,6 +109,7 @@ class IngestReport:
         return self.rows_read == self.rows_joined + sum(self.rows_ignored.values()) + self.rows_waiting + self.quarantined
 
 
+MAX_PARSED_LISTS = 100_000  # distinct citation and condition lists remembered while sessions are read
 _SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # made once: json.dumps(..., sort_keys=True) makes one a call
 _FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str).encode
 _STRING = json.encoder.encode_basestring_ascii  # a str as json.dumps writes it
@@ -370,12 +371,22 @@ class TraceStore:
                       r.decision, r.reviewer, r.reasoning, r.precedent, r.conditions_json, r.confidence
                FROM decisions d JOIN {reviews} r USING (session_id) ORDER BY d.session_id"""
         )
+        parsed: dict[str | None, list[str]] = {}  # citation and condition lists repeat: each text parsed once
+
+        def strings(text: str | None) -> list[str]:
+            found = parsed.get(text)
+            if found is None:
+                found = _loads(text or "[]")
+                if len(parsed) < MAX_PARSED_LISTS:
+                    parsed[text] = found
+            return list(found)  # each session its own list (of strings: a copy shares nothing)
+
         for row in rows:
             yield ReviewedSession(
                 session_id=row[0], case=_loads(row[1]), agent_decision=row[2], agent_confidence=row[3],
-                agent_reasoning=row[4] or "", cited=_loads(row[5] or "[]"), human_decision=row[6],
+                agent_reasoning=row[4] or "", cited=strings(row[5]), human_decision=row[6],
                 reviewer=row[7] or "unknown", human_reasoning=row[8] or "", precedent=row[9] or None,
-                conditions=_loads(row[10] or "[]"), human_confidence=row[11],
+                conditions=strings(row[10]), human_confidence=row[11],
             )
 
     def review_history(self, session_id: str) -> list[dict]:

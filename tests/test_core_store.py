@@ -124,3 +124,15 @@ def test_sessions_read_the_same_whether_or_not_any_session_was_reviewed_twice(ti
     assert len(once) == len(twice) == 80
     assert [s for s in twice if s.session_id != "T003"] == [s for s in once if s.session_id != "T003"]
     assert [s.human_decision for s in twice if s.session_id == "T003"] == ["resolve"]
+
+
+def test_sessions_with_the_same_citations_each_get_their_own_list(tiny_project):
+    """Repeated citation and condition lists are parsed once while sessions are read; each session
+    still holds its own list, so changing one changes no other."""
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    first, second = ws.sessions[0], ws.sessions[1]
+    assert first.cited == second.cited == ["policy:wait"] and first.conditions == second.conditions == []
+    first.cited.append("changed")
+    first.conditions.append("changed")
+    assert second.cited == ["policy:wait"] and second.conditions == []
