@@ -345,7 +345,7 @@ class TraceStore:
         one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
         return {
             "sessions": one("SELECT COUNT(*) FROM decisions"),
-            "reviews": one("SELECT COUNT(*) FROM reviews"),
+            "reviews": self.review_count(),
             "reviewed_sessions": one("SELECT COUNT(*) FROM current_reviews r JOIN decisions d USING (session_id)"),
             "orphan_reviews": self.count_orphan_reviews(),
             "quarantined": one("SELECT COUNT(*) FROM quarantine"),

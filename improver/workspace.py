@@ -423,11 +423,15 @@ class Workspace:
         target = self.project.config.target.model_copy(update={"max_error_share": 1.0})
         return runner_for(Project(self.project.root, self.project.config.model_copy(update={"target": target})), pool=self.runner)
 
+    def _answering(self, runner):
+        """The runner that answers: with ``--rerun``, the one under the decision cache."""
+        return getattr(runner, "inner", runner) if self.rerun_answers else runner
+
     def start_target(self) -> None:
         """Start the target's worker processes ahead of a baseline the decision cache has no answer for
         (a new project, config or agent), before the sessions are read, so the target's import overlaps
         the reading. Runners without workers (command, async, Ray) have nothing to start."""
-        start = getattr(getattr(self.runner, "inner", self.runner) if self.rerun_answers else self.runner, "start", None)
+        start = getattr(self._answering(self.runner), "start", None)
         if start is not None and "sessions" not in self.__dict__:
             with self.store() as store:
                 start(self.project.base_config_dir, store.review_count())
@@ -436,8 +440,7 @@ class Workspace:
         """The target's answers on these sessions; ``RunFailedError`` (sessions named) past the error share
         (of every reviewed session when ``subset``: a rule's few matched sessions may all be ones that raise)."""
         try:
-            chosen = self.subset_runner if subset else self.runner
-            runner = getattr(chosen, "inner", chosen) if self.rerun_answers else chosen
+            runner = self._answering(self.subset_runner if subset else self.runner)
             answers = runner.run([s.case for s in sessions], config_dir, self._report(label, len(sessions)))
             ErrorBudget.check(answers, self.project.config.target.max_error_share, len(self.sessions) if subset else None)
         except RunFailedError as error:
@@ -447,8 +450,7 @@ class Workspace:
     def decide_many(self, jobs: list[tuple[Path, list[ReviewedSession]]], label: str) -> list[list[dict]]:
         """Reruns of a few sessions each under its own config folder, run as one batch (``runners.run_many``):
         each job's answers, judged as ``decide(..., subset=True)`` judges them, job by job."""
-        chosen = self.subset_runner
-        runner = getattr(chosen, "inner", chosen) if self.rerun_answers else chosen
+        runner = self._answering(self.subset_runner)
         try:
             answers = run_many(runner, [([s.case for s in sessions], folder) for folder, sessions in jobs],
                                self._report(label, sum(len(sessions) for _, sessions in jobs)))
