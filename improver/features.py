@@ -209,8 +209,29 @@ def _cut_points(finite: np.ndarray, min_count: int) -> set[float]:
     return cuts
 
 
+def numeric_column(values: Sequence) -> np.ndarray:
+    """A field's values as floats, NaN where a value is not a number (booleans are not)."""
+    return np.array([float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in values])
+
+
+def roundest_between(low: float, high: float) -> float:
+    """The number in (low, high] with the fewest significant digits (where a person draws a line:
+    60 between 41 and 84), nearest the middle of the gap; ties to the smaller."""
+    if low < 0 <= high:
+        return 0.0
+    middle = (low + high) / 2
+    step = 10.0 ** math.floor(math.log10(max(abs(low), abs(high))))
+    for _ in range(15):
+        first, last = math.floor(low / step) + 1, math.floor(high / step)
+        if first <= last:
+            k = min(range(first, last + 1), key=lambda k: (abs(k * step - middle), k))
+            return float(round(k * step, max(0, -math.floor(math.log10(step)))))
+        step /= 10
+    return float(high)
+
+
 def _numeric_tests(path: str, values: list, min_count: int, rows: int, declared: list[float]) -> list[Test]:
-    column = np.array([float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in values])
+    column = numeric_column(values)
     finite = column[np.isfinite(column)]
     if len(np.unique(finite)) < 2:
         return []

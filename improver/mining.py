@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from improver import text
 from improver.conditions import describe
-from improver.features import build_tests, case_columns, pack, shared_columns, unpack, words
+from improver.features import build_tests, case_columns, numeric_column, pack, shared_columns, unpack, words
 from improver.models import ReviewedSession
 from improver.rules import InducedRule, RuleInducer
 
@@ -216,7 +216,10 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     shared = shared_columns(cases)  # read once for the tests and the ceiling
     tests = build_tests(cases, min_count=min_evidence, bands=bands, named=named, shared=shared,
                         named_min_count=min(NAMED_MIN_COUNT, min_evidence))
-    inducer = RuleInducer(tests, rows, preferred_fields=tuple(entity_fields), prior=float(1 - disagree.mean()))
+    thresholded = sorted({t.field for t in tests if t.op in ("lt", "ge")})
+    numbers = {path: numeric_column(values) for path, values in case_columns(cases, thresholded, shared).items()}
+    inducer = RuleInducer(tests, rows, preferred_fields=tuple(entity_fields), prior=float(1 - disagree.mean()),
+                          numbers=numbers, fixed_cuts=bands)
     correct_bits = {d: pack(human == d) for d in set(human)}
     groups, inferred = _groups(sessions, disagree, min_evidence)
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
-from improver.features import Test, TestCounts, count, pack
+from improver.features import Test, TestCounts, count, pack, roundest_between, unpack
 
 OCCAM_MARGIN = 0.1  # a rule's extra test must raise its quality by 10%
 HINT_TOLERANCE = 0.8  # a rule starting from the entity a precedent is named after may be 20% worse
@@ -88,8 +88,12 @@ class RuleInducer:
 
     def __init__(self, tests: list[Test], rows: int, beam_width: int = 12, max_tests: int = 3,
                  min_precision: float = 0.65, min_wilson: float = 0.5, preferred_fields: tuple[str, ...] = (),
-                 prior: float = 0.5):
+                 prior: float = 0.5, numbers: dict[str, np.ndarray] | None = None,
+                 fixed_cuts: dict[str, Sequence[float]] | None = None):
         self.tests = tests
+        # numeric fields' values, row by row, to place thresholds (``_placed``); the declared cuts stay put
+        self.numbers = numbers or {}
+        self.fixed_cuts = {field: set(cuts) for field, cuts in (fixed_cuts or {}).items()}
         self.preferred_fields = set(preferred_fields)
         self.rows = rows
         self.matrix = np.stack([t.bits for t in tests]) if tests else np.zeros((0, (rows + 63) // 64), np.uint64)
@@ -156,8 +160,30 @@ class RuleInducer:
         if starts:
             named = self._search(positives, correct, min_support, universe, starts)
             if named is not None and (free is None or named.quality >= HINT_TOLERANCE * free.quality):
-                return self._narrowed(named, positives, correct, universe)
-        return self._narrowed(free, positives, correct, universe)
+                return self._placed(self._narrowed(named, positives, correct, universe), universe)
+        return self._placed(self._narrowed(free, positives, correct, universe), universe)
+
+    def _placed(self, rule: InducedRule | None, universe: np.ndarray) -> InducedRule | None:
+        """The rule with each threshold moved to the roundest number between the nearest rows on either
+        side of it (of the rows in ``universe`` its other tests hold for): it holds for the same rows
+        there, and its line lies inside the gap the reviews leave (``account_age_days lt 60`` between
+        ages 40 and 84), not at a quantile cut on the edge of the cases that happened to be reviewed.
+        Cuts of declared bands stay where they were declared."""
+        if rule is None:
+            return None
+        tests = list(rule.tests)
+        for k, test in enumerate(tests):
+            column = self.numbers.get(test.field)
+            if column is None or test.op not in ("lt", "ge") or test.value in self.fixed_cuts.get(test.field, ()):
+                continue
+            others = np.bitwise_and.reduce([universe] + [t.bits for j, t in enumerate(tests) if j != k])
+            values = column[unpack(others, self.rows)]
+            below, above = values[values < test.value], values[values >= test.value]
+            if below.size and above.size:
+                cut = roundest_between(float(below.max()), float(above.min()))
+                if cut != test.value:
+                    tests[k] = Test(test.field, test.op, cut, pack(column < cut if test.op == "lt" else column >= cut))
+        return replace(rule, tests=tuple(tests))
 
     def _narrowed(self, rule: InducedRule | None, positives: np.ndarray, correct: np.ndarray,
                   universe: np.ndarray) -> InducedRule | None:

@@ -2,7 +2,7 @@
 and its precision is shrunk toward the parent's agreement before it is judged."""
 import numpy as np
 
-from improver.features import Test as FeatureTest, pack
+from improver.features import Test as FeatureTest, count, pack, unpack
 from improver.rules import RuleInducer
 
 
@@ -99,3 +99,30 @@ def test_a_rule_is_narrowed_by_a_test_the_notes_name_that_keeps_every_row_it_exp
     assert (rule.covered, rule.positives, rule.correct) == (6, 6, 6)
     # without notes naming them, the broad rule stands
     assert inducer.induce(group, correct, min_support=3).condition() == {"justification": {"contains": "campaign"}}
+
+
+def test_a_learned_threshold_lies_at_the_roundest_number_between_the_reviews_on_either_side():
+    from improver.features import roundest_between
+
+    assert roundest_between(40, 84) == 60  # 50, 60, 70, 80 hold one digit; 60 is nearest the middle
+    assert roundest_between(19_800, 20_500) == 20_000
+    assert roundest_between(58, 63) == 60
+    assert roundest_between(0.31, 0.34) == 0.32
+    assert roundest_between(3, 4) == 4  # "lt 4" still keeps 3 and leaves 4 out
+    assert roundest_between(-5, 3) == 0
+
+    # 40 reviewed posts: accounts aged 0-38 days were removed against the agent (rows 0-19), those
+    # aged 84 days and more were kept (rows 20-39). The quantile cut that starts the rule is 41 days.
+    ages = np.array([2.0 * i for i in range(20)] + [84.0 + 10 * i for i in range(20)])
+    young = FeatureTest("account_age_days", "lt", 41.0, pack(ages < 41))
+    group = rows(40, range(20))
+    rule = RuleInducer([young], 40, numbers={"account_age_days": ages}).induce(group, group, min_support=3)
+    assert rule.condition() == {"account_age_days": {"lt": 60}}
+    assert count(rule.bits) == 20 and (unpack(rule.tests[0].bits, 40) == (ages < 60)).all()
+    # a cut the project declared (a band edge) stays where it was declared
+    declared = RuleInducer([young], 40, numbers={"account_age_days": ages}, fixed_cuts={"account_age_days": [41]})
+    assert declared.induce(group, group, min_support=3).condition() == {"account_age_days": {"lt": 41}}
+    # with no reviewed row on the far side of the cut (no age given there) there is no gap to place it in
+    unknown = np.where(ages < 41, ages, np.nan)
+    lone = RuleInducer([young], 40, numbers={"account_age_days": unknown})
+    assert lone.induce(group, group, min_support=3).condition() == {"account_age_days": {"lt": 41}}
