@@ -298,6 +298,10 @@ def report(name: str, part: dict) -> None:
         if errors:
             print(f"per seed and step the {label} estimate is off by {statistics.mean(errors):.1f} pts on average, "
                   f"max {max(errors):.1f}")
+    first = [(row[4] - row[0]) * 100 for row in estimates[min(estimates)] if len(row) > 4 and row[4] is not None]
+    if len(first) > 1:  # no model yet: the first batch's estimate is its random reviews' mean, as luck draws them
+        print(f"at {min(estimates)} reviews (all random) the estimate's mean over {len(first)} seeds is off by "
+              f"{statistics.mean(first):+.1f} pts, with a standard error of {statistics.stdev(first) / len(first) ** 0.5:.1f} pts")
     pooled = [n for n in estimates if all(len(row) > 5 for row in estimates[n])]
     if pooled:  # against what they estimate: the agent's agreement on the pool the reviews were picked from
         worst = {label: max(abs(column_mean(estimates[n], i) - column_mean(estimates[n], 5)) * 100 for n in pooled)

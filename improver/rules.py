@@ -17,6 +17,8 @@ fits noise at small N. Redundant tests are pruned. Of rules equally good on the 
 one whose text tests the reviewers' notes name wins ("names the deliverable": ``contains
 deliverable``, not another word the same two requests share), and a rule is narrowed by a
 test the notes name that keeps every row it explains ("campaign" by the departments they name).
+A found rule's thresholds move off the quantile cuts the search tries to the roundest number
+between the nearest rows on either side (the same rows match; declared band cuts stay put).
 """
 from __future__ import annotations
 
