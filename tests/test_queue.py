@@ -324,6 +324,29 @@ def test_difference_estimate_is_unbiased_and_tighter_than_the_weighted_one_with_
     assert rmse(assisted, truth) < 0.7 * rmse(weighted, truth), (rmse(assisted, truth), rmse(weighted, truth))
 
 
+def test_the_first_batchs_luck_fades_from_the_estimate_once_later_batches_are_corrected_by_a_model():
+    """The first batch (50 random picks) has no model, the later ones (5 random picks each) a good
+    one made before their draw: weighed by their variance rather than by their picks, the corrected
+    batches outweigh the first one's plain figure, and the estimate stays unbiased."""
+    import random
+
+    rng = random.Random(9)
+    truth, weighted, assisted = [], [], []
+    for _ in range(200):
+        agrees = {f"S{i}": rng.random() < 0.7 for i in range(2000)}
+        good = {s: int(ok) if rng.random() < 0.95 else int(rng.random() < 0.5) for s, ok in agrees.items()}
+        picks = queue_picks(agrees, rng)
+        sessions = [ReviewedSession(s, {}, "a", "a" if agrees[s] else "b") for s in picks]
+        decisions = {s: "a" for s in picks}
+        models = {p["batch"]: good for p in picks.values() if p["batch"] != "q0000"}
+        truth.append(sum(agrees.values()) / len(agrees))
+        weighted.append(sampled_agreement(sessions, decisions, picks)["weighted"]["agreement"])
+        assisted.append(difference_estimate(sessions, decisions, picks, models)["agreement"])
+    bias = sum(a - t for a, t in zip(assisted, truth)) / len(truth)
+    assert abs(bias) < 0.005, bias
+    assert rmse(assisted, truth) < 0.75 * rmse(weighted, truth), (rmse(assisted, truth), rmse(weighted, truth))
+
+
 def test_model_assisted_estimate_with_a_useless_model_is_no_worse_than_the_weighted_one():
     truth, weighted, assisted = simulated_estimates(right=0.0)  # a coin: the slope takes the model out
     assert rmse(assisted, truth) < 1.05 * rmse(weighted, truth), (rmse(assisted, truth), rmse(weighted, truth))
