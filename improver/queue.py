@@ -811,10 +811,11 @@ def difference_estimate(sessions, decisions: dict[str, str], picks: dict[str, di
 
     The batches' estimates are combined by inverse variance: each weighs its random picks over the
     variance of one pick's error, pooled over the batches of its kind (corrected by a model, or
-    plain; with one kind only, by random picks as the weighted figure). Pooled, so no batch's weight follows its own draw's
-    luck; by kind, so five picks a good model corrects can outweigh the plain first batch's fifty,
-    and that batch's luck fades from the figure as corrected batches come (weighted by random
-    picks, it had stayed in: 5.9 points at 50 reviews, 2.4 at 400, moderation seeds 11–20)."""
+    plain; with one kind only, by random picks, as the weighted figure). Pooled, so no batch's
+    weight follows its own draw's luck; by kind, so five picks a good model corrects can outweigh
+    the plain first batch's fifty, and that batch's luck fades from the figure as corrected
+    batches come (weighted by random picks it stayed in: on moderation seeds 11–20, 5.9 points
+    off at 50 reviews and still 2.4 at 400)."""
     reviewed = {s.session_id: int(decisions.get(s.session_id) == s.human_decision) for s in sessions}
     batches: dict[str, list[str]] = {}
     for sid, pick in picks.items():
