@@ -291,12 +291,13 @@ def test_queue_tools_answer_over_the_real_mcp_client(live_project):
     assert [p["name"] for p in tracked.structured_content["precedents"]] == ["login-outage"]
 
 
-def simulated_estimates(right: float, runs: int = 200) -> tuple[list, list, list]:
+def simulated_estimates(right: float, runs: int = 200, seed: int = 7,
+                        first_batch_modelled: bool = True) -> tuple[list, list, list]:
     """Truth, weighted and model-assisted estimates over simulated queues, the model right with chance ``right``
-    (0.5: it knows nothing)."""
+    (0.5: it knows nothing); without ``first_batch_modelled``, the first batch has no model (as in a real queue)."""
     import random
 
-    rng = random.Random(7)
+    rng = random.Random(seed)
     truth, weighted, assisted = [], [], []
     for _ in range(runs):
         agrees = {f"S{i}": rng.random() < 0.7 for i in range(2000)}
@@ -307,7 +308,8 @@ def simulated_estimates(right: float, runs: int = 200) -> tuple[list, list, list
         decisions = {s: "a" for s in picks}
         truth.append(sum(agrees.values()) / len(agrees))
         weighted.append(sampled_agreement(sessions, decisions, picks)["weighted"]["agreement"])
-        models = {pick["batch"]: predicted for pick in picks.values()}  # one model, made before any draw
+        models = {pick["batch"]: predicted for pick in picks.values()  # one model, made before any draw
+                  if first_batch_modelled or pick["batch"] != "q0000"}
         assisted.append(difference_estimate(sessions, decisions, picks, models)["agreement"])
     return truth, weighted, assisted
 
@@ -328,20 +330,7 @@ def test_the_first_batchs_luck_fades_from_the_estimate_once_later_batches_are_co
     """The first batch (50 random picks) has no model, the later ones (5 random picks each) a good
     one made before their draw: weighed by their variance rather than by their picks, the corrected
     batches outweigh the first one's plain figure, and the estimate stays unbiased."""
-    import random
-
-    rng = random.Random(9)
-    truth, weighted, assisted = [], [], []
-    for _ in range(200):
-        agrees = {f"S{i}": rng.random() < 0.7 for i in range(2000)}
-        good = {s: int(ok) if rng.random() < 0.95 else int(rng.random() < 0.5) for s, ok in agrees.items()}
-        picks = queue_picks(agrees, rng)
-        sessions = [ReviewedSession(s, {}, "a", "a" if agrees[s] else "b") for s in picks]
-        decisions = {s: "a" for s in picks}
-        models = {p["batch"]: good for p in picks.values() if p["batch"] != "q0000"}
-        truth.append(sum(agrees.values()) / len(agrees))
-        weighted.append(sampled_agreement(sessions, decisions, picks)["weighted"]["agreement"])
-        assisted.append(difference_estimate(sessions, decisions, picks, models)["agreement"])
+    truth, weighted, assisted = simulated_estimates(right=0.95, seed=9, first_batch_modelled=False)
     bias = sum(a - t for a, t in zip(assisted, truth)) / len(truth)
     assert abs(bias) < 0.005, bias
     assert rmse(assisted, truth) < 0.75 * rmse(weighted, truth), (rmse(assisted, truth), rmse(weighted, truth))
