@@ -425,7 +425,7 @@ def _current(reviewed, rules) -> np.ndarray:
     return np.array([rules[i].decision if i >= 0 else s.agent_decision for i, s in zip(chosen, reviewed)], dtype=object)
 
 
-def _miss_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], reviewed, rules) -> None:
+def _miss_reasons(search: _Hypotheses, reasons: list[list[_Reason]], reviewed, rules) -> None:
     """Around each reviewed override the reference config still decides wrongly: the hypotheses
     (one test or two on its field values) with the most such overrides per reviewed case."""
     if not reviewed:
@@ -436,7 +436,6 @@ def _miss_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reaso
     if not len(misses):
         return
     misses = misses[np.linspace(0, len(misses) - 1, min(len(misses), MAX_MISSES)).round().astype(int)]
-    search = _Hypotheses(columns, agent, reviewed)
     for miss in dict.fromkeys(misses.tolist()):
         decision = human[miss]
         for score, text, hypothesis, support, inside in search.best(reviewed[miss].case, decision, current != decision,
@@ -447,8 +446,7 @@ def _miss_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reaso
                 "unexplained by the config", decision))
 
 
-def _precedent_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], reviewed,
-                       learned: set[str]) -> None:
+def _precedent_reasons(search: _Hypotheses, reasons: list[list[_Reason]], reviewed, learned: set[str]) -> None:
     """Around the reviews tagged with a precedent that reviewers named only where they agreed
     with the agent, and no rule of the reference has learned: mining sees no override of it, so
     nothing else looks for its cases the agent decides otherwise (a precedent with a tagged
@@ -467,7 +465,6 @@ def _precedent_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_
         return
     names = np.array([s.precedent for s in reviewed], dtype=object)
     everyone = np.ones(len(reviewed), dtype=bool)
-    search = _Hypotheses(columns, agent, reviewed)
     for name in sorted(tagged):
         rows = tagged[name]
         decision = Counter(human[rows].tolist()).most_common(1)[0][0]
@@ -595,14 +592,13 @@ def _build_queue(ws: "Workspace", n: int, random_share: float, seed: int, since:
         if candidates is None:
             candidates = candidate_precedents(ws)
         _candidate_reasons(columns, agent, reasons, candidates)
-        conditions = [(f"rule {r.id}", r.when, r.decision)
-                      for r in (load_overlay(reference.config_dir).rules if reference else ())]
-        _boundary_reasons(columns, agent, reasons,
-                          conditions + [(f"precedent {p.name}", p.condition, p.decision) for p in candidates])
-        _coverage_reasons(pending, reasons, ws.sessions, ws.project.config.entity_fields)
         rules = load_overlay(reference.config_dir).rules if reference else ()
-        _miss_reasons(columns, agent, reasons, ws.sessions, rules)
-        _precedent_reasons(columns, agent, reasons, ws.sessions, learned_precedents(reference, ws))
+        _boundary_reasons(columns, agent, reasons, [(f"rule {r.id}", r.when, r.decision) for r in rules]
+                          + [(f"precedent {p.name}", p.condition, p.decision) for p in candidates])
+        _coverage_reasons(pending, reasons, ws.sessions, ws.project.config.entity_fields)
+        search = _Hypotheses(columns, agent, ws.sessions)  # one search, its masks shared by both reasons
+        _miss_reasons(search, reasons, ws.sessions, rules)
+        _precedent_reasons(search, reasons, ws.sessions, learned_precedents(reference, ws))
         _edge_reasons(columns, agent, reasons, ws.sessions, rules)
     randoms = min(len(pending), round(n * random_share))
     ranked = _greedy(reasons, min(n, len(pending)) - randoms)
