@@ -87,7 +87,7 @@ class Workspace:
                 store.set_cursor(source.name, source.position)
         report.redacted.update(redactor.counts if redactor else {})
         report.cleaned.update(getattr(source, "cleaned", {}))
-        for cached in ("sessions", "columns", "reviewed_fingerprint", "fold_plan"):
+        for cached in ("sessions", "columns", "reviewed_fingerprint", "fold_plan", "train_indices"):
             self.__dict__.pop(cached, None)
         self._decisions.clear()
         self._fold_decisions.clear()
@@ -157,8 +157,13 @@ class Workspace:
     def split(self, session_id: str) -> str:
         return split_of(session_id, self.project.config.holdout)
 
+    @cached_property
+    def train_indices(self) -> np.ndarray:
+        """Indices into ``sessions`` of the training split (every session but the locked test split)."""
+        return np.array([i for i, s in enumerate(self.require_sessions()) if self.split(s.session_id) == "train"], dtype=int)
+
     def train_sessions(self) -> list[ReviewedSession]:
-        return [s for s in self.require_sessions() if self.split(s.session_id) == "train"]
+        return [self.sessions[i] for i in self.train_indices.tolist()]
 
     # --- experiments ---------------------------------------------------------------
     def find(self, **fields) -> Experiment | None:
@@ -206,7 +211,7 @@ class Workspace:
     def fold_plan(self) -> tuple[str, list[np.ndarray]]:
         """("cv", k folds) or ("validation", [the validation split]): indices into ``sessions``, test split excluded."""
         config = self.project.config
-        train = [i for i, s in enumerate(self.require_sessions()) if self.split(s.session_id) == "train"]
+        train = self.train_indices.tolist()
         if config.folds >= 2 and len(train) < config.cv_max_sessions:
             folds = [crossval.fold_of(self.sessions[i].session_id, config.folds) for i in train]
             return "cv", [np.array([i for i, f in zip(train, folds) if f == k], dtype=int) for k in range(config.folds)]
@@ -254,7 +259,7 @@ class Workspace:
         config = self.project.config
         mode, groups = self.fold_plan
         sessions = self.require_sessions()
-        train = np.array([i for i, s in enumerate(sessions) if self.split(s.session_id) == "train"], dtype=int)
+        train = self.train_indices
         human = np.array([s.human_decision for s in sessions], dtype=object)
         cycle = parent.manifest.cycle + 1
         runs = []
@@ -337,7 +342,7 @@ class Workspace:
         """The stable proposals that add agreement on the training sessions as they ship (``crossval.deployable``)."""
         if not proposals:
             return proposals
-        train = np.array([i for i, s in enumerate(self.sessions) if self.split(s.session_id) == "train"], dtype=int)
+        train = self.train_indices
         decisions = self.run(parent)
         masks = np.stack([self.columns.mask(p.when)[train] for p in proposals])
         fallback = np.array([decisions[self.sessions[i].session_id]["decision"] for i in train], dtype=object)

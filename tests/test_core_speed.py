@@ -139,3 +139,25 @@ def test_a_cycle_runs_with_the_cyclic_collector_paused_and_gives_it_back(tiny_pr
         assert not gc.isenabled()  # a caller's own pause is kept
     finally:
         gc.enable()
+
+
+def test_cases_go_to_the_workers_as_json_and_reach_the_agent_as_they_were(tmp_path):
+    """A chunk of plain JSON cases is sent as orjson bytes (not pickled dict by dict); a case holding a
+    value JSON has no type for (a date) is sent pickled, so the agent sees the same values either way."""
+    import datetime
+
+    from improver.project import TargetSpec
+    from improver.runners.local import CallableRunner, _packed
+
+    (tmp_path / "echo_agent.py").write_text(
+        "def decide(case, config_dir):\n"
+        "    return {'decision': 'approve', 'reasoning': repr(sorted(case.items()))}\n")
+    plain = [{"n": i, "amount": 1.5 * i, "tags": ["a", "b"], "nested": {"ok": True, "none": None}} for i in range(3)]
+    dated = [{"n": 1, "submitted": datetime.date(2026, 1, 2)}]
+    assert type(_packed(plain)) is bytes and _packed(dated) is dated
+    runner = CallableRunner(TargetSpec(callable="echo_agent:decide", config="."), tmp_path)
+    try:
+        for cases in (plain, dated):
+            assert [a["reasoning"] for a in runner.run(cases, tmp_path)] == [repr(sorted(c.items())) for c in cases]
+    finally:
+        runner.close()

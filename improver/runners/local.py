@@ -30,6 +30,8 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
+import orjson
+
 from improver.errors import TargetError
 from improver.project import TargetSpec
 from improver.runners import ErrorBudget, Progress, _error, normalise
@@ -107,6 +109,8 @@ def _serve() -> None:
             cases, config_dir, batch = inbox.recv()
         except (EOFError, OSError):
             return
+        if type(cases) is bytes:  # sent as JSON (``_packed``)
+            cases = orjson.loads(cases)
         for message in _answers(decide, decide_batch if batch else None, cases, config_dir):
             outbox.send(message)
 
@@ -194,7 +198,7 @@ class _Worker:
 
     def give(self, task: _Task, config_dir: Path, timeout: float) -> None:
         task.batch = task.batch and (self.has_batch or not self.ready)
-        self._send.send((task.cases, str(config_dir), task.batch))
+        self._send.send((_packed(task.cases), str(config_dir), task.batch))
         if self.task is None:
             self.task = task
             self.deadline = time.monotonic() + timeout + (0 if self.ready else STARTUP)
@@ -212,6 +216,21 @@ class _Worker:
         self.process.wait()
         self.conn.close()
         self._send.close()
+
+
+# orjson's own conversions of values JSON has no type for (a date, a dataclass, a str subclass) are
+# refused, so such cases go pickled, as they are.
+_PLAIN_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _packed(cases: list[dict]) -> bytes | list[dict]:
+    """A chunk's cases for the pipe: as JSON bytes when they are plain JSON (improver keeps cases as
+    JSON, so they are; orjson writes them ~5x faster than pickle, and the worker reads them as fast),
+    else the list itself, pickled with the message."""
+    try:
+        return orjson.dumps(cases, option=_PLAIN_JSON)
+    except TypeError:
+        return cases
 
 
 PIPE_BYTES = 1 << 20  # a chunk of 1000 cases pickles to ~300 KB: sent whole, not 64 KB at a time
