@@ -19,7 +19,10 @@ in the trace store by what a human's answer would teach:
   so a rare precedent seen once is looked for around it instead of waiting for chance;
 - **unlearned precedent**: likewise around the reviews tagged with a precedent that reviewers
   named only where they agreed with the agent and no rule has learned (mining sees no override
-  of it, so nothing else looks for the cases of it the agent decides otherwise).
+  of it, so nothing else looks for the cases of it the agent decides otherwise);
+- **unconfirmed rule**: inside a learned rule, the cases it would change that hold values
+  or words none of the reviewed cases it decides holds: where an exception to it could
+  hide that no reviewer has confirmed the rule on.
 
 Picks spread over reasons (each further pick for the same rule, entity or hypothesis
 counts less, at most ``MAX_PER_KEY`` are taken for one in a batch, and at most
@@ -62,6 +65,8 @@ SEARCH_ROWS = 5000  # pending decisions (an evenly spaced sample when more) thei
 HYPOTHESES_PER_MISS = 3  # the best-supported hypotheses queued around each
 PRECEDENT_SEEDS = 3  # tagged reviews of an unlearned precedent looked around per batch
 EDGE_PRIORITY = 0.55
+UNCONFIRMED_PRIORITY = 0.6
+UNCONFIRMED_SHARE = 0.05  # of the pending cases a rule changes, a value unseen in its reviewed cases held by this many
 EDGE_TESTS = False
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)  # numeric cut points of the hypotheses
 PICKS_SCHEMA = """
@@ -91,7 +96,7 @@ class Pick:
     session_id: str
     agent_decision: str
     picked_by: str  # predicted-override | fold-disagreement | candidate-precedent | boundary | coverage
-    #                 | unexplained-override | unlearned-precedent | rule-edge | random
+    #                 | unexplained-override | unlearned-precedent | unconfirmed-rule | rule-edge | random
     reason: str
     priority: float
     probability: float
@@ -481,6 +486,47 @@ def _precedent_reasons(search: _Hypotheses, reasons: list[list[_Reason]], review
                     f"learned yet; would the reviewer decide {decision} here too?", decision))
 
 
+def _tokens(case: dict) -> set[tuple[str, object]]:
+    """A case's categorical values and the words of its texts, as (field, value or word) pairs."""
+    found: set[tuple[str, object]] = set()
+    for path, value in case.items():
+        if isinstance(value, str) and " " in value.strip():
+            found.update((path, w) for w in words(value))
+        elif isinstance(value, (str, bool)):
+            found.add((path, value))
+    return found
+
+
+def _unconfirmed_reasons(search: _Hypotheses, reasons: list[list[_Reason]], reviewed, rules) -> None:
+    """Inside each rule: the part of what it changes that no reviewed case it decides resembles.
+    A value or word held by at least ``UNCONFIRMED_SHARE`` of the pending cases a rule decides
+    otherwise than the agent (and by three or more), and by none of the reviewed cases it
+    decides, marks cases no reviewer has confirmed the rule on (an exception may live there,
+    e.g. a named deliverable inside "this vendor's quotes are rejected"); the cases holding
+    the most such values are queued."""
+    if not rules:
+        return
+    chosen = first_rule(search.columns, rules)
+    decided = first_rule(Columns([s.case for s in reviewed]), rules) if reviewed else np.array([], dtype=int)
+    for index, rule in enumerate(rules):
+        rows = np.flatnonzero((chosen == index) & (search.agent != rule.decision)).tolist()
+        if len(rows) < 3:
+            continue
+        seen = set().union(*(_tokens(reviewed[i].case) for i in np.flatnonzero(decided == index).tolist()))
+        tokens = {row: _tokens(search.columns.cases[row]) - seen for row in rows}
+        counts = Counter(t for found in tokens.values() for t in found)
+        novel = {t for t, n in counts.items() if n >= max(3, UNCONFIRMED_SHARE * len(rows))}
+        held = sorted(((len(found & novel), row) for row, found in tokens.items() if found & novel), key=lambda f: -f[0])
+        if not held:
+            continue
+        shown = ", ".join(f"{path} {value}" for path, value in sorted(novel, key=lambda t: (-counts[t], t[0], str(t[1])))[:3])
+        reason = _Reason(UNCONFIRMED_PRIORITY, f"unconfirmed:{rule.id}", "unconfirmed-rule",
+                         f"rule {rule.id} decides {rule.decision} here, but none of the reviewed cases it decides "
+                         f"holds {shown}", rule.decision)
+        for _, row in held[:2 * MAX_PER_KEY]:
+            reasons[int(search.sample[row])].append(reason)
+
+
 def _edge_reasons(columns: Columns, agent: np.ndarray, reasons: list[list[_Reason]], reviewed, rules) -> None:
     """Just outside each learned rule: cases meeting all its tests but one, which the agent decides
     otherwise. For a numeric test, only those between the rule's threshold and the nearest reviewed
@@ -596,9 +642,10 @@ def _build_queue(ws: "Workspace", n: int, random_share: float, seed: int, since:
         _boundary_reasons(columns, agent, reasons, [(f"rule {r.id}", r.when, r.decision) for r in rules]
                           + [(f"precedent {p.name}", p.condition, p.decision) for p in candidates])
         _coverage_reasons(pending, reasons, ws.sessions, ws.project.config.entity_fields)
-        search = _Hypotheses(columns, agent, ws.sessions)  # one search, its masks shared by both reasons
+        search = _Hypotheses(columns, agent, ws.sessions)  # one search, its masks shared by the reasons below
         _miss_reasons(search, reasons, ws.sessions, rules)
         _precedent_reasons(search, reasons, ws.sessions, learned_precedents(reference, ws))
+        _unconfirmed_reasons(search, reasons, ws.sessions, rules)
         _edge_reasons(columns, agent, reasons, ws.sessions, rules)
     randoms = min(len(pending), round(n * random_share))
     ranked = _greedy(reasons, min(n, len(pending)) - randoms)

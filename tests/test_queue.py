@@ -529,3 +529,33 @@ def test_a_precedent_a_rule_has_learned_is_not_looked_for_again(tiny_project):
     after = build_queue(ws, n=30, random_share=0.0, seed=3)
     assert len(after.picks) == 30
     assert not [p for p in after.picks if p.picked_by == "unlearned-precedent"], "the rule speaks for it now"
+
+
+def test_queue_looks_inside_a_rule_where_no_reviewed_case_it_decides_resembles_the_traffic():
+    """A vendor's quotes are rejected on four reviews, none of them for the Atlas project; the
+    Atlas quotes the rule would reject are where an exception could hide, so they are queued.
+    Once a reviewed Atlas quote confirms the rule there, nothing in it is unconfirmed."""
+    import numpy as np
+
+    from improver.features import Columns
+    from improver.queue import _Hypotheses, _unconfirmed_reasons
+    from improver.runtime import Rule
+
+    rule = Rule("datastream-reject", {"vendor": {"eq": "DataStream"}}, "reject")
+    reviewed = [ReviewedSession(f"R{i}", {"vendor": "DataStream", "note": "renewal of seats"}, "approve", "reject")
+                for i in range(4)]
+    cases = ([{"vendor": "DataStream", "note": "renewal of seats"}] * 20 + [{"vendor": "DataStream", "note": "atlas project milestone"}] * 4
+             + [{"vendor": "CloudBase", "note": "atlas project milestone"}] * 4)
+    agent = np.array(["approve"] * len(cases), dtype=object)
+
+    def unconfirmed(reviewed):
+        reasons = [[] for _ in cases]
+        _unconfirmed_reasons(_Hypotheses(Columns(cases), agent, reviewed), reasons, reviewed, [rule])
+        return [i for i, found in enumerate(reasons) if found], [r for found in reasons for r in found]
+
+    rows, found = unconfirmed(reviewed)
+    assert rows == [20, 21, 22, 23]  # DataStream's Atlas quotes, not CloudBase's (the rule does not decide those)
+    assert all(r.picked_by == "unconfirmed-rule" and r.predicted == "reject" and "holds note atlas, note milestone" in r.text
+               for r in found)
+    atlas = ReviewedSession("R9", {"vendor": "DataStream", "note": "atlas project milestone"}, "approve", "reject")
+    assert unconfirmed([*reviewed, atlas]) == ([], [])

@@ -13,7 +13,8 @@ from improver.mcp.server import ADDITIVE, ImproverTools, tool
 class QueuedSession(BaseModel):
     session_id: str
     agent_decision: str
-    picked_by: str = Field(description="predicted-override, candidate-precedent, boundary, coverage or random")
+    picked_by: str = Field(description="predicted-override, fold-disagreement, candidate-precedent, boundary, coverage, "
+                           "unexplained-override, unlearned-precedent, unconfirmed-rule, rule-edge or random")
     reason: str
     priority: float
     probability: float = Field(description="probability the session was picked (1 for ranked picks)")
