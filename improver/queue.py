@@ -335,10 +335,8 @@ def _hypothesis_tests(case: dict, columns: Columns) -> list[tuple[str, str, obje
     of the pending traffic's quantile cuts on each of its numbers."""
     tests: list[tuple[str, str, object]] = []
     for path, value in case.items():
-        if isinstance(value, bool) or (isinstance(value, str) and " " not in value.strip()):
-            tests.append((path, "eq", value))
-        elif isinstance(value, str):
-            tests += [(path, "contains", w) for w in sorted(words(value))]
+        if isinstance(value, (str, bool)):
+            tests += _value_tests(path, value)
         elif isinstance(value, (int, float)):
             numbers = columns.numbers(path)
             finite = numbers[np.isfinite(numbers)]
@@ -346,6 +344,13 @@ def _hypothesis_tests(case: dict, columns: Columns) -> list[tuple[str, str, obje
                 cuts = sorted({round_cut(q) for q in np.quantile(finite, QUANTILES)})
                 tests += [(path, "lt" if value < cut else "ge", cut) for cut in cuts]
     return tests
+
+
+def _value_tests(path: str, value: str | bool) -> list[tuple[str, str, object]]:
+    """A categorical value's test (equal to it), or a text's (each of its words)."""
+    if isinstance(value, str) and " " in value.strip():
+        return [(path, "contains", w) for w in sorted(words(value))]
+    return [(path, "eq", value)]
 
 
 def _word_index(columns: Columns, path: str) -> tuple[dict[str, list[int]], np.ndarray]:
@@ -486,15 +491,9 @@ def _precedent_reasons(search: _Hypotheses, reasons: list[list[_Reason]], review
                     f"learned yet; would the reviewer decide {decision} here too?", decision))
 
 
-def _tokens(case: dict) -> set[tuple[str, object]]:
-    """A case's categorical values and the words of its texts, as (field, value or word) pairs."""
-    found: set[tuple[str, object]] = set()
-    for path, value in case.items():
-        if isinstance(value, str) and " " in value.strip():
-            found.update((path, w) for w in words(value))
-        elif isinstance(value, (str, bool)):
-            found.add((path, value))
-    return found
+def _tokens(case: dict) -> set[tuple[str, str, object]]:
+    """A case's categorical values and the words of its texts, as the tests they satisfy."""
+    return {t for path, value in case.items() if isinstance(value, (str, bool)) for t in _value_tests(path, value)}
 
 
 def _unconfirmed_reasons(search: _Hypotheses, reasons: list[list[_Reason]], reviewed, rules) -> None:
@@ -507,7 +506,7 @@ def _unconfirmed_reasons(search: _Hypotheses, reasons: list[list[_Reason]], revi
     if not rules:
         return
     chosen = first_rule(search.columns, rules)
-    decided = first_rule(Columns([s.case for s in reviewed]), rules) if reviewed else np.array([], dtype=int)
+    decided = first_rule(search.seen, rules) if reviewed else np.array([], dtype=int)
     for index, rule in enumerate(rules):
         rows = np.flatnonzero((chosen == index) & (search.agent != rule.decision)).tolist()
         if len(rows) < 3:
@@ -519,7 +518,7 @@ def _unconfirmed_reasons(search: _Hypotheses, reasons: list[list[_Reason]], revi
         held = sorted(((len(found & novel), row) for row, found in tokens.items() if found & novel), key=lambda f: -f[0])
         if not held:
             continue
-        shown = ", ".join(f"{path} {value}" for path, value in sorted(novel, key=lambda t: (-counts[t], t[0], str(t[1])))[:3])
+        shown = ", ".join(f"{path} {value}" for path, _, value in sorted(novel, key=lambda t: (-counts[t], t[0], str(t[2])))[:3])
         reason = _Reason(UNCONFIRMED_PRIORITY, f"unconfirmed:{rule.id}", "unconfirmed-rule",
                          f"rule {rule.id} decides {rule.decision} here, but none of the reviewed cases it decides "
                          f"holds {shown}", rule.decision)
