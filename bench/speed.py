@@ -1,6 +1,6 @@
 """One improvement cycle through the real CLI, each stage beside its floor.
 
-    python bench/speed.py [--sessions 100000] [--keep FOLDER]
+    python bench/speed.py [--sessions 100000] [--repeat 1] [--keep FOLDER]
 
 Makes a demo project with ``--sessions`` generated requests, then runs, each as its own
 ``improver`` process: ``improver ingest traces.jsonl``, ``improver cycle --max-cycles 1``,
@@ -15,6 +15,8 @@ Floors, measured in this process on the same data:
   once, over all sessions for every experiment the cycle ran, plus every leave-one-out's
   matched sessions at that experiment's per-case cost;
 - scoring: numpy agreement per split for every scored experiment.
+This machine's speed drifts by up to a quarter from run to run (floors included): ``--repeat N``
+runs it all N times, each on a fresh project with its own floors, and prints the median ratio.
 Done means: ingest + cycle within 2x the sum of the floors and < 30 s; the second
 cycle decides no case again. `bench/scale.py` has the per-store and 1M-session figures.
 """
@@ -26,6 +28,7 @@ import json
 import re
 import resource
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,34 +187,31 @@ def rerun_and_scoring_floors(project: Path, ids: list[str], asked: int) -> tuple
 
 
 # --- the report ------------------------------------------------------------------------
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=100_000)
-    parser.add_argument("--keep", type=Path, help="make the project here and keep it")
-    parser.add_argument("--timed", type=Path, help=argparse.SUPPRESS)
-    args, rest = parser.parse_known_args()
-    if args.timed:
-        return timed_cli(args.timed, rest[1:] if rest[:1] == ["--"] else rest)
+def measure(sessions: int, folder: Path, scratch: Path) -> dict:
+    """One run: a fresh demo project, ingest, a cycle and a second cycle through the CLI, then the floors."""
     from improver.demo import make_demo_project
 
-    with tempfile.TemporaryDirectory(prefix="improver-speed-") as scratch:
-        folder = args.keep or Path(scratch) / "demo"
-        project = make_demo_project(folder, n=args.sessions)
-        traces = project / "traces.jsonl"
-        ingest = run_cli(Path(scratch), "ingest", str(traces), "--project", str(project))
-        first = run_cli(Path(scratch), "cycle", "--max-cycles", "1", "--project", str(project))
-        ids = sorted(p.name for p in (project / "experiments").iterdir() if p.is_dir() and p.name[:1].isdigit())
-        second = run_cli(Path(scratch), "cycle", "--max-cycles", "1", "--project", str(project))
-        floors = {"ingest": ingest_floor(traces, Path(scratch))}
-        asked = int(first["stages"].pop("cases decided or answered from the cache", 0))
-        second["stages"].pop("cases decided or answered from the cache", None)
-        floors["reruns"], floors["scoring"], notes = rerun_and_scoring_floors(project, ids, asked)
-
+    FLOOR_CPU.clear()
+    project = make_demo_project(folder, n=sessions)
+    traces = project / "traces.jsonl"
+    ingest = run_cli(scratch, "ingest", str(traces), "--project", str(project))
+    first = run_cli(scratch, "cycle", "--max-cycles", "1", "--project", str(project))
+    ids = sorted(p.name for p in (project / "experiments").iterdir() if p.is_dir() and p.name[:1].isdigit())
+    second = run_cli(scratch, "cycle", "--max-cycles", "1", "--project", str(project))
+    floors = {"ingest": ingest_floor(traces, scratch)}
+    asked = int(first["stages"].pop("cases decided or answered from the cache", 0))
+    second["stages"].pop("cases decided or answered from the cache", None)
+    floors["reruns"], floors["scoring"], notes = rerun_and_scoring_floors(project, ids, asked)
     stages = defaultdict(float, ingest["stages"])
     for name, seconds in first["stages"].items():
         stages[name] += seconds
-    wall = ingest["wall"] + first["wall"]
-    print(f"\n== {args.sessions:,} reviewed sessions: improver ingest + improver cycle --max-cycles 1 ==")
+    return {"stages": stages, "floors": floors, "notes": notes, "wall": ingest["wall"] + first["wall"],
+            "cpu": ingest["cpu"] + first["cpu"], "floor_cpu": sum(FLOOR_CPU.values()), "second": second}
+
+
+def report(run: dict, sessions: int) -> None:
+    stages, floors, wall = run["stages"], run["floors"], run["wall"]
+    print(f"\n== {sessions:,} reviewed sessions: improver ingest + improver cycle --max-cycles 1 ==")
     print(f"{'stage':38} {'seconds':>8} {'floor':>8} {'ratio':>6}")
     for label, floor_name in STAGES:
         floor = floors.get(floor_name) if floor_name else None
@@ -219,19 +219,42 @@ def main() -> None:
         print(f"{label:38} {stages[label]:8.2f} {shown}")
     other = wall - sum(stages[label] for label, _ in STAGES)
     print(f"{'other (start-up, imports, LangGraph)':38} {other:8.2f}")
-    print(f"{'sum of floors':38} {'':8} {sum(floors.values()):8.2f}")
     total_floor = sum(floors.values())
+    print(f"{'sum of floors':38} {'':8} {total_floor:8.2f}")
     print(f"{'CLI wall, ingest + cycle':38} {wall:8.2f} {total_floor:8.2f} {wall / total_floor:6.1f}"
           f"   (done: ratio <= 2 and < 30 s)")
-    cpu, floor_cpu = ingest["cpu"] + first["cpu"], sum(FLOOR_CPU.values())
-    print(f"{'CLI CPU (with workers), ingest + cycle':38} {cpu:8.2f} {floor_cpu:8.2f} {cpu / floor_cpu:6.1f}"
-          "   (CPU seconds, which other work on the machine disturbs less)")
-    for note in notes:
+    print(f"{'CLI CPU (with workers), ingest + cycle':38} {run['cpu']:8.2f} {run['floor_cpu']:8.2f} "
+          f"{run['cpu'] / run['floor_cpu']:6.1f}   (CPU seconds, which other work on the machine disturbs less)")
+    for note in run["notes"]:
         print(f"  rerun floor {note}")
+    second = run["second"]
     reuse = re.search(r"Target: ([\d,]+) cases decided, ([\d,]+) answered from the decision cache", second["stdout"])
     print(f"second cycle on unchanged sessions: {second['wall']:.2f} s wall; "
           + (f"{reuse.group(1)} cases decided, {reuse.group(2)} answered from the decision cache" if reuse
              else "no reruns reported"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs, each on a fresh project with its own floors; the median ratio is printed")
+    parser.add_argument("--keep", type=Path, help="make the project here and keep it (the last run's)")
+    parser.add_argument("--timed", type=Path, help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.timed:
+        return timed_cli(args.timed, rest[1:] if rest[:1] == ["--"] else rest)
+    runs = []
+    for _ in range(max(args.repeat, 1)):
+        with tempfile.TemporaryDirectory(prefix="improver-speed-") as scratch:
+            runs.append(measure(args.sessions, args.keep or Path(scratch) / "demo", Path(scratch)))
+        report(runs[-1], args.sessions)
+    if len(runs) > 1:
+        ratios = [run["wall"] / sum(run["floors"].values()) for run in runs]
+        walls = [run["wall"] for run in runs]
+        print(f"\n{len(runs)} runs: CLI wall {', '.join(f'{w:.2f}' for w in walls)} s; ratio to the floors "
+              f"{', '.join(f'{r:.2f}' for r in ratios)}; median ratio {statistics.median(ratios):.2f}, "
+              f"median wall {statistics.median(walls):.2f} s")
 
 
 if __name__ == "__main__":

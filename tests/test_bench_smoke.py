@@ -11,7 +11,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 @pytest.mark.parametrize("script, args, expected", [
     ("quality.py", ["--examples", "support", "--sizes", "40", "--seeds", "1", "--fresh", "100", "--max-cycles", "1",
                     "--plot", ""], "support"),
-    ("speed.py", ["--sessions", "300"], "CLI wall, ingest + cycle"),
+    ("speed.py", ["--sessions", "300", "--repeat", "2"], "median ratio"),
     ("misses.py", ["--size", "40", "--seeds", "1", "--fresh", "100", "--max-cycles", "1"], "reviewer rule"),
     ("scale.py", ["--sizes", "300", "--stores", "networkx"], "whole cycle"),
     ("runtime.py", ["--sessions", "300", "--cases", "300"], "per call: load_overlay"),
