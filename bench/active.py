@@ -214,7 +214,8 @@ def main() -> None:
 
 
 def empty() -> dict:
-    return {"curves": {"random": {}, "queue": {}}, "kappas": {"random": {}, "queue": {}}, "estimates": {}, "flagged": []}
+    return {"curves": {"random": {}, "queue": {}}, "kappas": {"random": {}, "queue": {}}, "estimates": {}, "flagged": [],
+            "draws": []}
 
 
 def merge(into: dict, part: dict) -> None:
@@ -225,6 +226,23 @@ def merge(into: dict, part: dict) -> None:
     for n, values in part["estimates"].items():
         into["estimates"].setdefault(n, []).extend(values)
     into["flagged"] += part["flagged"]
+    into["draws"] += part.get("draws", [])  # saved by older runs without it
+
+
+FIRST_BATCH_DRAWS = 500
+
+
+def first_batch_luck(agree: list[int], start: int, seed: int) -> tuple[float, float]:
+    """What luck does to the first batch's estimate (its plain random share, no model yet): over
+    ``FIRST_BATCH_DRAWS`` uniform draws of ``start`` sessions from the pool, the mean and the SD of
+    their agreement minus the pool's, in points. A mean near 0 is an unbiased estimate; the SD is
+    the chance error one seed's draw carries (a mean over n seeds: SD / sqrt(n))."""
+    import random
+
+    truth = sum(agree) / len(agree)
+    errors = [(sum(agree[i] for i in random.Random(f"luck/{seed}/{k}").sample(range(len(agree)), start)) / start - truth)
+              * 100 for k in range(FIRST_BATCH_DRAWS)]
+    return statistics.mean(errors), statistics.pstdev(errors)
 
 
 def run_all(args) -> dict:
@@ -247,7 +265,10 @@ def run_all(args) -> dict:
                     rows, ws, traffic = run_one(domain, seed, strategy, args, scratch, fresh, fresh_human)
                     # what the estimates estimate: the agent's agreement on the whole pool (the fresh cases differ by chance)
                     pool_answers = domain.review_ids(traffic, list(traffic), seed) if strategy == "queue" else []
-                    base_pool = sum(e["decision"] == traffic[e["session_id"]]["decision"] for e in pool_answers) / max(len(traffic), 1)
+                    agree = [int(e["decision"] == traffic[e["session_id"]]["decision"]) for e in pool_answers]
+                    base_pool = sum(agree) / max(len(traffic), 1)
+                    if agree and len(agree) >= args.start:
+                        part["draws"].append(first_batch_luck(agree, args.start, seed))
                     for row in rows:
                         n = str(row["reviewed"])
                         part["curves"][strategy].setdefault(n, []).append(row["fresh"])
@@ -276,8 +297,8 @@ def report(name: str, part: dict) -> None:
           f"{'HT est':>7} {'HT - f':>6} {'Hájek':>6} {'Há - f':>6} {'model-a.':>8} {'MA - f':>6} {'unweighted':>10} "
           f"{'agent pool':>10}")
     steps = {}
-    for n in sorted(mean["random"]):
-        r, q = mean["random"][n], mean["queue"].get(n)
+    for n in sorted(set(mean["random"]) & set(mean["queue"])):  # the steps both curves reached (run apart, they may differ)
+        r, q = mean["random"][n], mean["queue"][n]
         fresh, weighted, unweighted, hajek, assisted, pool = (column_mean(estimates[n], i) for i in range(6))
         steps[n] = (weighted - fresh, hajek - fresh, assisted - fresh)
         print(f"{n:>7} {r:>7.1%} {q:>7.1%} {(q - r) * 100:>+6.1f} {kappa['random'][n]:>8.2f} {kappa['queue'][n]:>7.2f}   "
@@ -285,7 +306,7 @@ def report(name: str, part: dict) -> None:
               f"{assisted:>8.1%} {(assisted - fresh) * 100:>+6.1f} {unweighted:>10.1%} {pool:>10.1%}")
     target = mean["random"][max(mean["random"])]
     reached = next((n for n in sorted(mean["queue"]) if mean["queue"][n] >= target), None)
-    worst = min((mean["queue"][n] - mean["random"][n]) * 100 for n in mean["random"])
+    worst = min((mean["queue"][n] - mean["random"][n]) * 100 for n in mean["random"] if n in mean["queue"])
     print(f"random reaches {target:.1%} with {max(mean['random'])} reviews; the queue reaches it with "
           f"{reached if reached else 'more than ' + str(max(mean['queue']))} reviews; "
           f"worst step queue - random {worst:+.1f} pts")
@@ -302,6 +323,12 @@ def report(name: str, part: dict) -> None:
     if len(first) > 1:  # no model yet: the first batch's estimate is its random reviews' mean, as luck draws them
         print(f"at {min(estimates)} reviews (all random) the estimate's mean over {len(first)} seeds is off by "
               f"{statistics.mean(first):+.1f} pts, with a standard error of {statistics.stdev(first) / len(first) ** 0.5:.1f} pts")
+    draws = part.get("draws") or []
+    if draws:
+        sd = statistics.mean(d for _, d in draws)
+        print(f"the first batch's luck: over {FIRST_BATCH_DRAWS} draws of its {min(estimates)} random reviews per seed, its "
+              f"estimate is off by {statistics.mean(m for m, _ in draws):+.2f} pts on average (unbiased) with an SD of "
+              f"{sd:.1f} pts; a mean over {len(draws)} seeds is off by chance by {sd / len(draws) ** 0.5:.1f} pts (one SD)")
     pooled = [n for n in estimates if all(len(row) > 5 for row in estimates[n])]
     if pooled:  # against what they estimate: the agent's agreement on the pool the reviews were picked from
         worst = {label: max(abs(column_mean(estimates[n], i) - column_mean(estimates[n], 5)) * 100 for n in pooled)
