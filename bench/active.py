@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import random
 import shutil
 import statistics
 import sys
@@ -237,8 +238,6 @@ def first_batch_luck(agree: list[int], start: int, seed: int) -> tuple[float, fl
     ``FIRST_BATCH_DRAWS`` uniform draws of ``start`` sessions from the pool, the mean and the SD of
     their agreement minus the pool's, in points. A mean near 0 is an unbiased estimate; the SD is
     the chance error one seed's draw carries (a mean over n seeds: SD / sqrt(n))."""
-    import random
-
     truth = sum(agree) / len(agree)
     errors = [(sum(agree[i] for i in random.Random(f"luck/{seed}/{k}").sample(range(len(agree)), start)) / start - truth)
               * 100 for k in range(FIRST_BATCH_DRAWS)]
