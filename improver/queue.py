@@ -429,9 +429,9 @@ class _Hypotheses:
             reasons[row].append(reason)
 
 
-def _current(reviewed, rules) -> np.ndarray:
+def _current(search: _Hypotheses, reviewed, rules) -> np.ndarray:
     """What the reference config decides on each reviewed case (its first matching rule, else the agent)."""
-    chosen = first_rule(Columns([s.case for s in reviewed]), rules)
+    chosen = first_rule(search.seen, rules)  # the reviewed cases as the search holds them (tests kept)
     return np.array([rules[i].decision if i >= 0 else s.agent_decision for i, s in zip(chosen, reviewed)], dtype=object)
 
 
@@ -440,7 +440,7 @@ def _miss_reasons(search: _Hypotheses, reasons: list[list[_Reason]], reviewed, r
     (one test or two on its field values) with the most such overrides per reviewed case."""
     if not reviewed:
         return
-    current = _current(reviewed, rules)
+    current = _current(search, reviewed, rules)
     human = np.array([s.human_decision for s in reviewed], dtype=object)
     misses = np.flatnonzero((human != current) & (human != np.array([s.agent_decision for s in reviewed], dtype=object)))
     if not len(misses):
