@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from improver import text
 from improver.conditions import describe
-from improver.features import build_tests, case_columns, numeric_column, pack, shared_columns, unpack, words
+from improver.features import Test, build_tests, case_columns, numeric_column, pack, shared_columns, unpack, words
 from improver.models import ReviewedSession
 from improver.rules import InducedRule, RuleInducer
 
@@ -38,6 +38,7 @@ NAMED_MIN_COUNT = 2  # requests a keyword test needs when the reviewers' notes o
 # an exception inside the main rule, not a rule of its own: a precedent's two noisy flips beside two real
 # exceptions would otherwise force one rule to cover all four
 MINOR_SHARE = 0.5
+RUN_GAP = 0.25  # a gap wider than this share of a group's range of a number splits its values into runs
 MANY_OUTLIERS = 2  # outliers, in evidence minimums, from which an exception below the minimum needs a named test
 MIN_EXCEPTION = 2  # sessions an exception needs to count its rule's evidence as its own (one is a noisy review)
 
@@ -119,6 +120,28 @@ def _groups(sessions: Sequence[ReviewedSession], disagree: np.ndarray, min_evide
         name = text.cluster_name([sessions[i].human_reasoning for i in indices])
         groups[(name, "text-cluster")].extend(indices)
     return groups, dict(inferred)
+
+
+def _band_tests(numbers: dict[str, np.ndarray], groups: list[list[int]], min_evidence: int) -> list[Test]:
+    """Band tests (``lo <= x < hi``) where a group's values of a number fall in separate runs, one a
+    run of ``min_evidence`` values or more: a precedent may hold in two bands (requests just under
+    each approval tier) that no single threshold holds and the search's quantile cuts miss by far at
+    a few hundred reviews. Runs split at gaps wider than ``RUN_GAP`` of the group's range; a kept
+    band's cuts move to the roundest numbers between the nearest rows (``RuleInducer._placed``).
+    ``numbers``: each number field's values as floats."""
+    found: dict[tuple[str, tuple[float, float]], Test] = {}
+    for path, column in numbers.items():
+        for indices in groups:
+            held = np.sort(column[indices])
+            held = held[np.isfinite(held)]
+            if len(held) < min_evidence or held[-1] == held[0]:
+                continue
+            runs = np.split(held, np.flatnonzero(np.diff(held) > RUN_GAP * (held[-1] - held[0])) + 1)
+            for run in runs if len(runs) > 1 else ():
+                band = (float(run[0]), float(np.nextafter(run[-1], np.inf)))
+                if len(run) >= min_evidence and (path, band) not in found:
+                    found[path, band] = Test(path, "band", band, pack((column >= band[0]) & (column < band[1])))
+    return list(found.values())
 
 
 def _mentions(session: ReviewedSession) -> tuple:
@@ -216,12 +239,14 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     shared = shared_columns(cases)  # read once for the tests and the ceiling
     tests = build_tests(cases, min_count=min_evidence, bands=bands, named=named, shared=shared,
                         named_min_count=min(NAMED_MIN_COUNT, min_evidence))
-    thresholded = sorted({t.field for t in tests if t.op in ("lt", "ge")})
-    numbers = {path: numeric_column(values) for path, values in case_columns(cases, thresholded, shared).items()}
+    groups, inferred = _groups(sessions, disagree, min_evidence)
+    fields = {t.field for t in tests if t.op in ("lt", "ge")} | {path for case in cases[:100] for path, value in case.items()
+                                                                  if type(value) in (int, float)}
+    numbers = {path: numeric_column(values) for path, values in case_columns(cases, sorted(fields), shared).items()}
+    tests += _band_tests(numbers, list(groups.values()), min_evidence)
     inducer = RuleInducer(tests, rows, preferred_fields=tuple(entity_fields), prior=float(1 - disagree.mean()),
                           numbers=numbers, fixed_cuts=bands)
     correct_bits = {d: pack(human == d) for d in set(human)}
-    groups, inferred = _groups(sessions, disagree, min_evidence)
 
     # A decision list: smaller (more specific) groups first; each later rule is judged only
     # on the rows no earlier rule decides, as the target's first-match overlay will apply them.

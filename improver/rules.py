@@ -19,6 +19,8 @@ deliverable``, not another word the same two requests share), and a rule is narr
 test the notes name that keeps every row it explains ("campaign" by the departments they name).
 A found rule's thresholds move off the quantile cuts the search tries to the roundest number
 between the nearest rows on either side (the same rows match; declared band cuts stay put).
+A ``band`` test (``lo <= x < hi``, one test; mining makes them where a group's values fall in
+separate runs) reaches in one step what two threshold tests would take two to find.
 """
 from __future__ import annotations
 
@@ -53,10 +55,15 @@ class InducedRule:
         return self.correct / self.covered if self.covered else 0.0
 
     def condition(self) -> dict[str, dict]:
-        """The rule's condition in the ``{field: {op: value}}`` language of learned rules."""
+        """The rule's condition in the ``{field: {op: value}}`` language of learned rules (a band test
+        is its two cuts, ``ge`` and ``lt``)."""
         when: dict[str, dict] = {}
         for test in sorted(self.tests, key=lambda t: (t.field, t.op)):
-            when.setdefault(test.field, {})[test.op] = test.value
+            checks = when.setdefault(test.field, {})
+            if test.op == "band":
+                checks.update(ge=test.value[0], lt=test.value[1])
+            else:
+                checks[test.op] = test.value
         return when
 
 
@@ -170,22 +177,33 @@ class RuleInducer:
         side of it (of the rows in ``universe`` its other tests hold for): it holds for the same rows
         there, and its line lies inside the gap the reviews leave (``account_age_days lt 60`` between
         ages 40 and 84), not at a quantile cut on the edge of the cases that happened to be reviewed.
-        Cuts of declared bands stay where they were declared."""
+        Cuts of declared bands stay where they were declared; a band test's two cuts move each."""
         if rule is None:
             return None
         tests = list(rule.tests)
         for k, test in enumerate(tests):
             column = self.numbers.get(test.field)
-            if column is None or test.op not in ("lt", "ge") or test.value in self.fixed_cuts.get(test.field, ()):
+            if column is None or test.op not in ("lt", "ge", "band"):
                 continue
             others = np.bitwise_and.reduce([universe] + [t.bits for j, t in enumerate(tests) if j != k])
             values = column[unpack(others, self.rows)]
-            below, above = values[values < test.value], values[values >= test.value]
-            if below.size and above.size:
-                cut = roundest_between(float(below.max()), float(above.min()))
-                if cut != test.value:
-                    tests[k] = Test(test.field, test.op, cut, pack(column < cut if test.op == "lt" else column >= cut))
+            if test.op == "band":
+                low, high = (self._between(values, cut, test.field) for cut in test.value)
+                if (low, high) != test.value:
+                    tests[k] = Test(test.field, "band", (low, high), pack((column >= low) & (column < high)))
+                continue
+            cut = self._between(values, test.value, test.field)
+            if cut != test.value:
+                tests[k] = Test(test.field, test.op, cut, pack(column < cut if test.op == "lt" else column >= cut))
         return replace(rule, tests=tuple(tests))
+
+    def _between(self, values: np.ndarray, cut: float, field: str) -> float:
+        """``cut`` moved to the roundest number between the nearest values on either side of it (a
+        declared cut, or one with no value on a side, stays)."""
+        below, above = values[values < cut], values[values >= cut]
+        if cut in self.fixed_cuts.get(field, ()) or not below.size or not above.size:
+            return cut
+        return roundest_between(float(below.max()), float(above.min()))
 
     def _narrowed(self, rule: InducedRule | None, positives: np.ndarray, correct: np.ndarray,
                   universe: np.ndarray) -> InducedRule | None:

@@ -240,3 +240,26 @@ def test_note_vectors_and_clusters_are_those_scikit_learn_computes():
     tfidf = text.Tfidf(sorted(set(long_set)))
     for name in tagged:
         assert (tfidf.transform(sorted(tagged[name])).mean(axis=0) == fitted.transform(sorted(tagged[name])).mean(axis=0)).all()
+
+
+def test_a_precedent_in_two_bands_of_a_number_is_learned_as_a_rule_per_band():
+    # Engineering's estimates run 30% low: the reviewer flags requests just under each approval tier
+    # (5,000 and 50,000), and agrees with the agent's approvals everywhere else, Engineering's too
+    def request(sid, department, amount, human="approve", precedent=None):
+        return ReviewedSession(session_id=sid, case={"department": department, "amount": amount},
+                               agent_decision="approve", human_decision=human, precedent=precedent,
+                               human_reasoning="sandbagged estimate, flag" if precedent else "agree")
+    everyday = [request(f"e{i}", ("Engineering", "Sales", "Legal")[i % 3], amount)
+                for i, amount in enumerate([800.0 * k for k in range(1, 5)] + [6000.0 * k for k in range(1, 7)]
+                                           + [36000.0 - 1000 * k for k in range(4)] + [55000.0 + 9000 * k for k in range(6)])]
+    everyday += [request(f"o{i}", ("Sales", "Legal")[i % 2], amount)  # other departments inside the bands
+                 for i, amount in enumerate([4300.0, 4600.0, 4800.0, 42000.0, 45000.0, 48000.0])]
+    everyday += [request(f"t{i}", "Engineering", amount)  # and Engineering's own just past each tier
+                 for i, amount in enumerate([3300.0, 5200.0, 38000.0, 52000.0])]
+    sandbagged = [request(f"s{i}", "Engineering", amount, "flag-for-review", "sandbag")
+                  for i, amount in enumerate([4100.0, 4400.0, 4700.0, 4900.0, 41000.0, 44000.0, 47000.0])]
+    result = mine(everyday * 3 + sandbagged, min_evidence=3, bands={"amount": [5000, 50000]}, entity_fields=["department"])
+    bands = sorted((p.condition["amount"]["ge"], p.condition["amount"]["lt"]) for p in result.proposable
+                   if p.name.startswith("sandbag"))
+    assert bands == [(4000.0, 5000.0), (40000.0, 50000.0)], [(p.name, p.condition) for p in result.precedents]
+    assert all(p.condition["department"] == {"eq": "Engineering"} for p in result.proposable if p.name.startswith("sandbag"))
