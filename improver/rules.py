@@ -19,8 +19,9 @@ deliverable``, not another word the same two requests share), and a rule is narr
 test the notes name that keeps every row it explains ("campaign" by the departments they name).
 A found rule's thresholds move off the quantile cuts the search tries to the roundest number
 between the nearest rows on either side (the same rows match; declared band cuts stay put).
-A ``band`` test (``lo <= x < hi``, one test; mining makes them where a group's values fall in
-separate runs) reaches in one step what two threshold tests would take two to find.
+A ``band`` test (``lo <= x < hi``; mining makes them where a group's values fall in separate
+runs) is one test where two thresholds would be two, so the search finds a band beside another
+test in two steps, not three.
 """
 from __future__ import annotations
 
