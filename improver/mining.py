@@ -240,9 +240,8 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     tests = build_tests(cases, min_count=min_evidence, bands=bands, named=named, shared=shared,
                         named_min_count=min(NAMED_MIN_COUNT, min_evidence))
     groups, inferred = _groups(sessions, disagree, min_evidence)
-    fields = {t.field for t in tests if t.op in ("lt", "ge")} | {path for case in cases[:100] for path, value in case.items()
-                                                                  if type(value) in (int, float)}
-    numbers = {path: numeric_column(values) for path, values in case_columns(cases, sorted(fields), shared).items()}
+    thresholded = sorted({t.field for t in tests if t.op in ("lt", "ge")})  # every number field with two values or more
+    numbers = {path: numeric_column(values) for path, values in case_columns(cases, thresholded, shared).items()}
     tests += _band_tests(numbers, list(groups.values()), min_evidence)
     inducer = RuleInducer(tests, rows, preferred_fields=tuple(entity_fields), prior=float(1 - disagree.mean()),
                           numbers=numbers, fixed_cuts=bands)

@@ -184,7 +184,7 @@ class RuleInducer:
         tests = list(rule.tests)
         for k, test in enumerate(tests):
             column = self.numbers.get(test.field)
-            if column is None or test.op not in ("lt", "ge", "band"):
+            if column is None or test.op not in ("lt", "ge", "band") or test.value in self.fixed_cuts.get(test.field, ()):
                 continue
             others = np.bitwise_and.reduce([universe] + [t.bits for j, t in enumerate(tests) if j != k])
             values = column[unpack(others, self.rows)]
@@ -200,7 +200,7 @@ class RuleInducer:
 
     def _between(self, values: np.ndarray, cut: float, field: str) -> float:
         """``cut`` moved to the roundest number between the nearest values on either side of it (a
-        declared cut, or one with no value on a side, stays)."""
+        declared cut, or one with no value on a side, stays: a band's edges are checked here)."""
         below, above = values[values < cut], values[values >= cut]
         if cut in self.fixed_cuts.get(field, ()) or not below.size or not above.size:
             return cut
