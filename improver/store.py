@@ -144,6 +144,36 @@ def _with_fingerprint(row: tuple) -> tuple:
     return (*row, hashlib.sha1(json.dumps(row).encode()).hexdigest())
 
 
+BatchRows = tuple[list[tuple], list[tuple], list[tuple]]  # a batch's decision, review and quarantine rows
+
+
+def batched(items: Iterable) -> Iterator[list]:
+    """The items in lists of ``BATCH`` (the last one shorter; one empty list when there are none)."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    yield batch
+
+
+def batch_rows(batch: list[Event | Quarantined]) -> BatchRows:
+    """A batch of events and quarantined lines as the rows ``TraceStore`` writes: plain tuples of
+    strings and numbers, so another process can make them (``sources.native_worker``)."""
+    decisions, reviews, quarantined = [], [], []
+    for item in batch:
+        if isinstance(item, Quarantined):
+            quarantined.append((item.source, item.line, item.reason, item.raw[:10000]))
+        elif isinstance(item, DecisionEvent):
+            decisions.append((item.session_id, _SORTED_JSON(item.case), item.decision,
+                              item.confidence, item.reasoning, _json_strings(item.cited), item.config_version, item.ts))
+        else:
+            reviews.append((item.session_id, item.reviewer, item.decision, item.reasoning, item.precedent,
+                            _json_strings(item.conditions), item.ts, _fingerprint(item), int(item.inferred), item.confidence))
+    return decisions, reviews, quarantined
+
+
 class TraceStore:
     """SQLite file holding the traces of one project."""
 
@@ -173,16 +203,15 @@ class TraceStore:
     # --- writing -------------------------------------------------------------------
     def ingest(self, items: Iterable[Event | Quarantined], source: str) -> IngestReport:
         """Store decisions, reviews and quarantined lines, a batch per transaction."""
+        return self.ingest_rows(map(batch_rows, batched(items)), source)
+
+    def ingest_rows(self, batches: Iterable[BatchRows], source: str) -> IngestReport:
+        """``ingest`` of batches already turned into rows (``batch_rows``, maybe in another process)."""
         report = IngestReport(source=source)
-        batch: list[Event | Quarantined] = []
         with self._bulk_write():
-            for item in items:
-                batch.append(item)
-                if len(batch) >= BATCH:
-                    self._write(batch, report)
-                    batch = []
-                    gc.collect(1)  # what a source left in cycles (rare) goes with each batch
-            self._write(batch, report)
+            for rows in batches:
+                self._write(rows, report)
+                gc.collect(1)  # what a source left in cycles (rare) goes with each batch
         report.conflicting_sessions = sorted(report.conflicting_sessions)
         report.orphan_reviews = self.count_orphan_reviews()
         report.re_reviewed_sessions = self.db.execute(
@@ -215,18 +244,10 @@ class TraceStore:
             self.db.execute(f"PRAGMA synchronous={int(synchronous)}")
             self.db.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint)}")
 
-    def _write(self, batch: list, report: IngestReport) -> None:
-        decisions, reviews, quarantined = [], [], []
-        for item in batch:
-            if isinstance(item, Quarantined):
-                quarantined.append((item.source, item.line, item.reason, item.raw[:10000]))
-                report.quarantine_reasons[item.reason.split(":")[0]] += 1
-            elif isinstance(item, DecisionEvent):
-                decisions.append((item.session_id, _SORTED_JSON(item.case), item.decision,
-                                  item.confidence, item.reasoning, _json_strings(item.cited), item.config_version, item.ts))
-            else:
-                reviews.append((item.session_id, item.reviewer, item.decision, item.reasoning, item.precedent,
-                                _json_strings(item.conditions), item.ts, _fingerprint(item), int(item.inferred), item.confidence))
+    def _write(self, rows: BatchRows, report: IngestReport) -> None:
+        decisions, reviews, quarantined = rows
+        for row in quarantined:
+            report.quarantine_reasons[row[2].split(":")[0]] += 1
         report.events += len(decisions) + len(reviews)
         report.quarantined += len(quarantined)
         with self.db:

@@ -37,7 +37,7 @@ from improver.redact import Redactor
 from improver.runners import ERROR, ErrorBudget, run_many, runner_for
 from improver.runtime import RULES_FILE, load_overlay, parse_rules
 from improver.scoring import score, split_of
-from improver.sources import open_source
+from improver.sources import native_worker, open_source
 from improver.store import IngestReport, TraceStore
 
 ProgressFn = Callable[[str, int, int], None]  # (label, done, total)
@@ -75,13 +75,16 @@ class Workspace:
                 source.resume(store.cursor(source.name))
             if hasattr(source, "join"):
                 source.join(store)
-            if redactor is None:
-                events = source.events()
-            elif hasattr(source, "lines"):  # native JSONL: most lines are screened as read, not field by field
-                events = redactor.lines(source.lines())
+            if native_worker.wanted(source):  # a large native file: read in a second process while this one stores
+                report = store.ingest_rows(native_worker.rows(source, self.project.root, redactor), source.name)
             else:
-                events = redactor.events(source.events())
-            report = store.ingest(events, source.name)
+                if redactor is None:
+                    events = source.events()
+                elif hasattr(source, "lines"):  # native JSONL: most lines are screened as read, not field by field
+                    events = redactor.lines(source.lines())
+                else:
+                    events = redactor.events(source.events())
+                report = store.ingest(events, source.name)
             self._account(source, store, report, redactor)
             if getattr(source, "position", None):
                 store.set_cursor(source.name, source.position)

@@ -202,3 +202,48 @@ def test_lines_are_parsed_to_exactly_what_json_loads_gives():
         with pytest.raises(stdlib_json.JSONDecodeError) as expected:
             stdlib_json.loads(bad)
         assert str(error.value) == f"invalid JSON: {expected.value.msg}"
+
+
+def _native_file_of_every_kind(project: Path, path: Path) -> Path:
+    """The demo's native traces with PII, a duplicate, a conflicting decision and lines to quarantine."""
+    lines = (project / "traces.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["case"]["justification"] = "Quote from mia.lopez@vendor.example, card 4111 1111 1111 1111"
+    conflicting = dict(first, decision="reject", ts="2099-01-01T00:00:00Z")
+    lines[0] = json.dumps(first)
+    lines += [lines[1], json.dumps(conflicting), "{not json, from mia.lopez@vendor.example", '{"type": "vote"}', "[1]"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_large_native_file_read_in_a_worker_process_stores_what_reading_it_here_stores(tmp_path, monkeypatch):
+    from improver.sources import native_worker
+
+    here, there = (make_demo_project(tmp_path / name, n=N) for name in ("here", "there"))
+    traces = _native_file_of_every_kind(here, tmp_path / "all.jsonl")
+    reports = {}
+    for project, threshold in ((here, 2**62), (there, 0)):
+        monkeypatch.setattr(native_worker, "PARALLEL_FROM", threshold)
+        reports[project] = Workspace(project).ingest(str(traces))
+    assert native_worker.wanted(open_source(str(traces), None))
+    mine, theirs = (reports[p].as_dict() for p in (here, there))
+    assert mine == theirs and mine["redacted"] == {"email": 3, "card": 2}
+    assert (mine["quarantined"], mine["conflicting_decisions"], mine["rows_read"]) == (3, 1, 2 * N + 5)
+    with sqlite3.connect(here / ".improver" / "traces.sqlite") as a, sqlite3.connect(there / ".improver" / "traces.sqlite") as b:
+        for table in ("decisions", "decision_history", "reviews", "quarantine"):
+            assert a.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() == \
+                b.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+
+
+def test_a_worker_that_dies_while_reading_keeps_what_was_stored_and_says_to_ingest_again(tmp_path, monkeypatch):
+    from improver.errors import TraceError
+    from improver.sources import native_worker
+
+    project = make_demo_project(tmp_path / "p", n=N)
+    monkeypatch.setattr(native_worker, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(native_worker, "WORKER", "import os; os._exit(3)")
+    with pytest.raises(TraceError, match="exited with code 3 before the end.*run the same ingest again"):
+        Workspace(project).ingest(str(project / "traces.jsonl"))
+    monkeypatch.undo()
+    report = Workspace(project).ingest(str(project / "traces.jsonl"))
+    assert (report.decisions_new, report.reviews_new) == (N, N)
