@@ -166,8 +166,8 @@ def test_cases_go_to_the_workers_as_json_and_reach_the_agent_as_they_were(tmp_pa
 # atexit runs its handlers last-registered first: this one, registered before main, runs after main's
 CLI_EXIT = """
 import atexit, gc, sys
-atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0))
-sys.argv = ["improver", "log", "--project", sys.argv[1]]
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0, "collecting:", gc.isenabled()))
+sys.argv = ["improver", *sys.argv[2:], "--project", sys.argv[1]]
 from improver.cli.app import main
 main()
 """
@@ -175,5 +175,13 @@ main()
 
 def test_the_cli_freezes_what_it_loaded_before_the_interpreter_exits(tiny_project):
     # the interpreter's last collections then walk nothing a command loaded (~0.4 s after a small cycle)
-    done = subprocess.run([sys.executable, "-c", CLI_EXIT, str(tiny_project)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", CLI_EXIT, str(tiny_project), "log"], capture_output=True, text=True)
     assert "frozen at exit: True" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_cli_command_runs_without_the_cyclic_collector_and_the_mcp_server_keeps_it(tiny_project):
+    # a one-shot command's collections over a 100k-session cycle's rows free next to nothing; a server runs on
+    for command, collecting in (("log", False), ("serve", True)):
+        done = subprocess.run([sys.executable, "-c", CLI_EXIT, str(tiny_project), command], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, timeout=120)
+        assert f"collecting: {collecting}" in done.stdout, done.stdout + done.stderr
