@@ -15,7 +15,9 @@ Floors, measured in this process on the same data:
   once, over all sessions for every experiment the cycle ran, plus every leave-one-out's
   matched sessions at that experiment's per-case cost;
 - scoring: numpy agreement per split for every scored experiment.
-This machine's speed drifts by up to a quarter from run to run (floors included): ``--repeat N``
+improver's modules and the examples are compiled to bytecode first, as ``pip install`` does for an
+installed copy (an editable checkout has none, and where PYTHONDONTWRITEBYTECODE is set each
+process would compile every module again). This machine's speed drifts by up to a quarter from run to run (floors included): ``--repeat N``
 runs it all N times, each on a fresh project with its own floors, and prints the median ratio.
 Done means: ingest + cycle within 2x the sum of the floors and < 30 s; the second
 cycle decides no case again. `bench/scale.py` has the per-store and 1M-session figures.
@@ -23,6 +25,7 @@ cycle decides no case again. `bench/scale.py` has the per-store and 1M-session f
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import re
@@ -244,6 +247,8 @@ def main() -> None:
     args, rest = parser.parse_known_args()
     if args.timed:
         return timed_cli(args.timed, rest[1:] if rest[:1] == ["--"] else rest)
+    compileall.compile_dir(ROOT / "improver", quiet=1)
+    compileall.compile_dir(ROOT / "examples", quiet=1)
     runs = []
     for _ in range(max(args.repeat, 1)):
         with tempfile.TemporaryDirectory(prefix="improver-speed-") as scratch:
