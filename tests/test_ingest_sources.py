@@ -1,4 +1,5 @@
 """Span sources: Phoenix exports (JSONL, parquet), OTLP JSON, mappings, dirty data, resuming."""
+import gzip
 import json
 import sqlite3
 from dataclasses import asdict
@@ -210,17 +211,21 @@ def _native_file_of_every_kind(project: Path, path: Path) -> Path:
     first = json.loads(lines[0])
     first["case"]["justification"] = "Quote from mia.lopez@vendor.example, card 4111 1111 1111 1111"
     conflicting = dict(first, decision="reject", ts="2099-01-01T00:00:00Z")
-    lines[0] = json.dumps(first)
-    lines += [lines[1], json.dumps(conflicting), "{not json, from mia.lopez@vendor.example", '{"type": "vote"}', "[1]"]
-    path.write_text("\n".join(lines) + "\n")
+    lines[0] = "\ufeff" + json.dumps(first)  # after a byte order mark
+    lines.insert(3, "{not json")
+    lines += [lines[1], json.dumps(conflicting), "", "{not json, from mia.lopez@vendor.example", '{"type": "vote"}', "[1]"]
+    text = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(text) if path.suffix == ".gz" else text)
     return path
 
 
-def test_a_large_native_file_read_in_a_worker_process_stores_what_reading_it_here_stores(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["all.jsonl", "all.jsonl.gz"])
+def test_a_large_native_file_read_in_two_processes_stores_what_reading_it_in_one_stores(tmp_path, monkeypatch, name):
     from improver.sources import native_worker
 
     here, there = (make_demo_project(tmp_path / name, n=N) for name in ("here", "there"))
-    traces = _native_file_of_every_kind(here, tmp_path / "all.jsonl")
+    traces = _native_file_of_every_kind(here, tmp_path / name)
+    assert (native_worker.split(traces) is None) == name.endswith(".gz")  # gzipped: the worker reads it whole
     reports = {}
     for project, threshold in ((here, 2**62), (there, 0)):
         monkeypatch.setattr(native_worker, "PARALLEL_FROM", threshold)
@@ -228,7 +233,7 @@ def test_a_large_native_file_read_in_a_worker_process_stores_what_reading_it_her
     assert native_worker.wanted(open_source(str(traces), None))
     mine, theirs = (reports[p].as_dict() for p in (here, there))
     assert mine == theirs and mine["redacted"] == {"email": 3, "card": 2}
-    assert (mine["quarantined"], mine["conflicting_decisions"], mine["rows_read"]) == (3, 1, 2 * N + 5)
+    assert (mine["quarantined"], mine["conflicting_decisions"], mine["rows_read"]) == (4, 1, 2 * N + 6)
     with sqlite3.connect(here / ".improver" / "traces.sqlite") as a, sqlite3.connect(there / ".improver" / "traces.sqlite") as b:
         for table in ("decisions", "decision_history", "reviews", "quarantine"):
             assert a.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() == \
@@ -245,5 +250,7 @@ def test_a_worker_that_dies_while_reading_keeps_what_was_stored_and_says_to_inge
     with pytest.raises(TraceError, match="exited with code 3 before the end.*run the same ingest again"):
         Workspace(project).ingest(str(project / "traces.jsonl"))
     monkeypatch.undo()
+    kept = len(stored(project))  # the part read in this process
+    assert 0 < kept < 2 * N
     report = Workspace(project).ingest(str(project / "traces.jsonl"))
-    assert (report.decisions_new, report.reviews_new) == (N, N)
+    assert report.decisions_new + report.reviews_new + kept == 2 * N and report.duplicates == kept

@@ -11,7 +11,7 @@ import gzip
 import json
 import re
 from pathlib import Path
-from typing import IO, Iterator, Protocol
+from typing import IO, Iterator, NamedTuple, Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -103,19 +103,35 @@ def open_bytes(path: Path) -> IO[bytes]:
         raise TraceError(f"cannot read {path}: {error}") from error
 
 
-def jsonl_rows(path: Path, source: str, limits: IngestLimits | None = None) -> Iterator[tuple[int, dict | Quarantined, str]]:
+class FilePart(NamedTuple):
+    """The lines of a file that start at byte ``start`` and before ``end`` (None: the end of the
+    file), the first of them the file's line ``first_line``."""
+
+    start: int
+    end: int | None
+    first_line: int
+
+
+def jsonl_rows(path: Path, source: str, limits: IngestLimits | None = None, part: FilePart | None = None
+               ) -> Iterator[tuple[int, dict | Quarantined, str]]:
     """(line number, JSON object, line) for each non-empty line; a line that is not a JSON object
     comes as Quarantined with the reason: invalid JSON, not UTF-8, too long, nested too deep. A UTF-8
-    byte order mark is skipped. Raises TraceError only when the file cannot be opened."""
+    byte order mark is skipped. Raises TraceError only when the file cannot be opened. With ``part``,
+    only the lines that start in that byte range of an uncompressed file, numbered as in the whole file."""
     limits = limits or DEFAULT_LIMITS
+    start, end, number = (part.start, part.end, part.first_line - 1) if part else (0, None, 0)
     with open_bytes(path) as handle:
-        number = 0
-        while raw := handle.readline(limits.max_line_bytes + 1):
+        handle.seek(start)
+        position = start
+        while (end is None or position < end) and (raw := handle.readline(limits.max_line_bytes + 1)):
             number += 1
-            if number == 1 and raw.startswith(BOM):
+            position += len(raw)
+            if position == len(raw) and raw.startswith(BOM):
                 raw = raw[len(BOM):]
             if len(raw) > limits.max_line_bytes and not raw.endswith(b"\n"):
-                size = len(raw) + _skip_line(handle)
+                skipped = _skip_line(handle)
+                position += skipped
+                size = len(raw) + skipped
                 reason = f"line too long: {size} bytes, over ingest.max_line_bytes ({limits.max_line_bytes})"
                 yield number, Quarantined(source=source, line=number, reason=reason, raw=as_text(raw[:10000])), ""
                 continue

@@ -7,7 +7,7 @@ from typing import Iterator
 from pydantic import ValidationError
 
 from improver.models import DecisionEvent, Event, Quarantined, ReviewEvent
-from improver.sources import IngestLimits, jsonl_rows
+from improver.sources import FilePart, IngestLimits, jsonl_rows
 
 EVENT_TYPES = {"decision": DecisionEvent, "review": ReviewEvent}
 LAYOUT = "native"
@@ -34,10 +34,11 @@ def parse_event(data: object) -> Event:
 
 
 class NativeJsonlSource:
-    def __init__(self, path: Path, limits: IngestLimits | None = None):
+    def __init__(self, path: Path, limits: IngestLimits | None = None, part: FilePart | None = None):
         self.path = Path(path)
         self.name = str(self.path)
         self.limits = limits
+        self.part = part  # only these lines (``sources.native_worker`` reads a file in two parts)
         self.rows_read = 0
 
     def events(self) -> Iterator[Event | Quarantined]:
@@ -47,7 +48,7 @@ class NativeJsonlSource:
     def lines(self) -> Iterator[tuple[Event | Quarantined, bytes | None]]:
         """Each item with the UTF-8 line its event was parsed from (None for a quarantined line),
         for the redaction screen (``Redactor.lines``)."""
-        for number, row, line in jsonl_rows(self.path, self.name, self.limits):
+        for number, row, line in jsonl_rows(self.path, self.name, self.limits, self.part):
             self.rows_read += 1
             if isinstance(row, Quarantined):
                 yield row, None

@@ -1,29 +1,36 @@
-"""A large native JSONL file read in a second process while this one stores it.
+"""A large native JSONL file read in two processes while this one stores it.
 
 Reading a native trace file (parsing each line, checking its event, screening it for PII
-and writing its rows) costs about as much as storing the rows in SQLite. For a file of
+and writing its rows) costs more than storing the rows in SQLite. For a file of
 ``PARALLEL_FROM`` bytes or more, ``rows`` has a fresh interpreter (``python -c WORKER``,
-never forked: no inherited connections or locks) do the reading, exactly as
-``Workspace`` would in this process, and hand the rows over a batch at a time, so the
-two halves run on two cores. The rows, the report and the redaction counts are the same
-either way (a test compares them). Batches are committed as they come: if the worker
-dies, what was stored stays, and ingesting the file again stores the rest.
+never forked: no inherited connections or locks) read the lines past the first
+``OWN_SHARE`` of the file, exactly as ``Workspace`` would, while this process reads the
+first part itself, then stores both parts' rows in file order, so reading and storing run
+on two cores. A gzipped file is read whole by the worker. The rows, line numbers, report
+and redaction counts are the same as when the file is read in one process (a test
+compares them). Batches are committed as they come: if the worker dies, what was stored
+stays, and ingesting the file again stores the rest.
 """
 from __future__ import annotations
 
 import gc
 import os
+import pickle
+import queue
 import subprocess
 import sys
+import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Iterator
 
 from improver import errors
+from improver.sources import FilePart
 from improver.sources.native import NativeJsonlSource
-from improver.store import BatchRows
+from improver.store import BatchRows, batch_rows, batched
 
 PARALLEL_FROM = 16 * 2**20  # bytes (~20,000 events): below this the worker's start-up costs more than it saves
+OWN_SHARE = 0.25  # of the file read in this process, which also stores every row: the two then take as long
 
 # The worker watches its parent before any slow import, as the target's workers do (runners.local).
 WORKER = """import os, threading, time
@@ -46,36 +53,60 @@ def wanted(source) -> bool:
         return False
 
 
+def split(path: Path, share: float = OWN_SHARE) -> FilePart | None:
+    """Where the worker's part starts: the first line that starts past ``share`` of the file (None for
+    a gzipped file, which cannot be read from the middle, or when no line starts there)."""
+    with path.open("rb") as handle:
+        if handle.read(2) == b"\x1f\x8b":
+            return None
+        handle.seek(int(path.stat().st_size * share))
+        handle.readline()  # the rest of the line that is under way there
+        start = handle.tell()
+        if start >= path.stat().st_size:
+            return None
+        handle.seek(0)
+        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(min(2**20, start - handle.tell())), b""))
+    return FilePart(start, None, lines + 1)
+
+
 def rows(source: NativeJsonlSource, project_root: Path, redactor) -> Iterator[BatchRows]:
-    """The source's rows, batch by batch, read in a worker process; at the end ``source.rows_read`` and
-    the redactor's ``counts`` are what reading it here would have left."""
+    """The source's rows, batch by batch: the first ``OWN_SHARE`` of the file read here, the rest in a
+    worker process meanwhile. At the end ``source.rows_read`` and the redactor's ``counts`` are what
+    reading it all here would have left."""
+    part = split(source.path)
     worker = subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     inbox = Connection(os.dup(worker.stdout.fileno()), writable=False)
     outbox = Connection(os.dup(worker.stdin.fileno()), readable=False)
     worker.stdout.close()
     worker.stdin.close()
     try:
-        outbox.send((str(project_root), str(source.path), sys.path))
+        outbox.send((str(project_root), str(source.path), part, sys.path))
+        received: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=_receive, args=(inbox, received), daemon=True, name="improver-ingest-rows").start()
+        own = NativeJsonlSource(source.path, source.limits, FilePart(0, part.start, 1)) if part else None
+        if own is not None:  # read here while the worker reads the rest: its batches wait in ``received``
+            events = redactor.lines(own.lines()) if redactor is not None else own.events()
+            yield from map(batch_rows, batched(events))
         while True:
-            try:
-                kind, value = inbox.recv()
-            except (EOFError, OSError):
+            message = received.get()
+            if message is None:
                 code = worker.wait()
                 raise errors.TraceError(
                     f"the process reading {source.path} exited with code {code} before the end; the batches "
-                    "before it are stored: run the same ingest again to store the rest") from None
+                    "before it are stored: run the same ingest again to store the rest")
+            kind, value = pickle.loads(message)
             if kind == "rows":
                 yield value
             elif kind == "end":
-                source.rows_read = value["rows_read"]
+                source.rows_read = value["rows_read"] + (own.rows_read if own else 0)
                 if redactor is not None:
                     redactor.counts.update(value["redacted"])
                 return
             else:  # "error": what reading it here would have raised
-                name, message = value
+                name, text = value
                 error = getattr(errors, name, None)
                 raise (error if isinstance(error, type) and issubclass(error, errors.ImproverError)
-                       else errors.TraceError)(message)
+                       else errors.TraceError)(text)
     finally:
         inbox.close()
         outbox.close()
@@ -84,21 +115,30 @@ def rows(source: NativeJsonlSource, project_root: Path, redactor) -> Iterator[Ba
         worker.wait()
 
 
+def _receive(inbox: Connection, received: queue.SimpleQueue) -> None:
+    """The worker's messages as they come, still pickled (the pipe never fills while this process reads
+    its own part); None when the worker is gone."""
+    try:
+        while True:
+            received.put(inbox.recv_bytes())
+    except (EOFError, OSError):
+        received.put(None)
+
+
 def _serve() -> None:
     """In the worker: read the file as ``Workspace._ingest`` does, and send its rows a batch at a time."""
     inbox, outbox = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)  # prints (a redaction plugin's) go to stderr, not into the protocol
-    root, path, parent_path = inbox.recv()
+    root, path, part, parent_path = inbox.recv()
     sys.path += [entry for entry in parent_path if entry not in sys.path]
     from improver.project import Project
     from improver.redact import Redactor
-    from improver.store import batch_rows, batched
 
     gc.disable()  # events hold no cycles (as when stored in this process: ``TraceStore._bulk_write``)
     try:
         project = Project.load(root)
-        source = NativeJsonlSource(Path(path), project.config.ingest)
+        source = NativeJsonlSource(Path(path), project.config.ingest, part)
         redactor = Redactor.from_project(project)
         events = redactor.lines(source.lines()) if redactor is not None else source.events()
         for batch in batched(events):
