@@ -230,6 +230,28 @@ def roundest_between(low: float, high: float) -> float:
     return float(high)
 
 
+def roundest_near(low: float, high: float, toward: float) -> float:
+    """The number in (low, high] with the fewest significant digits, nearest ``toward`` (one end of the
+    gap): where a person closes a band around the rows it holds, 5,000 above rows up to 4,990 when the
+    next row lies at 12,000 (``roundest_between`` takes 10,000, nearer the middle). For gaps of
+    positive numbers; others go to ``roundest_between``."""
+    if low <= 0 or high <= low:
+        return roundest_between(low, high)
+    top = math.floor(math.log10(high))
+    for digits in range(1, 16):
+        found = []
+        for exponent in range(top, math.floor(math.log10(low)) - 1, -1):
+            step = 10.0 ** (exponent - digits + 1)
+            first = max(math.floor(low / step) + 1, round(10.0 ** exponent / step))
+            last = min(math.floor(high / step), round(10.0 ** (exponent + 1) / step) - 1)
+            if first <= last:
+                k = min(max(round(toward / step), first), last)
+                found.append(float(round(k * step, max(0, -math.floor(math.log10(step))))))
+        if found:
+            return min(found, key=lambda value: (abs(value - toward), value))
+    return float(high)
+
+
 def _numeric_tests(path: str, values: list, min_count: int, rows: int, declared: list[float]) -> list[Test]:
     column = numeric_column(values)
     finite = column[np.isfinite(column)]

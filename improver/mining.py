@@ -127,7 +127,7 @@ def _band_tests(numbers: dict[str, np.ndarray], groups: list[list[int]], min_evi
     run of ``min_evidence`` values or more: a precedent may hold in two bands (requests just under
     each approval tier) that no single threshold holds and the search's quantile cuts miss by far at
     a few hundred reviews. Runs split at gaps wider than ``RUN_GAP`` of the group's range; a kept
-    band's cuts move to the roundest numbers between the nearest rows (``RuleInducer._placed``).
+    band's cuts move to the roundest numbers next to its own rows (``RuleInducer._placed``).
     ``numbers``: each number field's values as floats."""
     found: dict[tuple[str, tuple[float, float]], Test] = {}
     for path, column in numbers.items():

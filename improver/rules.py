@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from improver.features import Test, TestCounts, count, pack, roundest_between, unpack
+from improver.features import Test, TestCounts, count, pack, roundest_between, roundest_near, unpack
 
 OCCAM_MARGIN = 0.1  # a rule's extra test must raise its quality by 10%
 HINT_TOLERANCE = 0.8  # a rule starting from the entity a precedent is named after may be 20% worse
@@ -178,7 +178,8 @@ class RuleInducer:
         side of it (of the rows in ``universe`` its other tests hold for): it holds for the same rows
         there, and its line lies inside the gap the reviews leave (``account_age_days lt 60`` between
         ages 40 and 84), not at a quantile cut on the edge of the cases that happened to be reviewed.
-        Cuts of declared bands stay where they were declared; a band test's two cuts move each."""
+        Cuts of declared bands stay where they were declared; a band test's two cuts move each, to the
+        roundest number nearest its own rows (``roundest_near``)."""
         if rule is None:
             return None
         tests = list(rule.tests)
@@ -188,8 +189,8 @@ class RuleInducer:
                 continue
             others = np.bitwise_and.reduce([universe] + [t.bits for j, t in enumerate(tests) if j != k])
             values = column[unpack(others, self.rows)]
-            if test.op == "band":
-                low, high = (self._between(values, cut, test.field) for cut in test.value)
+            if test.op == "band":  # closed around its own rows: the reviews say nothing of the gaps beyond
+                low, high = (self._between(values, cut, test.field, toward) for cut, toward in zip(test.value, ("above", "below")))
                 if (low, high) != test.value:
                     tests[k] = Test(test.field, "band", (low, high), pack((column >= low) & (column < high)))
                 continue
@@ -198,13 +199,17 @@ class RuleInducer:
                 tests[k] = Test(test.field, test.op, cut, pack(column < cut if test.op == "lt" else column >= cut))
         return replace(rule, tests=tuple(tests))
 
-    def _between(self, values: np.ndarray, cut: float, field: str) -> float:
-        """``cut`` moved to the roundest number between the nearest values on either side of it (a
-        declared cut, or one with no value on a side, stays: a band's edges are checked here)."""
+    def _between(self, values: np.ndarray, cut: float, field: str, toward: str = "") -> float:
+        """``cut`` moved to the roundest number between the nearest values on either side of it, nearest
+        the middle of that gap, or nearest the values ``toward`` it ("above", "below": a band's own rows).
+        A declared cut, or one with no value on a side, stays (a band's edges are checked here)."""
         below, above = values[values < cut], values[values >= cut]
         if cut in self.fixed_cuts.get(field, ()) or not below.size or not above.size:
             return cut
-        return roundest_between(float(below.max()), float(above.min()))
+        low, high = float(below.max()), float(above.min())
+        if toward:
+            return roundest_near(low, high, high if toward == "above" else low)
+        return roundest_between(low, high)
 
     def _narrowed(self, rule: InducedRule | None, positives: np.ndarray, correct: np.ndarray,
                   universe: np.ndarray) -> InducedRule | None:

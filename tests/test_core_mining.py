@@ -263,3 +263,32 @@ def test_a_precedent_in_two_bands_of_a_number_is_learned_as_a_rule_per_band():
                    if p.name.startswith("sandbag"))
     assert bands == [(4000.0, 5000.0), (40000.0, 50000.0)], [(p.name, p.condition) for p in result.precedents]
     assert all(p.condition["department"] == {"eq": "Engineering"} for p in result.proposable if p.name.startswith("sandbag"))
+
+
+def test_a_band_closes_at_the_roundest_number_nearest_its_own_rows():
+    # no tier is declared: above requests of up to 4,990 the next reviewed one lies at 12,000, and a
+    # person closes the band at 5,000, not at 10,000 (mid-gap, as a one-sided threshold is placed)
+    def request(sid, department, amount, human="approve", precedent=None):
+        return ReviewedSession(session_id=sid, case={"department": department, "amount": amount},
+                               agent_decision="approve", human_decision=human, precedent=precedent,
+                               human_reasoning="sandbagged estimate, flag" if precedent else "agree")
+    everyday = [request(f"e{i}", "Engineering", amount) for i, amount in enumerate([2500.0, 12000.0, 20000.0, 70000.0])]
+    everyday += [request(f"o{i}", ("Sales", "Legal")[i % 2], amount)
+                 for i, amount in enumerate([4300.0, 4600.0, 4800.0, 42000.0, 45000.0, 48000.0, 900.0, 90000.0])]
+    sandbagged = [request(f"s{i}", "Engineering", amount, "flag-for-review", "sandbag")
+                  for i, amount in enumerate([3900.0, 4200.0, 4600.0, 4990.0, 38000.0, 44000.0, 49000.0])]
+    result = mine(everyday * 3 + sandbagged, min_evidence=3, entity_fields=["department"])
+    bands = sorted((p.condition["amount"]["ge"], p.condition["amount"]["lt"]) for p in result.proposable
+                   if p.name.startswith("sandbag"))
+    assert bands == [(3000.0, 5000.0), (30000.0, 50000.0)], [(p.name, p.condition) for p in result.precedents]
+
+
+def test_the_roundest_number_nearest_one_end_of_a_gap():
+    from improver.features import roundest_near
+
+    assert roundest_near(4990, 12000, 4990) == 5000  # one digit, as 10,000 is, and nearer the band's rows
+    assert roundest_near(2500, 3900, 3900) == 3000
+    assert roundest_near(3846, 3900, 3900) == 3900  # no one-digit number between: two digits
+    assert roundest_near(40, 84, 84) == 80 and roundest_near(40, 84, 40) == 50
+    assert roundest_near(-5, 3, 3) == 0  # across zero: zero, as roundest_between
+
