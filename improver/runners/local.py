@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import contextvars
 import importlib
-import os
 import signal
 import subprocess
 import sys
 import time
 import weakref
 from collections import deque
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import orjson
 
+from improver import worker_process
 from improver.errors import TargetError
 from improver.project import TargetSpec
 from improver.runners import ErrorBudget, Progress, _error, normalise
@@ -73,19 +73,7 @@ def _call(function, *args) -> tuple[bool, object]:
         return False, f"{type(error).__name__}: {error}"
 
 
-# A worker starts by watching its parent, before any slow import: it exits when the parent goes
-# away, even while the target is busy or still loading (no PR_SET_PDEATHSIG: that fires when the
-# parent's *thread* that started the worker ends, which is not the parent dying).
-WORKER = """import os, threading, time
-parent = os.getppid()
-def watch():
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(70)
-threading.Thread(target=watch, daemon=True, name="improver-parent-watch").start()
-from improver.runners.local import _serve
-_serve()
-"""
+WORKER = worker_process.script("improver.runners.local:_serve")
 
 
 def _serve() -> None:
@@ -93,9 +81,7 @@ def _serve() -> None:
 
     Runs in a fresh interpreter started with ``WORKER``: the protocol uses the original stdin
     and stdout; the target's own prints go to stderr."""
-    inbox, outbox = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    os.dup2(2, 1)
+    inbox, outbox = worker_process.parent_connections()
     spec, root, path = inbox.recv()
     sys.path += [entry for entry in path if entry not in sys.path]
     try:
@@ -176,14 +162,7 @@ class _Worker:
     """One worker process and the task it is on."""
 
     def __init__(self, spec: TargetSpec, root: Path):
-        self.process = subprocess.Popen([sys.executable, "-c", WORKER], cwd=root,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        for pipe in (self.process.stdin, self.process.stdout):
-            _widen(pipe.fileno())
-        self.conn = Connection(os.dup(self.process.stdout.fileno()), writable=False)
-        self._send = Connection(os.dup(self.process.stdin.fileno()), readable=False)
-        self.process.stdout.close()
-        self.process.stdin.close()
+        self.process, self.conn, self._send = worker_process.start(WORKER, cwd=root, widen=_widen)
         self._send.send((spec.model_dump(), str(root), sys.path))
         self.ready = False  # the target is imported
         self.has_batch = False

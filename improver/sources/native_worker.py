@@ -14,17 +14,15 @@ stays, and ingesting the file again stores the rest.
 from __future__ import annotations
 
 import gc
-import os
 import pickle
 import queue
-import subprocess
 import sys
 import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Iterator
 
-from improver import errors
+from improver import errors, worker_process
 from improver.sources import FilePart
 from improver.sources.native import NativeJsonlSource
 from improver.store import BatchRows, batch_rows, batched
@@ -32,17 +30,7 @@ from improver.store import BatchRows, batch_rows, batched
 PARALLEL_FROM = 16 * 2**20  # bytes (~20,000 events): below this the worker's start-up costs more than it saves
 OWN_SHARE = 0.25  # of the file read in this process, which also stores every row: the two then take as long
 
-# The worker watches its parent before any slow import, as the target's workers do (runners.local).
-WORKER = """import os, threading, time
-parent = os.getppid()
-def watch():
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(70)
-threading.Thread(target=watch, daemon=True, name="improver-parent-watch").start()
-from improver.sources.native_worker import _serve
-_serve()
-"""
+WORKER = worker_process.script("improver.sources.native_worker:_serve")
 
 
 def wanted(source) -> bool:
@@ -74,11 +62,7 @@ def rows(source: NativeJsonlSource, project_root: Path, redactor) -> Iterator[Ba
     worker process meanwhile. At the end ``source.rows_read`` and the redactor's ``counts`` are what
     reading it all here would have left."""
     part = split(source.path)
-    worker = subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    inbox = Connection(os.dup(worker.stdout.fileno()), writable=False)
-    outbox = Connection(os.dup(worker.stdin.fileno()), readable=False)
-    worker.stdout.close()
-    worker.stdin.close()
+    worker, inbox, outbox = worker_process.start(WORKER)
     try:
         outbox.send((str(project_root), str(source.path), part, sys.path))
         received: queue.SimpleQueue = queue.SimpleQueue()
@@ -127,9 +111,7 @@ def _receive(inbox: Connection, received: queue.SimpleQueue) -> None:
 
 def _serve() -> None:
     """In the worker: read the file as ``Workspace._ingest`` does, and send its rows a batch at a time."""
-    inbox, outbox = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    os.dup2(2, 1)  # prints (a redaction plugin's) go to stderr, not into the protocol
+    inbox, outbox = worker_process.parent_connections()  # a redaction plugin's prints go to stderr
     root, path, part, parent_path = inbox.recv()
     sys.path += [entry for entry in parent_path if entry not in sys.path]
     from improver.project import Project
