@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 MINE_TAGGED_ONLY = """
 import sys
 from improver.mining import mine
@@ -166,10 +168,16 @@ def test_cases_go_to_the_workers_as_json_and_reach_the_agent_as_they_were(tmp_pa
 # atexit runs its handlers last-registered first: this one, registered before main, runs after main's
 CLI_EXIT = """
 import atexit, gc, sys
-atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0, "collecting:", gc.isenabled()))
+import improver.cli.app
+cli = sys.modules["improver.cli.app"]
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0))
+app = cli.app
+def command(*args, **kwargs):  # the collector while the command runs
+    print("collecting:", gc.isenabled())
+    return app(*args, **kwargs)
+cli.app = command
 sys.argv = ["improver", *sys.argv[2:], "--project", sys.argv[1]]
-from improver.cli.app import main
-main()
+cli.main()
 """
 
 
@@ -185,3 +193,15 @@ def test_a_cli_command_runs_without_the_cyclic_collector_and_the_mcp_server_keep
         done = subprocess.run([sys.executable, "-c", CLI_EXIT, str(tiny_project), command], capture_output=True,
                               text=True, stdin=subprocess.DEVNULL, timeout=120)
         assert f"collecting: {collecting}" in done.stdout, done.stdout + done.stderr
+
+
+def test_main_in_a_longer_process_gives_the_collector_back_as_it_was(tiny_project, monkeypatch, capsys):
+    import gc
+
+    from improver.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["improver", "log", "--project", str(tiny_project)])
+    assert gc.isenabled()
+    with pytest.raises(SystemExit):
+        main()
+    assert gc.isenabled()

@@ -1,7 +1,6 @@
 """The Typer app and what every command group shares: options, consoles, the workspace, tables, ``main``."""
 from __future__ import annotations
 
-import atexit
 import gc
 import json
 import sys
@@ -117,12 +116,10 @@ def print_notices(results: dict | None) -> None:
 def main() -> None:
     import improver.cli  # noqa: F401  (registers every command group)
 
-    # At exit the interpreter collects garbage over every object a command loaded (LangGraph,
-    # pydantic, numpy: ~0.4 s after a small cycle); frozen first, nothing left is walked again.
-    atexit.register(gc.freeze)
     # A command runs once and exits, so the cyclic collector stays off: its passes over what a cycle
     # or an ingest built (rows and answers without cycles; ~0.2 s each at 100k sessions, the first
     # one as soon as a stage that paused it ends) free next to nothing. The MCP server runs on: it keeps it.
+    collecting = gc.isenabled()
     if sys.argv[1:2] != ["serve"]:
         gc.disable()
     try:
@@ -130,3 +127,10 @@ def main() -> None:
     except ImproverError as error:
         err.print(f"[red]error:[/] {error}")
         sys.exit(2)
+    finally:
+        # Then the interpreter's last collections (or a caller's next one: main may run in a longer
+        # process) would walk every object the command loaded (LangGraph, pydantic, numpy: ~0.4 s
+        # after a small cycle): frozen first, nothing left is walked again; the collector as it was.
+        gc.freeze()
+        if collecting:
+            gc.enable()
