@@ -254,3 +254,34 @@ def test_a_worker_that_dies_while_reading_keeps_what_was_stored_and_says_to_inge
     assert 0 < kept < 2 * N
     report = Workspace(project).ingest(str(project / "traces.jsonl"))
     assert report.decisions_new + report.reviews_new + kept == 2 * N and report.duplicates == kept
+
+
+def test_the_worker_rows_waiting_while_this_process_reads_its_part_are_bounded():
+    import queue
+    import threading
+    from multiprocessing import Pipe
+
+    from improver.sources.native_worker import _receive
+
+    inbox, outbox = Pipe(duplex=False)
+    for k in range(5):
+        outbox.send_bytes(b"batch %d" % k)
+    outbox.close()
+    received, stop = queue.Queue(2), threading.Event()
+    reader = threading.Thread(target=_receive, args=(inbox, received, stop), daemon=True)
+    reader.start()
+    reader.join(0.5)
+    assert reader.is_alive() and received.full()  # the worker's next batches wait in the pipe
+    assert [received.get(timeout=5) for _ in range(6)] == [b"batch %d" % k for k in range(5)] + [None]
+    reader.join(5)
+    assert not reader.is_alive()
+
+    inbox, outbox = Pipe(duplex=False)
+    for k in range(5):
+        outbox.send_bytes(b"more")
+    received = queue.Queue(1)
+    reader = threading.Thread(target=_receive, args=(inbox, received, stop := threading.Event()), daemon=True)
+    reader.start()
+    stop.set()  # this process stopped reading (an error): the reader ends though the queue is full
+    reader.join(5)
+    assert not reader.is_alive()

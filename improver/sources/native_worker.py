@@ -28,6 +28,7 @@ from improver.sources.native import NativeJsonlSource
 from improver.store import BatchRows, batch_rows, batched
 
 PARALLEL_FROM = 16 * 2**20  # bytes (~20,000 events): below this the worker's start-up costs more than it saves
+WAITING = 64  # batches of the worker's rows held while this process reads its own part (~2 MB each at 100k)
 OWN_SHARE = 0.25  # of the file read in this process, which also stores every row: the two then take as long
 
 WORKER = worker_process.script("improver.sources.native_worker:_serve")
@@ -63,10 +64,11 @@ def rows(source: NativeJsonlSource, project_root: Path, redactor) -> Iterator[Ba
     reading it all here would have left."""
     part = split(source.path)
     worker, inbox, outbox = worker_process.start(WORKER)
+    received: queue.Queue = queue.Queue(WAITING)
+    stop = threading.Event()
     try:
         outbox.send((str(project_root), str(source.path), part, sys.path))
-        received: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=_receive, args=(inbox, received), daemon=True, name="improver-ingest-rows").start()
+        threading.Thread(target=_receive, args=(inbox, received, stop), daemon=True, name="improver-ingest-rows").start()
         own = NativeJsonlSource(source.path, source.limits, FilePart(0, part.start, 1)) if part else None
         if own is not None:  # read here while the worker reads the rest: its batches wait in ``received``
             events = redactor.lines(own.lines()) if redactor is not None else own.events()
@@ -92,21 +94,31 @@ def rows(source: NativeJsonlSource, project_root: Path, redactor) -> Iterator[Ba
                 raise (error if isinstance(error, type) and issubclass(error, errors.ImproverError)
                        else errors.TraceError)(text)
     finally:
-        inbox.close()
-        outbox.close()
+        stop.set()
         if worker.poll() is None:
             worker.kill()
         worker.wait()
+        inbox.close()
+        outbox.close()
 
 
-def _receive(inbox: Connection, received: queue.SimpleQueue) -> None:
-    """The worker's messages as they come, still pickled (the pipe never fills while this process reads
-    its own part); None when the worker is gone."""
-    try:
-        while True:
-            received.put(inbox.recv_bytes())
-    except (EOFError, OSError):
-        received.put(None)
+def _receive(inbox: Connection, received: queue.Queue, stop: threading.Event) -> None:
+    """The worker's messages as they come, still pickled, so the worker goes on while this process reads
+    its own part (up to ``WAITING`` of them: then the pipe fills and the worker waits); None once the
+    worker is gone. Ends when ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            message = inbox.recv_bytes()
+        except (EOFError, OSError):
+            message = None
+        while not stop.is_set():
+            try:
+                received.put(message, timeout=0.2)
+                break
+            except queue.Full:
+                continue
+        if message is None:
+            return
 
 
 def _serve() -> None:
