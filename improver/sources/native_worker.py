@@ -1,7 +1,7 @@
 """A large native JSONL file read in two processes while this one stores it.
 
 Reading a native trace file (parsing each line, checking its event, screening it for PII
-and writing its rows) costs more than storing the rows in SQLite. For a file of
+and making its rows) costs more than storing the rows in SQLite. For a file of
 ``PARALLEL_FROM`` bytes or more, ``rows`` has a fresh interpreter (``python -c WORKER``,
 never forked: no inherited connections or locks) read the lines past the first
 ``OWN_SHARE`` of the file, exactly as ``Workspace`` would, while this process reads the
@@ -29,7 +29,7 @@ from improver.store import BatchRows, batch_rows, batched
 
 PARALLEL_FROM = 16 * 2**20  # bytes (~20,000 events): below this the worker's start-up costs more than it saves
 WAITING = 64  # batches of the worker's rows held while this process reads its own part (~2 MB each at 100k)
-OWN_SHARE = 0.25  # of the file read in this process, which also stores every row: the two then take as long
+OWN_SHARE = 0.25  # of the file read in this process, which also stores every row: the two parts then take about as long
 
 WORKER = worker_process.script("improver.sources.native_worker:_serve")
 
