@@ -285,3 +285,27 @@ def test_the_worker_rows_waiting_while_this_process_reads_its_part_are_bounded()
     stop.set()  # this process stopped reading (an error): the reader ends though the queue is full
     reader.join(5)
     assert not reader.is_alive()
+
+
+def test_a_long_line_across_the_split_and_crlf_line_ends_read_in_two_processes_as_in_one(tmp_path, monkeypatch):
+    from improver.sources import native_worker
+
+    here, there = (make_demo_project(tmp_path / name, n=N) for name in ("here", "there"))
+    for project in (here, there):
+        config = yaml.safe_load((project / "improver.yaml").read_text())
+        config["ingest"] = {"max_line_bytes": 2000}
+        (project / "improver.yaml").write_text(yaml.safe_dump(config))
+    lines = (here / "traces.jsonl").read_text().splitlines()
+    lines.insert(len(lines) // 5, json.dumps({"type": "review", "session_id": "x", "reasoning": "y" * 9000}))
+    traces = tmp_path / "crlf.jsonl"
+    traces.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    start = native_worker.split(traces).start  # the worker's part starts past the quarter: after the long line
+    assert start > traces.read_bytes().index(b'"y') + 9000
+    reports = {}
+    for project, threshold in ((here, 2**62), (there, 0)):
+        monkeypatch.setattr(native_worker, "PARALLEL_FROM", threshold)
+        reports[project] = Workspace(project).ingest(str(traces)).as_dict()
+    assert reports[here] == reports[there] and reports[here]["quarantine_reasons"] == {"line too long": 1}
+    assert stored(here) == stored(there)
+    with sqlite3.connect(here / ".improver" / "traces.sqlite") as a, sqlite3.connect(there / ".improver" / "traces.sqlite") as b:
+        assert a.execute("SELECT line, reason FROM quarantine").fetchall() == b.execute("SELECT line, reason FROM quarantine").fetchall()
