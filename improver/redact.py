@@ -579,6 +579,17 @@ class Redactor:
                 yield self.event(item) if index in flagged else item
 
 
+
+def screened(source, redactor: Redactor | None) -> Iterator[Event | Quarantined]:
+    """A trace source's events with PII masked (as they are, without a redactor): a native JSONL
+    source's lines are screened as read (``Redactor.lines``), other sources' events field by field."""
+    if redactor is None:
+        return source.events()
+    if hasattr(source, "lines"):
+        return redactor.lines(source.lines())
+    return redactor.events(source.events())
+
+
 LINE_BATCH = 1024  # lines screened together: the searches' set-up and repeated pieces are shared, few lines wait
 
 

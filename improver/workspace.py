@@ -33,7 +33,7 @@ from improver.notices import notices
 from improver.project import Project
 from improver.propose import build_proposals, guidance_from, render_config, report
 from improver.queue import model_assisted, recorded_picks, reference_experiment, sampled_agreement
-from improver.redact import Redactor
+from improver.redact import Redactor, screened
 from improver.runners import ERROR, ErrorBudget, run_many, runner_for
 from improver.runtime import RULES_FILE, load_overlay, parse_rules
 from improver.scoring import score, split_of
@@ -78,13 +78,7 @@ class Workspace:
             if native_worker.wanted(source):  # a large native file: read in a second process while this one stores
                 report = store.ingest_rows(native_worker.rows(source, self.project.root, redactor), source.name)
             else:
-                if redactor is None:
-                    events = source.events()
-                elif hasattr(source, "lines"):  # native JSONL: most lines are screened as read, not field by field
-                    events = redactor.lines(source.lines())
-                else:
-                    events = redactor.events(source.events())
-                report = store.ingest(events, source.name)
+                report = store.ingest(screened(source, redactor), source.name)
             self._account(source, store, report, redactor)
             if getattr(source, "position", None):
                 store.set_cursor(source.name, source.position)

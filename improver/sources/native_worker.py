@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from improver import errors, worker_process
+from improver.redact import Redactor, screened
 from improver.sources import FilePart
 from improver.sources.native import NativeJsonlSource
 from improver.store import BatchRows, batch_rows, batched
@@ -45,13 +46,14 @@ def wanted(source) -> bool:
 def split(path: Path, share: float = OWN_SHARE) -> FilePart | None:
     """Where the worker's part starts: the first line that starts past ``share`` of the file (None for
     a gzipped file, which cannot be read from the middle, or when no line starts there)."""
+    size = path.stat().st_size
     with path.open("rb") as handle:
         if handle.read(2) == b"\x1f\x8b":
             return None
-        handle.seek(int(path.stat().st_size * share))
+        handle.seek(int(size * share))
         handle.readline()  # the rest of the line that is under way there
         start = handle.tell()
-        if start >= path.stat().st_size:
+        if start >= size:
             return None
         handle.seek(0)
         lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(min(2**20, start - handle.tell())), b""))
@@ -71,8 +73,7 @@ def rows(source: NativeJsonlSource, project_root: Path, redactor) -> Iterator[Ba
         threading.Thread(target=_receive, args=(inbox, received, stop), daemon=True, name="improver-ingest-rows").start()
         own = NativeJsonlSource(source.path, source.limits, FilePart(0, part.start, 1)) if part else None
         if own is not None:  # read here while the worker reads the rest: its batches wait in ``received``
-            events = redactor.lines(own.lines()) if redactor is not None else own.events()
-            yield from map(batch_rows, batched(events))
+            yield from map(batch_rows, batched(screened(own, redactor)))
         while True:
             message = received.get()
             if message is None:
@@ -127,15 +128,13 @@ def _serve() -> None:
     root, path, part, parent_path = inbox.recv()
     sys.path += [entry for entry in parent_path if entry not in sys.path]
     from improver.project import Project
-    from improver.redact import Redactor
 
     gc.disable()  # events hold no cycles (as when stored in this process: ``TraceStore._bulk_write``)
     try:
         project = Project.load(root)
         source = NativeJsonlSource(Path(path), project.config.ingest, part)
         redactor = Redactor.from_project(project)
-        events = redactor.lines(source.lines()) if redactor is not None else source.events()
-        for batch in batched(events):
+        for batch in batched(screened(source, redactor)):
             outbox.send(("rows", batch_rows(batch)))
         outbox.send(("end", {"rows_read": source.rows_read, "redacted": dict(redactor.counts) if redactor else {}}))
     except Exception as error:  # noqa: BLE001 - said in the parent, as the same kind of error
