@@ -14,6 +14,7 @@ import gc
 import hashlib
 import json
 import sqlite3
+import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ CREATE VIEW current_reviews AS
         PARTITION BY session_id ORDER BY inferred, COALESCE(ts, '') DESC, seq DESC) AS rank FROM reviews)
     WHERE rank = 1;
 """
+WAL_TRIES = 100  # 5 s, SQLite's own busy wait
+SCHEMA_VERSION = 1  # PRAGMA user_version of a store whose schema is this one; raise it with the schema
 LOOKUP = 500  # ids per IN (...) query
 BATCH = 5000
 DECISION_COLUMNS = "session_id, case_json, decision, confidence, reasoning, cited_json, config_version, ts"
@@ -181,15 +184,47 @@ class TraceStore:
         self.path = Path(path)
         try:
             self.db = sqlite3.connect(self.path)
-            self.db.executescript(SCHEMA)
-            columns = {row[1] for row in self.db.execute("PRAGMA table_info(reviews)")}
-            for name, kind in (("inferred", "INTEGER NOT NULL DEFAULT 0"), ("confidence", "TEXT")):  # stores from before
-                if name not in columns:
-                    self.db.execute(f"ALTER TABLE reviews ADD COLUMN {name} {kind}")
-            self.db.executescript(CURRENT_REVIEWS)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                self._make_schema()
+            self._use_wal()
         except sqlite3.DatabaseError as error:
+            if "locked" in str(error):
+                raise StoreError(f"trace store {self.path} is locked by another improver process; run this again "
+                                 "when it finishes") from error
             raise StoreError(f"cannot open trace store {self.path}: {error}; move the file aside and ingest again") from error
+
+    def _use_wal(self) -> None:
+        """Switch a new store to WAL (the mode stays with the file). The switch takes no busy wait
+        of SQLite's own, and a second process making the same new store holds it off for a moment."""
+        for attempt in range(WAL_TRIES):
+            try:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == WAL_TRIES - 1:
+                    raise
+                time.sleep(0.05)
+
+    def _make_schema(self) -> None:
+        """Make the tables, or bring those of an older store up to date, in one transaction: a
+        second process opening the store at the same time waits, then finds the schema made."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    self.db.execute(statement)
+                columns = {row[1] for row in self.db.execute("PRAGMA table_info(reviews)")}
+                for name, kind in (("inferred", "INTEGER NOT NULL DEFAULT 0"), ("confidence", "TEXT")):  # stores from before
+                    if name not in columns:
+                        self.db.execute(f"ALTER TABLE reviews ADD COLUMN {name} {kind}")
+                for statement in filter(str.strip, CURRENT_REVIEWS.split(";")):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
 
     def close(self) -> None:
         self.db.close()

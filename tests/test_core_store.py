@@ -136,3 +136,34 @@ def test_sessions_with_the_same_citations_each_get_their_own_list(tiny_project):
     first.cited.append("changed")
     first.conditions.append("changed")
     assert second.cited == ["policy:wait"] and second.conditions == []
+
+
+def test_a_store_opened_by_many_connections_at_once_opens_in_each_and_keeps_one_schema(tmp_path):
+    """Two cycles started together both open the store: making or updating the schema is one
+    transaction, so neither meets the other's half-made view (on a new store and an existing one)."""
+    import threading
+
+    from improver.store import SCHEMA_VERSION, TraceStore
+
+    for trial in range(10):
+        path = tmp_path / f"t{trial}.sqlite"
+        if trial % 2:
+            TraceStore(path).close()
+        errors = []
+
+        def open_the_store():
+            try:
+                TraceStore(path).close()
+            except Exception as error:  # noqa: BLE001 - collected for the assert below
+                errors.append(error)
+
+        threads = [threading.Thread(target=open_the_store) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with TraceStore(path) as store:
+            assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert store.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'current_reviews'").fetchone()[0] == 1
