@@ -19,6 +19,7 @@ the execution contract:
 from __future__ import annotations
 
 import contextvars
+import gc
 import importlib
 import signal
 import subprocess
@@ -89,6 +90,7 @@ def _serve() -> None:
     except TargetError as error:
         outbox.send(("load_error", str(error)))
         return
+    gc.freeze()  # what loading the target made stays: the collector's passes walk only what a chunk makes
     outbox.send(("ready", decide_batch is not None))
     while True:
         try:
