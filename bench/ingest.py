@@ -39,8 +39,12 @@ def cpu() -> float:
 
 
 def floor_in_child(spec: str, out) -> None:
-    """The floor: json.loads per line and executemany into the trace store's schema."""
+    """The floor: json.loads per line and executemany into the trace store's schema, without the
+    cyclic collector (as improver's own ingest stores its batches)."""
+    import gc
     import sqlite3
+
+    gc.disable()
 
     from improver.store import SCHEMA
 
