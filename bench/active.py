@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=25)
     parser.add_argument("--until", type=int, default=400)
     parser.add_argument("--random-share", type=float, default=0.2)
-    parser.add_argument("--max-cycles", type=int, default=2)
+    parser.add_argument("--max-cycles", type=int, default=1, help="cycles after each batch (the issue: a cycle)")
     parser.add_argument("--queue-size", type=int, default=100_000, help="0 skips the queue timing")
     parser.add_argument("--plot", default="", help="save the curves here (PNG; needs matplotlib)")
     parser.add_argument("--save", default="", help="also write the per-seed figures here (JSON), to --load later")
