@@ -15,10 +15,10 @@ Floors, measured in this process on the same data:
   once, over all sessions for every experiment the cycle ran, plus every leave-one-out's
   matched sessions at that experiment's per-case cost;
 - scoring: numpy agreement per split for every scored experiment.
-improver's modules and the examples are compiled to bytecode first, as ``pip install`` does for an
-installed copy (an editable checkout has none, and where PYTHONDONTWRITEBYTECODE is set each
-process would compile every module again). This machine's speed drifts by up to a quarter from run to run (floors included): ``--repeat N``
-runs it all N times, each on a fresh project with its own floors, and prints the median ratio.
+The floors run without the cyclic collector. improver's modules and the examples are compiled to
+bytecode first, as ``pip install`` does for an installed copy (an editable checkout has none, and
+where PYTHONDONTWRITEBYTECODE is set each process would compile every module again). This
+machine's speed drifts by up to a quarter from run to run (floors included): ``--repeat N`` runs it all N times, each on a fresh project with its own floors, and prints the median ratio.
 Done means: ingest + cycle within 2x the sum of the floors and < 30 s; the second
 cycle decides no case again. `bench/scale.py` has the per-store and 1M-session figures.
 """
@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import gc
 import hashlib
 import json
-import gc
 import re
 import resource
 import sqlite3
@@ -38,7 +38,6 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,46 +123,32 @@ def children_cpu() -> float:
 FLOOR_CPU: dict[str, float] = defaultdict(float)  # the floors' CPU seconds, over the same sections as their wall time
 
 
-@contextmanager
-def collector_off():
-    """A floor is the least its work costs: without the cyclic collector walking this process's own
-    sessions (at 100k it added a tenth or more to the agent's batch)."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def ingest_floor(traces: Path, folder: Path) -> float:
     from improver.store import SCHEMA
+    from improver.workspace import collector_paused
 
     db = sqlite3.connect(folder / "floor.sqlite")
     db.executescript(SCHEMA)
-    with collector_off():
-        return _timed_ingest_floor(traces, db)
-
-
-def _timed_ingest_floor(traces: Path, db: sqlite3.Connection) -> float:
-    started, cpu_started = time.perf_counter(), time.process_time()
-    decisions, reviews = [], []
-    with open(traces, "rb") as lines:
-        for line in lines:
-            e = json.loads(line)
-            if e["type"] == "decision":
-                decisions.append((e["session_id"], json.dumps(e["case"]), e["decision"], e.get("confidence"),
-                                  e.get("reasoning"), json.dumps(e.get("cited")), e.get("config_version"), e.get("ts")))
-            else:
-                reviews.append((e["session_id"], e.get("reviewer"), e["decision"], e.get("reasoning"), e.get("precedent"),
-                                json.dumps(e.get("conditions")), e.get("ts"), hashlib.sha256(line).hexdigest()))
-    with db:
-        db.executemany("INSERT INTO decisions (session_id, case_json, decision, confidence, reasoning, cited_json, "
-                       "config_version, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", decisions)
-        db.executemany("INSERT INTO reviews (session_id, reviewer, decision, reasoning, precedent, conditions_json, ts, "
-                       "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", reviews)
-    seconds = time.perf_counter() - started
-    FLOOR_CPU["ingest"] = time.process_time() - cpu_started
+    gc.collect()
+    with collector_paused():  # a floor is the least its work costs: no collector passes over this process's objects
+        started, cpu_started = time.perf_counter(), time.process_time()
+        decisions, reviews = [], []
+        with open(traces, "rb") as lines:
+            for line in lines:
+                e = json.loads(line)
+                if e["type"] == "decision":
+                    decisions.append((e["session_id"], json.dumps(e["case"]), e["decision"], e.get("confidence"),
+                                      e.get("reasoning"), json.dumps(e.get("cited")), e.get("config_version"), e.get("ts")))
+                else:
+                    reviews.append((e["session_id"], e.get("reviewer"), e["decision"], e.get("reasoning"), e.get("precedent"),
+                                    json.dumps(e.get("conditions")), e.get("ts"), hashlib.sha256(line).hexdigest()))
+        with db:
+            db.executemany("INSERT INTO decisions (session_id, case_json, decision, confidence, reasoning, cited_json, "
+                           "config_version, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", decisions)
+            db.executemany("INSERT INTO reviews (session_id, reviewer, decision, reasoning, precedent, conditions_json, ts, "
+                           "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", reviews)
+        seconds = time.perf_counter() - started
+        FLOOR_CPU["ingest"] = time.process_time() - cpu_started
     db.close()
     return seconds
 
@@ -175,7 +160,7 @@ def rerun_and_scoring_floors(project: Path, ids: list[str], asked: int) -> tuple
 
     from improver.runners.local import load_callable
     from improver.scoring import split_of
-    from improver.workspace import Workspace
+    from improver.workspace import Workspace, collector_paused
 
     ws = Workspace(project)
     sessions = ws.sessions
@@ -187,7 +172,8 @@ def rerun_and_scoring_floors(project: Path, ids: list[str], asked: int) -> tuple
     notes = []
     for experiment in (ws.experiments.get(i) for i in ids):
         decide_batch(cases[:1], experiment.config_dir)  # config loaded once, outside the timing
-        with collector_off():
+        gc.collect()
+        with collector_paused():  # no collector passes over the sessions this process holds (a quarter of the batch)
             started, cpu_started = time.perf_counter(), time.process_time()
             decide_batch(cases, experiment.config_dir)
             seconds = time.perf_counter() - started

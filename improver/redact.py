@@ -579,7 +579,6 @@ class Redactor:
                 yield self.event(item) if index in flagged else item
 
 
-
 def screened(source, redactor: Redactor | None) -> Iterator[Event | Quarantined]:
     """A trace source's events with PII masked (as they are, without a redactor): a native JSONL
     source's lines are screened as read (``Redactor.lines``), other sources' events field by field."""
