@@ -42,11 +42,13 @@ import random
 import sqlite3
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import yaml
 
+from improver.errors import ImproverError
 from improver.experiments import Experiment, now
 from improver.features import Columns, round_cut, words
 from improver.runtime import load_overlay, parse_rules
@@ -122,11 +124,17 @@ class Queue:
 
 # --- the store's side -----------------------------------------------------------------
 def pending_decisions(db: sqlite3.Connection, since: str | None = None) -> list[Pending]:
-    """Agent decisions without any human review (newer than ``since`` when given), by session id."""
+    """Agent decisions without any human review (at or after ``since``, an ISO 8601 date or timestamp,
+    when given; compared as text with the stored timestamps), by session id."""
     sql = ("SELECT session_id, case_json, decision, ts FROM decisions"
            " WHERE session_id NOT IN (SELECT session_id FROM reviews)")
     args: tuple = ()
     if since:
+        try:
+            datetime.fromisoformat(since)
+        except ValueError:
+            raise ImproverError(f"since {since!r} is not an ISO 8601 date or timestamp: write it like 2026-11-01 "
+                                "or 2026-11-01T09:00:00Z") from None
         sql += " AND COALESCE(ts, '') >= ?"
         args = (since,)
     return [Pending(row[0], _loads(row[1]), row[2], row[3]) for row in db.execute(sql + " ORDER BY session_id", args)]

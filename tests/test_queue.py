@@ -10,6 +10,7 @@ from conftest import write_jsonl
 from improver import review as reviewing
 from improver.cli import app
 from improver.cycle import run_cycles
+from improver.errors import ImproverError
 from improver.experiments import read_tree
 from improver.precedents import track
 from improver.queue import (MAX_PER_KEY, build_queue, difference_estimate, learned_precedents, model_assisted,
@@ -221,7 +222,16 @@ def test_flag_lists_predicted_overrides_with_rule_evidence_and_exits_1(live_proj
     assert len(flags) == sum(1 for i in range(190) if PRODUCTS[i % 4] == "login" and 5 + (i * 11) % 50 <= 30)
     assert flags[0]["evidence_sessions"] and (flags[0]["precision"], flags[0]["precision_kind"]) == (1.0, "out-of-fold")
     since = runner.invoke(app, ["flag", "--project", str(live_project), "--since", "2027-01-01"])
-    assert since.exit_code == 0 and "No predicted overrides" in since.output
+    assert since.exit_code == 0 and "No predicted overrides" in since.output and "at or after 2027-01-01" in since.output
+
+
+def test_flag_and_queue_refuse_a_since_that_is_not_an_iso_timestamp(live_project):
+    runner = CliRunner()
+    for command in (["flag"], ["queue", "--dry-run"]):
+        result = runner.invoke(app, [*command, "--project", str(live_project), "--since", "01/11/2026"])
+        assert isinstance(result.exception, ImproverError), result.output  # main() prints it and exits 2
+        assert "not an ISO 8601 date or timestamp" in str(result.exception) and "2026-11-01T09:00:00Z" in str(result.exception)
+    assert runner.invoke(app, ["flag", "--project", str(live_project), "--since", "2026-11-01T09:00:00Z"]).exit_code == 1
 
 
 def test_queue_command_writes_picks_for_a_labelling_tool(live_project, tmp_path):

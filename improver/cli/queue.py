@@ -92,7 +92,8 @@ def flag_command(project: Path = ProjectOption, since: Optional[str] = typer.Opt
     if as_json:
         console.print_json(json.dumps({"experiment": reference, "flags": as_dicts(flags)}))
     elif not flags:
-        console.print(f"No predicted overrides: {reference}'s rules agree with every unreviewed decision.")
+        console.print(f"No predicted overrides: {reference}'s rules agree with every unreviewed decision"
+                      + (f" at or after {since}." if since else "."))
     else:
         from rich.table import Table  # imported here: `improver --help` stays fast
         table = Table(title=f"{len(flags)} predicted overrides (rules of {reference})")
