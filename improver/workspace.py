@@ -122,8 +122,12 @@ class Workspace:
 
     def require_sessions(self) -> list[ReviewedSession]:
         if not self.sessions:
+            with self.store() as store:
+                waiting = store.db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
             raise ImproverError("no reviewed sessions yet: ingest traces that hold both agent decisions and "
-                                "human reviews (`improver ingest traces.jsonl`)")
+                                "human reviews (`improver ingest traces.jsonl`)" + (
+                                    f"; {waiting} agent decisions are waiting for review: `improver queue` picks "
+                                    "which ones humans should review first" if waiting else ""))
         return self.sessions
 
     def graph(self):

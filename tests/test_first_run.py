@@ -77,6 +77,16 @@ def test_an_agent_that_ignores_the_rules_and_raises_is_explained(tmp_path):
     assert run["errors"] == int(raised[0].split(" of ")[0]) and run["error_examples"] == ["ValueError: no billing data"]
 
 
+def test_a_cycle_on_unreviewed_traffic_points_to_the_review_queue(tmp_path):
+    cli("init", str(tmp_path), "--traces", str(TRACES))
+    decisions = [line for line in TRACES.read_text().splitlines() if json.loads(line)["type"] == "decision"]
+    (tmp_path / "traffic.jsonl").write_text("\n".join(decisions) + "\n")
+    cli("ingest", str(tmp_path / "traffic.jsonl"), "--project", str(tmp_path))
+    result = CliRunner().invoke(app, ["cycle", "--project", str(tmp_path)])
+    assert "no reviewed sessions yet" in str(result.exception)
+    assert f"{len(decisions)} agent decisions are waiting for review: `improver queue`" in str(result.exception)
+
+
 def test_quarantine_lists_each_bad_line_with_its_file_line_and_reason(tmp_path):
     cli("init", str(tmp_path), "--decisions", "resolve,escalate")
     lines = TRACES.read_text().splitlines()[:4]
