@@ -140,6 +140,18 @@ def pending_decisions(db: sqlite3.Connection, since: str | None = None) -> list[
     return [Pending(row[0], _loads(row[1]), row[2], row[3]) for row in db.execute(sql + " ORDER BY session_id", args)]
 
 
+def picked_decisions(db: sqlite3.Connection, picks: Iterable["Pick"]) -> dict[str, dict]:
+    """Each pick's case and the agent's reasoning, by session id: what a reviewer reads before deciding."""
+    ids = [p.session_id for p in picks]
+    found: dict[str, dict] = {}
+    for start in range(0, len(ids), 500):  # under SQLite's limit on bound parameters
+        chunk = ids[start:start + 500]
+        rows = db.execute(f"SELECT session_id, case_json, reasoning FROM decisions WHERE session_id IN "
+                          f"({','.join('?' * len(chunk))})", chunk)
+        found.update((row[0], {"case": _loads(row[1]), "agent_reasoning": row[2] or ""}) for row in rows)
+    return found
+
+
 def recorded_picks(db: sqlite3.Connection) -> dict[str, dict]:
     """Every recorded pick by session id: batch, picked_by, reason, probability, and its batch's pool size."""
     db.executescript(PICKS_SCHEMA)

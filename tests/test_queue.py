@@ -240,10 +240,25 @@ def test_queue_command_writes_picks_for_a_labelling_tool(live_project, tmp_path)
     assert result.exit_code == 0, result.output
     assert "Recorded as batch q0001" in result.output
     rows = list(csv.DictReader((tmp_path / "q.csv").open()))
-    assert len(rows) == 8 and {"session_id", "picked_by", "reason", "probability"} <= set(rows[0])
+    assert len(rows) == 8 and {"session_id", "picked_by", "reason", "probability", "agent_reasoning"} <= set(rows[0])
+    assert all(r["case.ticket"] == r["session_id"] and r["case.product"] for r in rows), "what the reviewer reads"
     dry = runner.invoke(app, ["queue", "--project", str(live_project), "-n", "3", "--dry-run", "--json"])
     assert dry.exit_code == 0
     assert not {p["session_id"] for p in json.loads(dry.output)["picks"]} & {r["session_id"] for r in rows}
+    result = runner.invoke(app, ["queue", "--project", str(live_project), "-n", "3", "--out", str(tmp_path / "q.jsonl")])
+    picks = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert "Recorded as batch q0002" in result.output and all(p["case"]["ticket"] == p["session_id"] for p in picks)
+
+
+def test_a_queue_whose_file_cannot_be_written_records_no_batch(live_project, tmp_path, monkeypatch):
+    runner = CliRunner()
+    bad = runner.invoke(app, ["queue", "--project", str(live_project), "-n", "4", "--out", str(tmp_path / "q.txt")])
+    assert "use a .jsonl or .csv file name" in str(bad.exception)
+    monkeypatch.setattr("improver.cli.queue.write_picks", lambda *a: (_ for _ in ()).throw(ImproverError("refused")))
+    refused = runner.invoke(app, ["queue", "--project", str(live_project), "-n", "4", "--out", str(tmp_path / "q.csv")])
+    assert str(refused.exception) == "refused"
+    with Workspace(live_project).store() as store:
+        assert next_batch(store.db) == "q0001", "the picks nobody received are not awaited as reviews"
 
 
 def test_a_precedent_keeps_its_id_from_new_to_growing_to_handled(tmp_path, tiny_project):

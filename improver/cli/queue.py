@@ -24,22 +24,26 @@ def queue_command(project: Path = ProjectOption, n: int = typer.Option(50, "-n",
                   dry_run: bool = typer.Option(False, "--dry-run", help="Show the picks without recording them."),
                   as_json: bool = typer.Option(False, "--json")):
     """Pick the unreviewed decisions whose human review would teach the loop the most, and say why."""
-    from improver.queue import build_queue, next_batch, record
+    from improver.queue import build_queue, next_batch, picked_decisions, record
 
+    if out and out.suffix not in (".jsonl", ".csv"):
+        raise ImproverError(f"--out {out}: use a .jsonl or .csv file name")
+    sent = None
     with workspace(project, quiet=as_json) as ws:
         with ws.store() as store:
             batch = next_batch(store.db)
         queue = build_queue(ws, n=n, random_share=random_share, seed=seed, since=since, batch=batch)
-        if not dry_run:
+        if out:
+            with ws.store() as store:
+                decisions = picked_decisions(store.db, queue.picks)
+            write_picks(out, queue.picks, ws.leak_scan, decisions)
+        if to:
+            from improver.queue_phoenix import send_to_phoenix
+
+            sent = send_to_phoenix(ws, queue, to)
+        if not dry_run:  # recorded once the picks reached the file and Phoenix: a failed run records nothing
             with ws.store() as store:
                 record(store.db, queue)
-    if out:
-        write_picks(out, queue.picks, ws.leak_scan)
-    sent = None
-    if to:
-        from improver.queue_phoenix import send_to_phoenix
-
-        sent = send_to_phoenix(ws, queue, to)
     if as_json:
         console.print_json(json.dumps(dict(queue.as_dict(), phoenix=sent)))
         return
@@ -62,19 +66,31 @@ def queue_command(project: Path = ProjectOption, n: int = typer.Option(50, "-n",
                                                                  if sent["not_found"] else "."))
 
 
-def write_picks(path: Path, picks, scan=None) -> None:
+def write_picks(path: Path, picks, scan=None, decisions: dict[str, dict] | None = None) -> None:
+    """The picks as a labelling tool imports them: each with its case and the agent's reasoning when
+    ``decisions`` (``queue.picked_decisions``) has them; in a CSV, a column per case field."""
     rows = [p.as_dict() for p in picks]
+    rows = [dict(row, **(decisions or {}).get(row["session_id"], {})) for row in rows]
     if scan is not None:  # the project's leak scan: no unmasked personal data in the queue file
         scan.check("".join(json.dumps(r) + "\n" for r in rows), f"the review queue {path}")
     if path.suffix == ".csv":
+        rows = [_flat(row) for row in rows]
         with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["session_id"])
+            writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)) or ["session_id"])
             writer.writeheader()
             writer.writerows(rows)
     elif path.suffix == ".jsonl":
         path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     else:
         raise ImproverError(f"--out {path}: use a .jsonl or .csv file name")
+
+
+def _flat(row: dict) -> dict:
+    """A CSV row: the case's fields as ``case.<field>`` columns (a nested value as its JSON)."""
+    case = row.pop("case", None)
+    for key, value in (case or {}).items():
+        row[f"case.{key}"] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    return row
 
 
 @app.command("flag")
