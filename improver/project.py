@@ -33,6 +33,8 @@ class TargetSpec(BaseModel):
     timeout: float = Field(60, gt=0, description="seconds one case may take (a decide_batch call: its chunk)")
     ray_address: str | None = Field(None, description="ray: the cluster (ray://host:10001, auto); unset: local")
     cache: bool = Field(True, description="answer cases already decided with the same config from .improver/decisions.sqlite")
+    cache_max_mb: float = Field(1024, gt=0, description="the decision cache's answers at most (MB); the runs of the "
+                                "configs asked for least recently go first")
     max_error_share: float = Field(0.2, ge=0, le=1, description="a run with a larger share of errored cases fails")
     version: str | None = Field(None, description="the agent's version; when unset, a hash of its code is used")
 

@@ -2,6 +2,7 @@
 async runner's concurrency and rate limit, and the Ray runner on a local Ray started here."""
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -64,12 +65,33 @@ def test_the_cache_stores_a_repeated_answer_once_and_gives_each_case_its_own_cop
     assert found["k1"]["cited"] == ["policy:tiers"]
 
 
-def test_cache_rows_written_one_answer_per_case_still_read(tmp_path):
-    cache = DecisionCache(tmp_path / "decisions.sqlite")
+def test_a_cache_written_by_an_older_improver_still_reads(tmp_path):
+    """Its table had no sizes and its rows one answer per case."""
     answer = {"decision": "approve", "confidence": None, "reasoning": "", "cited": []}
-    with cache.db:
-        cache.db.execute("INSERT INTO runs VALUES (?, ?, ?)", ("agent", "config", orjson.dumps({"k": answer})))
+    old = sqlite3.connect(tmp_path / "decisions.sqlite")
+    with old:
+        old.execute("CREATE TABLE runs (agent TEXT NOT NULL, config TEXT NOT NULL, answers BLOB NOT NULL)")
+        old.execute("INSERT INTO runs VALUES (?, ?, ?)", ("agent", "config", orjson.dumps({"k": answer})))
+    old.close()
+    cache = DecisionCache(tmp_path / "decisions.sqlite")
     assert cache.get("agent", "config") == {"k": answer}
+    assert cache.db.execute("SELECT bytes FROM runs").fetchone()[0] == len(orjson.dumps({"k": answer}))
+
+
+def test_the_cache_keeps_under_its_size_by_dropping_the_runs_asked_for_least_recently(tmp_path):
+    answers = {f"k{i}": {"decision": "approve", "confidence": None, "reasoning": f"r{i}", "cited": []} for i in range(20)}
+    size = len(DecisionCache._row(answers))
+    cache = DecisionCache(tmp_path / "decisions.sqlite", max_bytes=2.5 * size)
+    cache.put("agent", "a", answers)
+    cache.put("agent", "b", answers)
+    assert cache.get("agent", "a")  # a is asked for again: b is now the least recently used
+    cache.put("agent", "c", answers)
+    assert (cache.has("agent", "a"), cache.has("agent", "b"), cache.has("agent", "c")) == (True, False, True)
+    cache.put("agent", "huge", {f"h{i}": dict(a, reasoning=f"h{i}" * 50) for i, a in enumerate(answers.values())})
+    assert cache.has("agent", "huge"), "the run just stored stays, even when it alone is over the limit"
+    assert not cache.has("agent", "a") and not cache.has("agent", "c")
+    reopened = DecisionCache(tmp_path / "decisions.sqlite", max_bytes=2.5 * size)
+    assert reopened.get("agent", "huge")["h3"]["reasoning"] == "h3" * 50
 
 
 def test_error_answers_are_not_kept(tiny_project):

@@ -148,5 +148,5 @@ def _cached(project: Project, runner: TargetRunner, case_keys: dict | None = Non
         return runner
     from improver.runners.cache import CachedRunner, DecisionCache, fingerprint
 
-    return CachedRunner(runner, DecisionCache(project.data_dir / "decisions.sqlite"), fingerprint(spec, project.root),
-                        case_keys)
+    cache = DecisionCache(project.data_dir / "decisions.sqlite", spec.cache_max_mb * 2**20)
+    return CachedRunner(runner, cache, fingerprint(spec, project.root), case_keys)

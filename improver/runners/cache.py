@@ -7,7 +7,8 @@ target's code: the callable's module file (every .py file of its package, if in
 one), or the files a command names in the project.
 Set ``target.version`` when the agent changes in ways its file does not show (a model
 named in the environment, a dependency). Error answers are never kept. Answers live in
-``.improver/decisions.sqlite``; ``target.cache: false`` turns the cache off.
+``.improver/decisions.sqlite``, at most ``target.cache_max_mb`` of them (the least recently
+used runs go first); ``target.cache: false`` turns the cache off.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import sqlite3
+import time
 from pathlib import Path
 
 import orjson
@@ -73,16 +75,27 @@ class DecisionCache:
     """Answers by agent and config, one row per run that decided something new, so a run reads
     its config's answers in one query. A row is a JSON object ``{"answers": [...], "at": {case
     key: index}}``: a run's answers mostly repeat a few (one per rule that decides), so each
-    distinct answer is stored once. Rows written as ``{case key: answer}`` still read."""
+    distinct answer is stored once. Rows written as ``{case key: answer}`` still read.
 
-    def __init__(self, path: Path):
-        self.path = path
+    The cache holds at most ``max_bytes`` of answers (``target.cache_max_mb``): past that, the
+    runs whose config was asked for least recently go first (those of configs no experiment uses
+    any more, or of an agent whose code has changed since), never the run just stored."""
+
+    def __init__(self, path: Path, max_bytes: float = float("inf")):
+        self.path, self.max_bytes = path, max_bytes
+        self._asked: set[tuple[str, str]] = set()  # (agent, config) read since the last write: marked used then
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(path), check_same_thread=False)
-            self.db.execute("CREATE TABLE IF NOT EXISTS runs (agent TEXT NOT NULL, config TEXT NOT NULL, "
-                            "answers BLOB NOT NULL)")
-            self.db.execute("CREATE INDEX IF NOT EXISTS runs_by_config ON runs (agent, config)")
+            with self.db:
+                self.db.execute("CREATE TABLE IF NOT EXISTS runs (agent TEXT NOT NULL, config TEXT NOT NULL, "
+                                "answers BLOB NOT NULL, bytes INTEGER, used REAL NOT NULL DEFAULT 0)")
+                columns = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+                if "bytes" not in columns:  # made by an improver before the size limit
+                    self.db.execute("ALTER TABLE runs ADD COLUMN bytes INTEGER")
+                    self.db.execute("ALTER TABLE runs ADD COLUMN used REAL NOT NULL DEFAULT 0")
+                    self.db.execute("UPDATE runs SET bytes = length(answers)")
+                self.db.execute("CREATE INDEX IF NOT EXISTS runs_by_config ON runs (agent, config)")
         except sqlite3.DatabaseError as error:
             raise StoreError(f"cannot open the decision cache {path}: {error}; delete it (it only saves reruns)") from error
 
@@ -95,6 +108,8 @@ class DecisionCache:
                 found.update((key, _own(distinct[i])) for key, i in row["at"].items())
             else:  # written before answers were stored once each
                 found.update(row)
+        if found:
+            self._asked.add((agent, config))
         return found
 
     def has(self, agent: str, config: str) -> bool:
@@ -105,11 +120,36 @@ class DecisionCache:
         self.put_many([(agent, config, answers)])
 
     def put_many(self, runs: list[tuple[str, str, dict[str, dict]]]) -> None:
-        """Several runs' answers (agent, config, {case key: answer}) in one transaction."""
+        """Several runs' answers (agent, config, {case key: answer}) in one transaction, with the
+        configs read since the last write marked used, and the least recently used runs over the
+        size limit removed."""
         rows = [(agent, config, self._row(answers)) for agent, config, answers in runs if answers]
-        if rows:
-            with self.db:
-                self.db.executemany("INSERT INTO runs VALUES (?, ?, ?)", rows)
+        if not rows and not self._asked:
+            return
+        used = time.time()
+        with self.db:
+            self.db.executemany("UPDATE runs SET used = ? WHERE agent = ? AND config = ?",
+                                [(used, agent, config) for agent, config in self._asked])
+            self._asked.clear()
+            if rows:
+                self.db.executemany("INSERT INTO runs (agent, config, answers, bytes, used) VALUES (?, ?, ?, ?, ?)",
+                                    [(agent, config, blob, len(blob), used) for agent, config, blob in rows])
+                self._evict(newest=len(rows))
+
+    def _evict(self, newest: int) -> None:
+        total = self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM runs").fetchone()[0]
+        if total <= self.max_bytes:
+            return
+        candidates = self.db.execute("SELECT rowid, bytes FROM runs WHERE rowid NOT IN "
+                                     "(SELECT rowid FROM runs ORDER BY rowid DESC LIMIT ?) ORDER BY used, rowid",
+                                     (newest,)).fetchall()
+        gone = []
+        for rowid, size in candidates:
+            if total <= self.max_bytes:
+                break
+            gone.append((rowid,))
+            total -= size or 0
+        self.db.executemany("DELETE FROM runs WHERE rowid = ?", gone)
 
     @staticmethod
     def _row(answers: dict[str, dict]) -> bytes:
