@@ -3,6 +3,7 @@ async runner's concurrency and rate limit, and the Ray runner on a local Ray sta
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from improver.cycle import run_cycles
-from improver.errors import TargetError
+from improver.errors import RunFailedError, TargetError
 from improver.project import Project
 from improver.runners import runner_for
 from improver.runners.cache import DecisionCache
@@ -178,6 +179,19 @@ def test_the_async_runner_keeps_to_its_concurrency_and_rate_limit(tiny_project):
     assert starts[-1] - starts[0] >= 29 / 200 * 0.9  # evenly spaced starts, 200 a second
 
 
+def test_the_async_runner_stops_calling_an_agent_whose_calls_keep_failing(tiny_project):
+    """An API that is down: past target.max_error_share errors the run fails, without calling on for every case."""
+    (tiny_project / "async_agent.py").write_text(ASYNC_AGENT)
+    sys.modules.pop("async_agent", None)  # its call counts start at zero
+    runner = runner_for(with_target(tiny_project, callable="async_agent:decide", runner="async", concurrency=4,
+                                    max_error_share=0.1, cache=False))
+    with pytest.raises(RunFailedError, match="the API said no"):
+        runner.run([{"boom": True} for _ in range(400)], tiny_project / "config")
+    import async_agent
+
+    assert len(async_agent.in_flight["starts"]) < 60, "40 errors are over the share: it stops near there, not at 400"
+
+
 def test_an_in_process_async_agent_runs_with_the_collector_on_even_inside_a_cycle(tiny_project):
     import gc
 
@@ -215,6 +229,14 @@ def test_the_ray_runner_decides_like_the_local_runner_on_a_local_ray(tiny_projec
     assert ray_runner.run(cases, config, done.append) == local
     assert done == [1000, 1000, 400]
     assert local_ray.cluster_resources().get("CPU") == 1
+
+
+def test_the_ray_runner_fails_past_the_error_share_and_cancels_the_chunks_left(tiny_project, local_ray):
+    ray_runner = runner_for(with_target(tiny_project, runner="ray", cache=False, max_error_share=0.1))
+    done = []
+    with pytest.raises(RunFailedError, match="more than target.max_error_share"):
+        ray_runner.run([{"boom": True, "minutes": 1}] * 5000, tiny_project / "config", done.append)
+    assert done == [], "it fails on the first chunk's errors, not after deciding all five"
 
 
 def test_the_answers_of_runs_batched_together_are_kept_in_one_transaction(tiny_project):

@@ -1,6 +1,8 @@
 """The async backend (``target.runner: async``): an ``async def decide(case, config_dir)``
 target for I/O-bound agents (an LLM behind an API), with at most ``target.concurrency``
-cases in flight and at most ``target.rate_limit`` cases started per second."""
+cases in flight and at most ``target.rate_limit`` cases started per second. Past
+``target.max_error_share`` errors (an API that is down, a key that was revoked) the run
+stops starting cases and fails, as the local backend's does, instead of calling on."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +12,7 @@ from pathlib import Path
 
 from improver.errors import TargetError
 from improver.project import TargetSpec
-from improver.runners import Progress, _error, normalise
+from improver.runners import ErrorBudget, Progress, _error, normalise
 from improver.runners.local import load_callable
 
 PROGRESS_EVERY = 50
@@ -40,6 +42,7 @@ class AsyncRunner:
         interval = 1 / self.spec.rate_limit if self.spec.rate_limit else 0.0
         results: list[dict | None] = [None] * len(cases)
         pending = iter(range(len(cases)))
+        budget = ErrorBudget(len(cases), self.spec.max_error_share)
         state = {"next_start": loop.time(), "unreported": 0}
 
         async def one(index: int) -> dict:
@@ -57,6 +60,7 @@ class AsyncRunner:
         async def worker() -> None:
             for index in pending:  # one shared iterator: each case is taken once
                 results[index] = await one(index)
+                budget.add(index, results[index])  # RunFailedError past the share: the cases in flight are cancelled
                 state["unreported"] += 1
                 if progress and state["unreported"] >= PROGRESS_EVERY:
                     progress(state["unreported"])

@@ -5,17 +5,18 @@ Ray cluster as tasks, each deciding its chunk with the local backend's code.
 Ray already started in this process is used, or a local one is started. The config
 folder travels with the tasks as file contents (written once per worker into a
 temporary folder named by its hash), so workers need not share a disk with improver;
-they must be able to import the target (same image, or a Ray ``runtime_env``).
+they must be able to import the target (same image, or a Ray ``runtime_env``). Past
+``target.max_error_share`` errors the chunks not done yet are cancelled and the run fails.
 """
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
-from improver.errors import MissingExtraError
+from improver.errors import MissingExtraError, RunFailedError
 from improver.experiments import read_tree, tree_hash
 from improver.project import TargetSpec
-from improver.runners import Progress
+from improver.runners import ErrorBudget, Progress
 from improver.runners.local import CHUNK, _decide_chunk, load_callable
 
 
@@ -58,9 +59,16 @@ class RayRunner:
         refs = [self._task.remote(self.spec, self.root, cases[i:i + CHUNK], shipped, digest)
                 for i in range(0, len(cases), CHUNK)]
         results: list[dict] = []
-        for ref in refs:
-            part = self.ray.get(ref)
-            results += part
-            if progress:
-                progress(len(part))
+        budget = ErrorBudget(len(cases), self.spec.max_error_share)
+        try:
+            for ref in refs:
+                part = self.ray.get(ref)
+                budget.add_all(len(results), part)  # past the error share: the chunks not done yet are cancelled
+                results += part
+                if progress:
+                    progress(len(part))
+        except RunFailedError:
+            for ref in refs:
+                self.ray.cancel(ref)
+            raise
         return results
