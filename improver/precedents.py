@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from improver.conditions import describe, matches
+from improver.errors import ImproverError
 from improver.queue import proposals_by_rule
 
 if TYPE_CHECKING:
@@ -48,7 +49,14 @@ def week_of(ts: str | None) -> str:
 def _load(path: Path) -> dict:
     if not path.exists():
         return {"next": 1, "observations": [], "precedents": []}
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        registry = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(registry, dict) or not {"next", "observations", "precedents"} <= set(registry):
+            raise ValueError("not a precedent registry")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ImproverError(f"{path} is damaged ({error}): restore it from a backup, or move it aside to start the "
+                            "registry again (the precedents' ids then start over at P0001)") from None
+    return registry
 
 
 def _save(path: Path, registry: dict) -> None:

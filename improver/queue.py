@@ -160,14 +160,24 @@ def recorded_picks(db: sqlite3.Connection) -> dict[str, dict]:
 
 
 def record(db: sqlite3.Connection, queue: Queue) -> None:
+    """Record the batch's picks and its model, or none of them (ImproverError) when another
+    ``improver queue`` recorded this batch, or one of these sessions, after it was drawn."""
     db.executescript(PICKS_SCHEMA)
     at = now()
     with db:
-        db.executemany("INSERT OR IGNORE INTO queue_picks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        db.execute("BEGIN IMMEDIATE")  # checked and written with no other writer in between
+        ids = [p.session_id for p in queue.picks]
+        taken = db.execute("SELECT 1 FROM queue_picks WHERE batch = ? LIMIT 1", (queue.batch,)).fetchone() or any(
+            db.execute(f"SELECT 1 FROM queue_picks WHERE session_id IN ({','.join('?' * len(chunk))}) LIMIT 1",
+                       chunk).fetchone() for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)))
+        if taken:
+            raise ImproverError(f"another improver queue recorded batch {queue.batch} (or some of its sessions) after "
+                                "this one was drawn; nothing of this one was recorded: run it again")
+        db.executemany("INSERT INTO queue_picks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        [(p.session_id, queue.batch, p.picked_by, p.reason, p.probability, p.priority, at, queue.pending)
                         for p in queue.picks])
         if queue.picks:
-            db.execute("INSERT OR IGNORE INTO queue_models VALUES (?, ?, ?)",
+            db.execute("INSERT INTO queue_models VALUES (?, ?, ?)",
                        (queue.batch, queue.reference, yaml.safe_dump(queue.model, sort_keys=True)))
 
 

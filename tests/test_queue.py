@@ -250,6 +250,21 @@ def test_queue_command_writes_picks_for_a_labelling_tool(live_project, tmp_path)
     assert "Recorded as batch q0002" in result.output and all(p["case"]["ticket"] == p["session_id"] for p in picks)
 
 
+def test_two_queues_drawn_at_once_record_one_batch_and_the_other_is_refused_whole(live_project):
+    ws = Workspace(live_project)
+    with ws.store() as store:
+        first = build_queue(ws, n=10, seed=1, batch=next_batch(store.db))
+        second = build_queue(ws, n=10, seed=2, batch=next_batch(store.db))
+        record(store.db, first)
+        with pytest.raises(ImproverError, match="another improver queue recorded batch q0001"):
+            record(store.db, second)
+        rows = store.db.execute("SELECT session_id, batch FROM queue_picks").fetchall()
+        assert sorted(rows) == sorted((p.session_id, "q0001") for p in first.picks)
+        assert next_batch(store.db) == "q0002"
+        record(store.db, build_queue(ws, n=10, seed=2, batch="q0002"))  # drawn again: recorded
+        assert next_batch(store.db) == "q0003"
+
+
 def test_a_queue_whose_file_cannot_be_written_records_no_batch(live_project, tmp_path, monkeypatch):
     runner = CliRunner()
     bad = runner.invoke(app, ["queue", "--project", str(live_project), "-n", "4", "--out", str(tmp_path / "q.txt")])
@@ -259,6 +274,14 @@ def test_a_queue_whose_file_cannot_be_written_records_no_batch(live_project, tmp
     assert str(refused.exception) == "refused"
     with Workspace(live_project).store() as store:
         assert next_batch(store.db) == "q0001", "the picks nobody received are not awaited as reviews"
+
+
+def test_a_damaged_precedent_registry_is_named_and_left_as_it_is(live_project):
+    registry = live_project / ".improver" / "precedents.json"
+    registry.write_text('{"next": 3, "precedents": [')
+    with pytest.raises(ImproverError, match="precedents.json is damaged .*move it aside"):
+        track(Workspace(live_project))
+    assert registry.read_text() == '{"next": 3, "precedents": ['
 
 
 def test_a_precedent_keeps_its_id_from_new_to_growing_to_handled(tmp_path, tiny_project):
