@@ -76,6 +76,9 @@ def flag(ws: "Workspace", since: str | None = None, experiment_id: str | None = 
     with ws.store() as store:
         pending = pending_decisions(store.db, since)
     rules = load_overlay(reference.config_dir).rules
+    if not rules and experiment_id:
+        raise ImproverError(f"{reference.id} has no learned rules to flag with: name an experiment a cycle made "
+                            "(`improver log` lists them), or leave out --experiment")
     if not pending or not rules:
         return reference.id, []
     sources = proposal_sources(reference, ws)

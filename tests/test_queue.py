@@ -225,6 +225,11 @@ def test_flag_lists_predicted_overrides_with_rule_evidence_and_exits_1(live_proj
     assert since.exit_code == 0 and "No predicted overrides" in since.output and "at or after 2027-01-01" in since.output
 
 
+def test_flag_with_an_experiment_without_rules_says_so(live_project):
+    result = CliRunner().invoke(app, ["flag", "--project", str(live_project), "--experiment", "0001-baseline"])
+    assert "0001-baseline has no learned rules to flag with" in str(result.exception)
+
+
 def test_flag_and_queue_refuse_a_since_that_is_not_an_iso_timestamp(live_project):
     runner = CliRunner()
     for command in (["flag"], ["queue", "--dry-run"]):
