@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from functools import lru_cache
+from itertools import chain, repeat
+
+import numpy as np
 
 from improver.models import ReviewedSession
 from improver.runners import ERROR
@@ -61,30 +64,42 @@ def _kappa_of(pairs: Counter, n: int, agree: int) -> float | None:
 
 def score(sessions: list[ReviewedSession], decisions: dict[str, str], holdout: float,
           parent: dict[str, str] | None = None) -> dict:
-    """Scores for one experiment; ``decisions`` and ``parent`` map session id to decision."""
+    """Scores for one experiment; ``decisions`` and ``parent`` map session id to decision (each
+    decision read once a session, then counted as label codes in numpy)."""
     ids = [s.session_id for s in sessions]
     humans = [s.human_decision for s in sessions]
-    heldout = [split_of(i, holdout) == "heldout" for i in ids] if holdout else [False] * len(ids)
-    now = [decisions.get(i, ERROR) for i in ids]
-    before = [parent.get(i, ERROR) for i in ids] if parent else None
+    heldout = (np.fromiter((split_of(i, holdout) == "heldout" for i in ids), dtype=bool, count=len(ids)) if holdout
+               else np.zeros(len(ids), dtype=bool))
+    now = list(map(decisions.get, ids, repeat(ERROR)))
+    before = list(map(parent.get, ids, repeat(ERROR))) if parent else None
+    labels = list(dict.fromkeys(chain(humans, now, before or ())))
+    index = {label: code for code, label in enumerate(labels)}
 
-    def by_split(decided: list[str]) -> dict[str, Counter]:  # (agent, human) pairs counted per split
-        pairs = {"heldout": Counter(pair for pair, out in zip(zip(decided, humans), heldout) if out)}
-        pairs["all"] = Counter(zip(decided, humans))
-        pairs["train"] = pairs["all"] - pairs["heldout"]
-        return pairs
+    def coded(values: list[str]) -> np.ndarray:
+        return np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values))
 
-    now_split = by_split(now)
+    human, now_codes = coded(humans), coded(now)
+    before_codes = coded(before) if before is not None else None
+
+    def by_split(decided: np.ndarray) -> dict[str, Counter]:  # (agent, human) pairs counted per split
+        pairs = decided * len(labels) + human
+        every = np.bincount(pairs, minlength=len(labels) ** 2)
+        held = np.bincount(pairs[heldout], minlength=len(labels) ** 2)
+        return {name: Counter({(labels[p // len(labels)], labels[p % len(labels)]): int(n)
+                               for p, n in enumerate(counts.tolist()) if n})
+                for name, counts in (("heldout", held), ("all", every), ("train", every - held))}
+
+    now_split = by_split(now_codes)
     results: dict = {name: _agreement_of(now_split[name]) for name in (*SPLITS, "all")}
     now_pairs = now_split["all"]
-    before_split = by_split(before) if parent else None
-    before_pairs = before_split["all"] if parent else Counter()
-    labels = sorted({label for pair in list(now_pairs) + list(before_pairs) for label in pair})
+    before_split = by_split(before_codes) if before_codes is not None else None
+    before_pairs = before_split["all"] if before_split else Counter()
+    shown = sorted({label for pair in list(now_pairs) + list(before_pairs) for label in pair})
     results["confusion"] = [
         {"agent": a, "human": h, "count": now_pairs.get((a, h), 0), "parent_count": before_pairs.get((a, h), 0) if parent else None}
-        for a in labels for h in labels if now_pairs.get((a, h)) or before_pairs.get((a, h))
+        for a in shown for h in shown if now_pairs.get((a, h)) or before_pairs.get((a, h))
     ]
-    errors = [i for i, agent in zip(ids, now) if agent == ERROR]
+    errors = [ids[k] for k in np.flatnonzero(now_codes == index[ERROR]).tolist()] if ERROR in index else []
     results["errors"] = {"count": len(errors), "sessions": errors[:50]}
     if parent:
         results["change"] = {}
@@ -92,11 +107,11 @@ def score(sessions: list[ReviewedSession], decisions: dict[str, str], holdout: f
             agreement = _agreement_of(before_split[name])
             results["change"][name] = round(results[name]["agreement"] - agreement["agreement"], 4) \
                 if agreement["sessions"] else None
-        changed = [k for k, (was, now_decision) in enumerate(zip(before, now)) if was != now_decision]
-        regressions = [{"session_id": ids[k], "split": "heldout" if heldout[k] else "train", "human": humans[k],
-                        "before": before[k], "now": now[k]} for k in changed if before[k] == humans[k]]
-        results["regressions"] = regressions
-        results["fixed"] = sum(1 for k in changed if now[k] == humans[k])
+        changed = np.flatnonzero(before_codes != now_codes)
+        regressed = changed[before_codes[changed] == human[changed]].tolist()  # agreed under the parent
+        results["regressions"] = [{"session_id": ids[k], "split": "heldout" if heldout[k] else "train", "human": humans[k],
+                                   "before": before[k], "now": now[k]} for k in regressed]
+        results["fixed"] = int((now_codes[changed] == human[changed]).sum())
         results["changed"] = len(changed)
     return results
 
