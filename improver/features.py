@@ -142,6 +142,7 @@ def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list
 
 
 PLAIN_KINDS = frozenset({bool, int, float, str, type(None), type(MISSING), list, dict})  # what JSON cases hold
+NUMBER_KINDS = frozenset({bool, int, float})  # equal across kinds (1 == 1.0 == True)
 UNTESTED_KINDS = frozenset({type(None), type(MISSING), list, dict})  # absent, null or nested: no test holds
 
 
@@ -369,33 +370,38 @@ class Columns:
         self._top_level: dict[str, Sequence] | None = None
         self._tests: dict[tuple, np.ndarray] = {}
 
-    def values(self, path: str) -> np.ndarray:
+    def values(self, path: str) -> Sequence:
+        """Every case's value at ``path`` (``MISSING`` where absent), read once."""
         if path not in self._values:
             if self._top_level is None:  # every top-level field read in one pass, when first asked for
                 self._top_level = shared_columns(self.cases)
-            column = np.empty(len(self.cases), dtype=object)
-            column[:] = self._top_level[path] if path in self._top_level else column_values(self.cases, path)
-            self._values[path] = column
+            self._values[path] = self._top_level[path] if path in self._top_level else column_values(self.cases, path)
         return self._values[path]
 
     def numbers(self, path: str) -> np.ndarray:
         if path not in self._numbers:
-            numbers = [as_number(v) for v in self.values(path)]  # numeric strings count, booleans do not
-            self._numbers[path] = np.array([np.nan if v is None else v for v in numbers], dtype=float)
+            values = self.values(path)
+            if set(map(type, values)) <= {int, float}:  # as_number is float() for these: read in C
+                self._numbers[path] = np.fromiter(values, dtype=float, count=len(values))
+            else:
+                numbers = [as_number(v) for v in values]  # numeric strings count, booleans do not
+                self._numbers[path] = np.array([np.nan if v is None else v for v in numbers], dtype=float)
         return self._numbers[path]
 
     def factorised(self, path: str) -> tuple[list, np.ndarray] | None:
         """The distinct values of a field and each row's index into them (None if a value is unhashable)."""
         if path not in self._codes:
             column = self.values(path)
-            try:  # keyed by type too: 1, 1.0 and True are equal but not the same to every operator
-                index = dict.fromkeys(zip(map(type, column), column))
+            kinds = set(map(type, column))
+            # keyed by type too where 1, 1.0 and True meet: equal, but not the same to every operator
+            keys = column if kinds <= PLAIN_KINDS and len(kinds & NUMBER_KINDS) < 2 else list(zip(map(type, column), column))
+            try:
+                index = dict.fromkeys(keys)
                 for code, key in enumerate(index):
                     index[key] = code
-                codes = np.fromiter(map(index.__getitem__, zip(map(type, column), column)), dtype=np.int64,
-                                    count=len(column))
-                self._codes[path] = ([v for _, v in index], codes)
-            except TypeError:
+                codes = np.fromiter(map(index.__getitem__, keys), dtype=np.int64, count=len(column))
+                self._codes[path] = (list(index) if keys is column else [v for _, v in index], codes)
+            except TypeError:  # a list or dict among the values
                 self._codes[path] = None
         return self._codes[path]
 
