@@ -161,7 +161,10 @@ class Workspace:
     @cached_property
     def train_indices(self) -> np.ndarray:
         """Indices into ``sessions`` of the training split (every session but the locked test split)."""
-        return np.array([i for i, s in enumerate(self.require_sessions()) if self.split(s.session_id) == "train"], dtype=int)
+        sessions = self.require_sessions()
+        if self.project.config.holdout <= 0:  # no test split
+            return np.arange(len(sessions))
+        return np.array([i for i, s in enumerate(sessions) if self.split(s.session_id) == "train"], dtype=int)
 
     def train_sessions(self) -> list[ReviewedSession]:
         return [self.sessions[i] for i in self.train_indices.tolist()]
