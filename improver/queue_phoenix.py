@@ -9,12 +9,14 @@ Phoenix shows it on the span and its trace, and its spans view filters on it (e.
 ``annotations['improver review queue'].label == 'predicted-override'``), so reviewers
 open exactly the queued sessions and annotate them as they already do. improver's
 Phoenix ingest reads only the review annotation names of the mapping, so a queue
-annotation is never mistaken for a review. Uses Phoenix's own client library
+annotation is never mistaken for a review. The annotations pass the project's leak scan
+before they are sent. Uses Phoenix's own client library
 (``pip install 'agent-improver[phoenix]'``); ``PHOENIX_API_KEY`` goes only to a server the
 project names in improver.yaml (``sources: {remote: [...]}``).
 """
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -50,7 +52,8 @@ def send_to_phoenix(ws: "Workspace", queue: "Queue", spec: str) -> dict:
                         "metadata": {"batch": queue.batch, "probability": p.probability, "predicted": p.predicted,
                                      "reference": queue.reference}}
                        for p in queue.picks if p.session_id in span_of]
-        if annotations:
+        if annotations:  # the final leak scan first, as for everything that leaves the store
+            ws.leak_scan.check(json.dumps(annotations), f"the review queue's annotations for Phoenix project {project}")
             client.spans.log_span_annotations(span_annotations=annotations, sync=True)
     return {"annotated": len(annotations), "not_found": sorted(wanted - set(span_of)), "project": project,
             "url": origin(spec)}

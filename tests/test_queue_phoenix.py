@@ -4,9 +4,11 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from improver.cycle import run_cycles
 from improver.demo import make_demo_project
+from improver.leakscan import LeakError
 from improver.queue import build_queue
 from improver.queue_phoenix import QUEUE_ANNOTATION, send_to_phoenix
 from improver.workspace import Workspace
@@ -51,3 +53,12 @@ def test_queue_picks_appear_as_annotations_on_their_spans_in_phoenix(phoenix, tm
 
     again = ws.ingest(source)
     assert again.reviews_new == 0 and len(ws.sessions) == 24, "queue annotations are not reviews"
+
+    leaking = build_queue(ws, n=2, random_share=0.5, seed=3)
+    leaking.picks[0].reason = "the requester asked to be called on 415-555-0132"
+    with pytest.raises(LeakError, match="annotations for Phoenix project queue"):
+        send_to_phoenix(ws, leaking, source)
+    found = httpx.get(f"{phoenix}/v1/projects/{PROJECT}/span_annotations", params=[
+        ("span_ids", span_of[p.session_id]) for p in leaking.picks] + [("include_annotation_names", QUEUE_ANNOTATION)])
+    assert not any(a["metadata"]["batch"] == leaking.batch and a["result"]["explanation"] == leaking.picks[0].reason
+                   for a in found.json()["data"]), "nothing was sent"
