@@ -2,7 +2,8 @@
 
 Redaction masks traces before storage; this is the check behind it. Everything that leaves
 the store — experiment files (manifest, config, patch, report, decisions, results), PR
-branches, commit messages and bodies, graph exports and MCP answers — passes
+branches, commit messages and bodies, graph exports, MCP answers, HTML reports, review-queue
+files and annotations, and datasets pushed to Phoenix — passes
 ``LeakScan.check`` before it is written or sent. It runs the project's redaction detectors
 (and its names and patterns) plus detect-secrets' token detectors, line by line where the
 fast screen (over a few thousand lines at once) sees a reason to look. Anything found stops

@@ -52,12 +52,14 @@ def push_to_phoenix(ws: Workspace, spec: str, experiment: Experiment, dataset_na
     results = ws.score(experiment)
     decisions = ws.run(experiment)
     name = dataset_name or f"improver {ws.project.root.name} {experiment.id}"
+    examples = examples_of(ws)
+    ws.leak_scan.check_rows(examples, f"the Phoenix dataset {name!r}")  # the final leak scan, before anything is sent
     with phoenix_client(spec, ws.project.remote_sources, "pushing results to Phoenix") as client:
         existing = {d["name"] for d in client.datasets.list()}
         if name in existing:
             raise ExperimentError(f"Phoenix at {base} already has a dataset named {name!r} (pushed before?); "
                                   "pass --dataset NAME, or delete it in Phoenix first")
-        dataset = client.datasets.create_dataset(name=name, examples=examples_of(ws), dataset_description=(
+        dataset = client.datasets.create_dataset(name=name, examples=examples, dataset_description=(
             f"Reviewed sessions of improver project {ws.project.root.name}: the human decision is the expected output."))
 
         def replay(input: dict) -> dict:  # noqa: A002  (Phoenix binds the argument by this name)

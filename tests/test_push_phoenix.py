@@ -6,11 +6,13 @@ through Phoenix's own REST API.
 from __future__ import annotations
 
 import httpx
+import yaml
 from typer.testing import CliRunner
 
 from improver.cli import app
 from improver.cycle import run_cycles
 from improver.demo import make_demo_project
+from improver.leakscan import LeakError
 from improver.workspace import Workspace
 
 
@@ -48,3 +50,16 @@ def test_push_puts_reviewed_sessions_and_the_experiments_decisions_in_phoenix(ph
 
     again = CliRunner().invoke(app, ["push", f"phoenix+{phoenix}", best, "--project", str(folder)])
     assert again.exit_code == 2 or "already has a dataset" in str(again.exception)
+
+
+def test_push_refuses_sessions_that_hold_a_name_redaction_now_masks_and_sends_nothing(tmp_path):
+    """A name added to redaction.names after ingest is in the stored cases: nothing goes to Phoenix."""
+    folder = make_demo_project(tmp_path / "p", n=30)
+    ws = Workspace(folder)
+    ws.ingest(str(folder / "traces.jsonl"))
+    best = run_cycles(ws, max_cycles=1)["parent"]
+    config = yaml.safe_load((folder / "improver.yaml").read_text())
+    config["redaction"] = {"names": ["DataStream Analytics"]}
+    (folder / "improver.yaml").write_text(yaml.safe_dump(config))
+    pushed = CliRunner().invoke(app, ["push", "phoenix+http://127.0.0.1:9/nowhere", best, "--project", str(folder)])
+    assert isinstance(pushed.exception, LeakError) and "the Phoenix dataset" in str(pushed.exception)
