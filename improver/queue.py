@@ -166,19 +166,18 @@ def record(db: sqlite3.Connection, queue: Queue) -> None:
     at = now()
     with db:
         db.execute("BEGIN IMMEDIATE")  # checked and written with no other writer in between
-        ids = [p.session_id for p in queue.picks]
-        taken = db.execute("SELECT 1 FROM queue_picks WHERE batch = ? LIMIT 1", (queue.batch,)).fetchone() or any(
-            db.execute(f"SELECT 1 FROM queue_picks WHERE session_id IN ({','.join('?' * len(chunk))}) LIMIT 1",
-                       chunk).fetchone() for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)))
-        if taken:
+        try:
+            if db.execute("SELECT 1 FROM queue_picks WHERE batch = ? LIMIT 1", (queue.batch,)).fetchone():
+                raise sqlite3.IntegrityError(f"batch {queue.batch} exists")
+            db.executemany("INSERT INTO queue_picks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # a session picked twice: refused
+                           [(p.session_id, queue.batch, p.picked_by, p.reason, p.probability, p.priority, at, queue.pending)
+                            for p in queue.picks])
+            if queue.picks:
+                db.execute("INSERT INTO queue_models VALUES (?, ?, ?)",
+                           (queue.batch, queue.reference, yaml.safe_dump(queue.model, sort_keys=True)))
+        except sqlite3.IntegrityError:
             raise ImproverError(f"another improver queue recorded batch {queue.batch} (or some of its sessions) after "
-                                "this one was drawn; nothing of this one was recorded: run it again")
-        db.executemany("INSERT INTO queue_picks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       [(p.session_id, queue.batch, p.picked_by, p.reason, p.probability, p.priority, at, queue.pending)
-                        for p in queue.picks])
-        if queue.picks:
-            db.execute("INSERT INTO queue_models VALUES (?, ?, ?)",
-                       (queue.batch, queue.reference, yaml.safe_dump(queue.model, sort_keys=True)))
+                                "this one was drawn; nothing of this one was recorded: run it again") from None
 
 
 def recorded_models(db: sqlite3.Connection) -> dict[str, tuple[str | None, str]]:
