@@ -12,11 +12,15 @@ Agents may call ``load_overlay`` once per case: a folder is parsed once (with th
 YAML loader where PyYAML has it) and kept until one of the three files changes
 (checked by modification time, size and inode on every call), and its rules are
 compiled into plain functions, so ``load_overlay(d).match(case)`` costs about what a
-loaded-once ``match`` does. The cached ``Overlay`` is shared: treat it as read-only.
+loaded-once ``match`` does. An experiment's config folder (``experiments/<id>/config``
+beside its ``manifest.yaml``, the folders improver reruns the agent with) is written once,
+atomically, and never again, so it is not checked after its first read. The cached
+``Overlay`` is shared: treat it as read-only.
 """
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +37,7 @@ SURFACE_FILES = (RULES_FILE, NOTES_FILE, PROMPT_FILE)
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
 CACHE_SIZE = 256  # config folders kept parsed
 RACY_NS = 100_000_000  # a file changed this recently may change again within one timestamp tick
+EXPERIMENT_ID = re.compile(r"[0-9]{4}-[a-z0-9][a-z0-9-]{0,63}\Z")  # improver.experiments.ID_PATTERN
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class _Cached:
     texts: tuple[str | None, ...]
     overlay: Overlay
     settled: bool  # no file changed within RACY_NS of when it was checked, so the stamp alone decides
+    written_once: bool  # an experiment's config folder: never rewritten, never checked again
 
 
 _cache: dict[str, _Cached] = {}
@@ -154,6 +160,8 @@ def load_overlay(config_dir: str | Path) -> Overlay:
         folder = os.path.abspath(folder)
     cached = _cache.get(folder)
     if cached is not None:
+        if cached.written_once:
+            return cached.overlay
         stamp = _stamp(cached.paths)
         if stamp == cached.stamp and (cached.settled or _settle(cached)):
             return cached.overlay
@@ -163,8 +171,15 @@ def load_overlay(config_dir: str | Path) -> Overlay:
     overlay = parse_overlay(*texts, folder=Path(folder))
     if len(_cache) >= CACHE_SIZE:
         _cache.pop(next(iter(_cache)))
-    _cache[folder] = _Cached(paths, stamp, texts, overlay, _quiet(stamp))
+    _cache[folder] = _Cached(paths, stamp, texts, overlay, _quiet(stamp), _experiment_config(folder))
     return overlay
+
+
+def _experiment_config(folder: str) -> bool:
+    """Whether ``folder`` is an experiment's config: ``<id>/config`` beside ``<id>/manifest.yaml``."""
+    parent = os.path.dirname(folder)
+    return (os.path.basename(folder) == "config" and EXPERIMENT_ID.match(os.path.basename(parent)) is not None
+            and os.path.isfile(os.path.join(parent, "manifest.yaml")))
 
 
 def _quiet(stamp: tuple) -> bool:

@@ -86,6 +86,25 @@ def test_overlay_is_reread_when_a_file_changes_even_within_one_timestamp_tick(tm
     assert load_overlay(tmp_path).prompt_fragment == "New."
 
 
+def test_an_experiments_config_is_read_once_and_any_other_folder_checked_on_every_call(tmp_path, monkeypatch):
+    import improver.runtime as runtime
+
+    rules = "rules:\n- {id: a, when: {vendor: {eq: X}}, decision: reject}\n"
+    experiment, k8s = tmp_path / "experiments" / "0002-cycle-1", tmp_path / "deploy"  # k8s: a manifest.yaml, no id
+    for folder in (experiment, k8s, tmp_path / "plain"):
+        (folder / "config").mkdir(parents=True)
+        (folder / "config" / "learned_rules.yaml").write_text(rules)
+        if folder != tmp_path / "plain":
+            (folder / "manifest.yaml").write_text("id: x\n")
+    stamps = []
+    monkeypatch.setattr(runtime, "_stamp", lambda paths, stamp=runtime._stamp: stamps.append(paths) or stamp(paths))
+    for folder in (experiment, k8s, tmp_path / "plain"):
+        first = load_overlay(folder / "config")
+        stamps.clear()
+        assert load_overlay(folder / "config") is first
+        assert bool(stamps) == (folder != experiment), folder
+
+
 def test_relative_config_folder_follows_the_working_directory(tmp_path, monkeypatch):
     for name, decision in (("one", "reject"), ("two", "accept")):
         (tmp_path / name / "config").mkdir(parents=True)
