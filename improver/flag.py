@@ -67,8 +67,11 @@ def rule_precision(ws: "Workspace", proposer: "Experiment | None", proposal) -> 
     return (precision, "out-of-fold") if precision is not None else (proposal.precision, "training")
 
 
-def flag(ws: "Workspace", since: str | None = None, experiment_id: str | None = None) -> tuple[str, list[Flag]]:
-    """The reference experiment's id and its predicted overrides among unreviewed decisions."""
+def flag(ws: "Workspace", since: str | None = None, experiment_id: str | None = None,
+         min_precision: float = 0.0) -> tuple[str, list[Flag]]:
+    """The reference experiment's id and its predicted overrides among unreviewed decisions: the first
+    matching rule decides, as in the target; kept when its precision is at least ``min_precision``
+    (a rule of unknown precision counts as 0)."""
     reference = ws.experiments.get(experiment_id) if experiment_id else reference_experiment(ws)
     if reference is None:
         raise ImproverError("no experiment with learned rules yet: run `improver cycle` (and accept one with "
@@ -87,10 +90,10 @@ def flag(ws: "Workspace", since: str | None = None, experiment_id: str | None = 
     flags = []
     for row in np.flatnonzero(chosen >= 0):
         rule, item = rules[chosen[row]], pending[row]
-        if rule.decision == item.decision:
+        precision, kind = precisions.get(rule.id, (None, "unknown"))
+        if rule.decision == item.decision or (min_precision > 0 and (precision or 0) < min_precision):
             continue
         proposal, _ = sources.get(rule.id, (None, None))
-        precision, kind = precisions.get(rule.id, (None, "unknown"))
         flags.append(Flag(session_id=item.session_id, ts=item.ts, agent_decision=item.decision, predicted=rule.decision,
                           rule=rule.id, precedent=proposal.precedent if proposal else "",
                           condition=proposal.condition if proposal else "", precision=precision, precision_kind=kind,

@@ -13,6 +13,7 @@ from improver.cycle import run_cycles
 from improver.errors import ImproverError
 from improver.experiments import read_tree
 from improver.precedents import track
+from improver.flag import flag
 from improver.queue import (MAX_PER_KEY, build_queue, difference_estimate, learned_precedents, model_assisted,
                             next_batch, record, reference_experiment, sampled_agreement)
 from improver.models import ReviewedSession
@@ -223,6 +224,16 @@ def test_flag_lists_predicted_overrides_with_rule_evidence_and_exits_1(live_proj
     assert flags[0]["evidence_sessions"] and (flags[0]["precision"], flags[0]["precision_kind"]) == (1.0, "out-of-fold")
     since = runner.invoke(app, ["flag", "--project", str(live_project), "--since", "2027-01-01"])
     assert since.exit_code == 0 and "No predicted overrides" in since.output and "at or after 2027-01-01" in since.output
+
+
+def test_flag_keeps_only_overrides_of_rules_at_least_as_precise_as_asked(live_project, monkeypatch):
+    ws = Workspace(live_project)
+    _, every = flag(ws)
+    assert every and {f.precision for f in every} == {1.0} and flag(ws, min_precision=1.0)[1] == every
+    monkeypatch.setattr("improver.flag.rule_precision", lambda *a: (0.8, "out-of-fold"))
+    assert len(flag(ws, min_precision=0.8)[1]) == len(every) and flag(ws, min_precision=0.85)[1] == []
+    result = CliRunner().invoke(app, ["flag", "--project", str(live_project), "--min-precision", "0.85"])
+    assert result.exit_code == 0 and "rules at least 85% precise agree" in result.output
 
 
 def test_flag_with_an_experiment_without_rules_says_so(live_project):

@@ -97,6 +97,8 @@ def _flat(row: dict) -> dict:
 def flag_command(project: Path = ProjectOption, since: Optional[str] = typer.Option(None, help="Only decisions at or after this timestamp."),
                  experiment: Optional[str] = typer.Option(None, "--experiment", help="Experiment whose rules to apply "
                                                           "(default: the accepted one, else the best scored)."),
+                 min_precision: float = typer.Option(0.0, "--min-precision", min=0.0, max=1.0,
+                                                     help="Only overrides predicted by rules at least this precise."),
                  as_json: bool = typer.Option(False, "--json")):
     """Unreviewed decisions the accepted config would decide differently: predicted overrides.
 
@@ -104,12 +106,13 @@ def flag_command(project: Path = ProjectOption, since: Optional[str] = typer.Opt
     from improver.flag import as_dicts, flag
 
     with workspace(project, quiet=True) as ws:
-        reference, flags = flag(ws, since, experiment)
+        reference, flags = flag(ws, since, experiment, min_precision)
     if as_json:
         console.print_json(json.dumps({"experiment": reference, "flags": as_dicts(flags)}))
     elif not flags:
-        console.print(f"No predicted overrides: {reference}'s rules agree with every unreviewed decision"
-                      + (f" at or after {since}." if since else "."))
+        console.print(f"No predicted overrides: {reference}'s rules"
+                      + (f" at least {min_precision:.0%} precise" if min_precision else "")
+                      + " agree with every unreviewed decision" + (f" at or after {since}." if since else "."))
     else:
         from rich.table import Table  # imported here: `improver --help` stays fast
         table = Table(title=f"{len(flags)} predicted overrides (rules of {reference})")
