@@ -165,8 +165,8 @@ def record(db: sqlite3.Connection, queue: Queue) -> None:
     db.executescript(PICKS_SCHEMA)
     at = now()
     with db:
-        db.execute("BEGIN IMMEDIATE")  # checked and written with no other writer in between
         try:
+            db.execute("BEGIN IMMEDIATE")  # checked and written with no other writer in between
             if db.execute("SELECT 1 FROM queue_picks WHERE batch = ? LIMIT 1", (queue.batch,)).fetchone():
                 raise sqlite3.IntegrityError(f"batch {queue.batch} exists")
             db.executemany("INSERT INTO queue_picks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # a session picked twice: refused
@@ -178,6 +178,11 @@ def record(db: sqlite3.Connection, queue: Queue) -> None:
         except sqlite3.IntegrityError:
             raise ImproverError(f"another improver queue recorded batch {queue.batch} (or some of its sessions) after "
                                 "this one was drawn; nothing of this one was recorded: run it again") from None
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            raise ImproverError(f"the trace store stayed locked by another improver process (an ingest?), so batch "
+                                f"{queue.batch} was not recorded: run this again when it finishes") from None
 
 
 def recorded_models(db: sqlite3.Connection) -> dict[str, tuple[str | None, str]]:

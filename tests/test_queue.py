@@ -1,6 +1,7 @@
 """The review queue, predicted overrides, precedents over time, and honest estimates from chosen reviews."""
 import csv
 import json
+import sqlite3
 from collections import Counter
 
 import pytest
@@ -279,6 +280,23 @@ def test_two_queues_drawn_at_once_record_one_batch_and_the_other_is_refused_whol
         assert next_batch(store.db) == "q0002"
         record(store.db, build_queue(ws, n=10, seed=2, batch="q0002"))  # drawn again: recorded
         assert next_batch(store.db) == "q0003"
+
+
+def test_a_queue_drawn_while_an_ingest_holds_the_store_says_so_and_records_nothing(live_project):
+    ws = Workspace(live_project)
+    with ws.store() as store:
+        queue = build_queue(ws, n=5, seed=1, batch=next_batch(store.db))
+    holder = sqlite3.connect(live_project / ".improver" / "traces.sqlite")
+    holder.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        with ws.store() as store:
+            store.db.execute("PRAGMA busy_timeout = 100")
+            with pytest.raises(ImproverError, match="stayed locked by another improver process"):
+                record(store.db, queue)
+    finally:
+        holder.rollback()
+    with ws.store() as store:
+        assert next_batch(store.db) == "q0001"
 
 
 def test_a_queue_whose_file_cannot_be_written_records_no_batch(live_project, tmp_path, monkeypatch):
