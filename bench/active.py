@@ -42,7 +42,7 @@ for folder in (ROOT / "examples", ROOT / "examples" / "support_triage", ROOT / "
 from improver.cycle import run_cycles  # noqa: E402
 from improver.flag import flag  # noqa: E402
 from improver.project import Project, write_project_file  # noqa: E402
-from improver.queue import build_queue, model_assisted, next_batch, record  # noqa: E402
+from improver.queue import Pending, balanced_sample, build_queue, model_assisted, next_batch, record, spread_key  # noqa: E402
 from improver.scoring import cohens_kappa  # noqa: E402
 from improver.workspace import Workspace  # noqa: E402
 
@@ -233,15 +233,20 @@ def merge(into: dict, part: dict) -> None:
 FIRST_BATCH_DRAWS = 500
 
 
-def first_batch_luck(agree: list[int], start: int, seed: int) -> tuple[float, float]:
+def first_batch_luck(agree: list[int], keys: list[tuple], start: int, seed: int) -> tuple[float, float, float]:
     """What luck does to the first batch's estimate (its plain random share, no model yet): over
-    ``FIRST_BATCH_DRAWS`` uniform draws of ``start`` sessions from the pool, the mean and the SD of
-    their agreement minus the pool's, in points. A mean near 0 is an unbiased estimate; the SD is
-    the chance error one seed's draw carries (a mean over n seeds: SD / sqrt(n))."""
+    ``FIRST_BATCH_DRAWS`` draws of ``start`` sessions from the pool as the queue draws them (balanced
+    over ``keys``), the mean and the SD of their agreement minus the pool's, in points, and the SD
+    of plain uniform draws beside them. A mean near 0 is an unbiased estimate; the SD is the chance
+    error one seed's draw carries (a mean over n seeds: SD / sqrt(n))."""
     truth = sum(agree) / len(agree)
-    errors = [(sum(agree[i] for i in random.Random(f"luck/{seed}/{k}").sample(range(len(agree)), start)) / start - truth)
-              * 100 for k in range(FIRST_BATCH_DRAWS)]
-    return statistics.mean(errors), statistics.pstdev(errors)
+
+    def errors(draw) -> list[float]:
+        return [(sum(agree[i] for i in draw(random.Random(f"luck/{seed}/{k}"))) / start - truth) * 100
+                for k in range(FIRST_BATCH_DRAWS)]
+    balanced = errors(lambda rng: balanced_sample(keys, start, rng))
+    uniform = errors(lambda rng: rng.sample(range(len(agree)), start))
+    return statistics.mean(balanced), statistics.pstdev(balanced), statistics.pstdev(uniform)
 
 
 def run_all(args) -> dict:
@@ -267,7 +272,11 @@ def run_all(args) -> dict:
                     agree = [int(e["decision"] == traffic[e["session_id"]]["decision"]) for e in pool_answers]
                     base_pool = sum(agree) / max(len(traffic), 1)
                     if agree and len(agree) >= args.start:
-                        part["draws"].append(first_batch_luck(agree, args.start, seed))
+                        keys = [spread_key(Pending(e["session_id"], traffic[e["session_id"]]["case"],
+                                                   traffic[e["session_id"]]["decision"], None),
+                                           domain.project.get("entity_fields", []), list(domain.project.get("bands", {}))[:1])
+                                for e in pool_answers]
+                        part["draws"].append(first_batch_luck(agree, keys, args.start, seed))
                     for row in rows:
                         n = str(row["reviewed"])
                         part["curves"][strategy].setdefault(n, []).append(row["fresh"])
@@ -324,10 +333,11 @@ def report(name: str, part: dict) -> None:
               f"{statistics.mean(first):+.1f} pts, with a standard error of {statistics.stdev(first) / len(first) ** 0.5:.1f} pts")
     draws = part.get("draws") or []
     if draws:
-        sd = statistics.mean(d for _, d in draws)
-        print(f"the first batch's luck: over {FIRST_BATCH_DRAWS} draws of its {min(estimates)} random reviews per seed, its "
-              f"estimate is off by {statistics.mean(m for m, _ in draws):+.2f} pts on average (unbiased) with an SD of "
-              f"{sd:.1f} pts; a mean over {len(draws)} seeds is off by chance by {sd / len(draws) ** 0.5:.1f} pts (one SD)")
+        sd = statistics.mean(d[1] for d in draws)
+        print(f"the first batch's luck: over {FIRST_BATCH_DRAWS} balanced draws of its {min(estimates)} random reviews per seed, "
+              f"its estimate is off by {statistics.mean(d[0] for d in draws):+.2f} pts on average (unbiased) with an SD of "
+              f"{sd:.1f} pts (uniform draws: {statistics.mean(d[2] for d in draws):.1f} pts); a mean over "
+              f"{len(draws)} seeds is off by chance by {sd / len(draws) ** 0.5:.1f} pts (one SD)")
     pooled = [n for n in estimates if all(len(row) > 5 for row in estimates[n])]
     if pooled:  # against what they estimate: the agent's agreement on the pool the reviews were picked from
         worst = {label: max(abs(column_mean(estimates[n], i) - column_mean(estimates[n], 5)) * 100 for n in pooled)

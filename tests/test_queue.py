@@ -15,7 +15,7 @@ from improver.errors import ImproverError
 from improver.experiments import read_tree
 from improver.precedents import track
 from improver.flag import flag
-from improver.queue import (MAX_PER_KEY, build_queue, difference_estimate, learned_precedents, model_assisted,
+from improver.queue import (MAX_PER_KEY, balanced_sample, build_queue, difference_estimate, learned_precedents, model_assisted,
                             next_batch, record, reference_experiment, sampled_agreement)
 from improver.models import ReviewedSession
 from improver.workspace import Workspace
@@ -74,6 +74,26 @@ def test_queue_ranks_predicted_overrides_first_and_keeps_a_random_share(live_pro
     assert build_queue(ws, n=20, random_share=0.25, seed=3).picks == queue.picks, "deterministic for a seed"
     reviewed = {s.session_id for s in ws.sessions}
     assert not reviewed & {p.session_id for p in queue.picks}
+
+
+def test_random_picks_give_each_decision_and_entity_its_share_of_the_draws(live_project):
+    ws = Workspace(live_project)
+    pending = {e["session_id"]: e for e in (decision(ticket(1000 + i, PRODUCTS[i % 4] if i < 190 else "mobile",
+                                                      5 + (i * 11) % 50)) for i in range(200))}
+    cells = Counter((pending[s]["decision"], pending[s]["case"]["product"]) for s in pending)
+    for seed in range(10):
+        queue = build_queue(ws, n=20, random_share=1.0, seed=seed)
+        picked = Counter((pending[p.session_id]["decision"], pending[p.session_id]["case"]["product"]) for p in queue.picks)
+        assert all(abs(picked[cell] - 20 * size / 200) < 1 for cell, size in cells.items()), (seed, picked)
+        assert all(p.picked_by == "random" and p.probability == pytest.approx(0.1) for p in queue.picks)
+
+
+def test_a_balanced_draw_gives_every_position_the_same_chance():
+    import random
+    keys = [("a",)] * 17 + [("b",)] * 9 + [("c",)] * 4
+    counts = Counter(i for k in range(3000) for i in balanced_sample(keys, 7, random.Random(k)))
+    assert set(counts) == set(range(30))
+    assert all(abs(c - 3000 * 7 / 30) < 120 for c in counts.values()), counts  # 700 each, SD about 23
 
 
 def test_queue_ranks_with_the_garbage_collector_paused_and_restores_it(live_project):

@@ -15,7 +15,7 @@ from improver.errors import ImproverError
 @app.command("queue")
 def queue_command(project: Path = ProjectOption, n: int = typer.Option(50, "-n", min=1, help="How many sessions to pick."),
                   random_share: float = typer.Option(0.2, min=0.0, max=1.0,
-                                                     help="Share picked uniformly at random, for unbiased estimates."),
+                                                     help="Share picked at random (equal chances, spread over decisions and entities), for unbiased estimates."),
                   seed: int = typer.Option(0, help="Seed of the random share."),
                   since: Optional[str] = typer.Option(None, help="Only decisions at or after this timestamp."),
                   out: Optional[Path] = typer.Option(None, "--out", help="Write the picks as .jsonl or .csv for a labelling tool."),
