@@ -1,12 +1,16 @@
 """Active review: does picking what humans review (``improver queue``) beat random picks?
 
-    python bench/active.py [--domains procurement,support,moderation] [--seeds 1,2,3,4,5] [--strategies random,queue]
+    python bench/active.py [--domains procurement,support,moderation] [--seeds 1,2,3,4,5]
+                           [--strategies uniform,random,queue]
                            [--pool 3000] [--fresh 1000] [--start 50] [--step 25] [--until 400]
                            [--queue-size 100000] [--plot bench/active.png]
 
 For each domain and seed: a pool of live traffic (agent decisions nobody reviewed), 50
 random reviews to start, then batches of 25 picked by the queue (20% of each batch
-uniformly random) or all at random, up to 400. The simulated reviewer answers each
+its random share), or all at random, up to 400: ``random`` draws as the queue's random
+share does (balanced over the decision, entities and a number: ``improver queue
+--random-share 1``), ``uniform`` as a team reviewing with no queue would (a plain uniform
+sample). Every strategy starts from the same 50 reviews (the queue's first batch). The simulated reviewer answers each
 batch (her ``review_ids`` entry point), a cycle runs, and the best experiment's config
 decides 1,000 fresh cases from the same simulator: agreement with the reviewer there,
 mean over seeds, both curves side by side. Also printed, for the queue-picked reviews:
@@ -42,7 +46,8 @@ for folder in (ROOT / "examples", ROOT / "examples" / "support_triage", ROOT / "
 from improver.cycle import run_cycles  # noqa: E402
 from improver.flag import flag  # noqa: E402
 from improver.project import Project, write_project_file  # noqa: E402
-from improver.queue import Pending, balanced_sample, build_queue, model_assisted, next_batch, record, spread_key  # noqa: E402
+from improver.queue import (Pending, Pick, Queue, balanced_sample, build_queue, model_assisted, next_batch,  # noqa: E402
+                            pending_decisions, record, recorded_picks, spread_key)
 from improver.scoring import cohens_kappa  # noqa: E402
 from improver.workspace import Workspace  # noqa: E402
 
@@ -132,7 +137,10 @@ def run_one(domain: Domain, seed: int, strategy: str, args, scratch: Path, fresh
     rows, share, n = [], 1.0, args.start
     while True:
         with ws.store() as store:
-            queue = build_queue(ws, n=n, random_share=share, seed=seed, batch=next_batch(store.db))
+            if strategy == "uniform" and rows:  # the first 50 are every strategy's same start
+                queue = uniform_picks(store.db, n, seed, next_batch(store.db))
+            else:
+                queue = build_queue(ws, n=n, random_share=share, seed=seed, batch=next_batch(store.db))
             record(store.db, queue)
         ingest(ws, folder, queue.batch, domain.review_ids(traffic, [p.session_id for p in queue.picks], seed))
         reviewed = len(ws.sessions)
@@ -153,6 +161,16 @@ def run_one(domain: Domain, seed: int, strategy: str, args, scratch: Path, fresh
         if reviewed >= args.until:
             return rows, ws, traffic
         share, n = (args.random_share if strategy == "queue" else 1.0), args.step
+
+
+def uniform_picks(db, n: int, seed: int, batch: str) -> Queue:
+    """A plain uniform sample of ``n`` unreviewed decisions, recorded as random picks."""
+    picked = set(recorded_picks(db))
+    pending = [p for p in pending_decisions(db) if p.session_id not in picked]
+    chosen = sorted(random.Random(f"uniform/{seed}/{batch}").sample(range(len(pending)), min(n, len(pending))))
+    picks = [Pick(pending[i].session_id, pending[i].decision, "random", "uniform", 0.0, round(n / len(pending), 8))
+             for i in chosen]
+    return Queue(batch, None, len(pending), picks, 1.0, [])
 
 
 def flag_precision(domain: Domain, ws: Workspace, traffic: dict, seed: int) -> tuple[int, float | None]:
@@ -181,8 +199,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", default="procurement,support,moderation")
     parser.add_argument("--seeds", default="1,2,3,4,5", help="empty: run no curve (e.g. only the queue timing)")
-    parser.add_argument("--strategies", default="random,queue",
-                        help="run only these (random picks do not depend on the queue: run them apart and --load both)")
+    parser.add_argument("--strategies", default="uniform,random,queue",
+                        help="run only these (random picks do not depend on the queue: run them apart and --load them)")
     parser.add_argument("--pool", type=int, default=3000)
     parser.add_argument("--fresh", type=int, default=1000)
     parser.add_argument("--start", type=int, default=50)
@@ -206,7 +224,7 @@ def main() -> None:
         if args.save:
             Path(args.save).write_text(json.dumps(figures))
     for name, part in figures.items():
-        if all(part["curves"].values()):
+        if part["curves"]["queue"] and any(part["curves"][s] for s in BASELINES):
             report(name, part)
         else:  # one strategy run apart: nothing to set side by side yet
             print(f"{name}: saved; --load it with the other strategy's figures to compare")
@@ -214,9 +232,12 @@ def main() -> None:
         plot({name: part["curves"] for name, part in figures.items()}, args.plot)
 
 
+BASELINES = ("uniform", "random")  # what the queue is measured against
+
+
 def empty() -> dict:
-    return {"curves": {"random": {}, "queue": {}}, "kappas": {"random": {}, "queue": {}}, "estimates": {}, "flagged": [],
-            "draws": []}
+    return {"curves": {s: {} for s in (*BASELINES, "queue")}, "kappas": {s: {} for s in (*BASELINES, "queue")},
+            "estimates": {}, "flagged": [], "draws": []}
 
 
 def merge(into: dict, part: dict) -> None:
@@ -301,23 +322,28 @@ def report(name: str, part: dict) -> None:
     estimates = {int(n): v for n, v in estimates.items()}
     print(f"\n{name}: agreement (and Cohen's kappa) on fresh cases after each batch, mean over seeds; the agent's "
           "own agreement on fresh cases beside its estimates from the queue-picked reviews")
-    print(f"{'reviews':>7} {'random':>7} {'queue':>7} {'q - r':>6} {'κ random':>8} {'κ queue':>7}   {'agent fresh':>11} "
-          f"{'HT est':>7} {'HT - f':>6} {'Hájek':>6} {'Há - f':>6} {'model-a.':>8} {'MA - f':>6} {'unweighted':>10} "
-          f"{'agent pool':>10}")
+    baselines = [b for b in BASELINES if mean.get(b)]
+    print(f"{'reviews':>7} " + "".join(f"{b:>8} " for b in baselines) + f"{'queue':>7} "
+          + "".join(f"{'q - ' + b[0]:>6} " for b in baselines) + "".join(f"{'κ ' + b:>10} " for b in baselines)
+          + f"{'κ queue':>7}   {'agent fresh':>11} {'HT est':>7} {'HT - f':>6} {'Hájek':>6} {'Há - f':>6} {'model-a.':>8} "
+          f"{'MA - f':>6} {'unweighted':>10} {'agent pool':>10}")
     steps = {}
-    for n in sorted(set(mean["random"]) & set(mean["queue"])):  # the steps both curves reached (run apart, they may differ)
-        r, q = mean["random"][n], mean["queue"][n]
+    for n in sorted(set(mean["queue"]).intersection(*(mean[b] for b in baselines))):  # steps every curve reached
+        q = mean["queue"][n]
         fresh, weighted, unweighted, hajek, assisted, pool = (column_mean(estimates[n], i) for i in range(6))
         steps[n] = (weighted - fresh, hajek - fresh, assisted - fresh)
-        print(f"{n:>7} {r:>7.1%} {q:>7.1%} {(q - r) * 100:>+6.1f} {kappa['random'][n]:>8.2f} {kappa['queue'][n]:>7.2f}   "
+        print(f"{n:>7} " + "".join(f"{mean[b][n]:>8.1%} " for b in baselines) + f"{q:>7.1%} "
+              + "".join(f"{(q - mean[b][n]) * 100:>+6.1f} " for b in baselines)
+              + "".join(f"{kappa[b][n]:>10.2f} " for b in baselines) + f"{kappa['queue'][n]:>7.2f}   "
               f"{fresh:>11.1%} {weighted:>7.1%} {(weighted - fresh) * 100:>+6.1f} {hajek:>6.1%} {(hajek - fresh) * 100:>+6.1f} "
               f"{assisted:>8.1%} {(assisted - fresh) * 100:>+6.1f} {unweighted:>10.1%} {pool:>10.1%}")
-    target = mean["random"][max(mean["random"])]
-    reached = next((n for n in sorted(mean["queue"]) if mean["queue"][n] >= target), None)
-    worst = min((mean["queue"][n] - mean["random"][n]) * 100 for n in mean["random"] if n in mean["queue"])
-    print(f"random reaches {target:.1%} with {max(mean['random'])} reviews; the queue reaches it with "
-          f"{reached if reached else 'more than ' + str(max(mean['queue']))} reviews; "
-          f"worst step queue - random {worst:+.1f} pts")
+    for b in baselines:
+        target = mean[b][max(mean[b])]
+        reached = next((n for n in sorted(mean["queue"]) if mean["queue"][n] >= target), None)
+        worst = min((mean["queue"][n] - mean[b][n]) * 100 for n in mean[b] if n in mean["queue"])
+        print(f"{b} picks reach {target:.2%} with {max(mean[b])} reviews; the queue reaches it with "
+              f"{reached if reached else 'more than ' + str(max(mean['queue']))} reviews; "
+              f"worst step queue - {b} {worst:+.1f} pts")
     print("estimates of the agent's fresh agreement, mean over seeds, worst step: "
           + ", ".join(f"{label} off by {max(abs(step[i]) for step in steps.values()) * 100:.1f} pts"
                       for i, label in enumerate(("Horvitz-Thompson (batch by batch)", "Hájek (pooled)",
