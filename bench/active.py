@@ -47,7 +47,7 @@ from improver.cycle import run_cycles  # noqa: E402
 from improver.flag import flag  # noqa: E402
 from improver.project import Project, write_project_file  # noqa: E402
 from improver.queue import (Pending, Pick, Queue, balanced_sample, build_queue, model_assisted, next_batch,  # noqa: E402
-                            pending_decisions, record, recorded_picks, spread_key)
+                            pending_decisions, record, recorded_picks, spread_columns, spread_ranks)
 from improver.scoring import cohens_kappa  # noqa: E402
 from improver.workspace import Workspace  # noqa: E402
 
@@ -233,6 +233,7 @@ def main() -> None:
 
 
 BASELINES = ("uniform", "random")  # what the queue is measured against
+LABELS = {"uniform": "uniform random picks", "random": "balanced random picks", "queue": "improver queue"}
 
 
 def empty() -> dict:
@@ -254,10 +255,10 @@ def merge(into: dict, part: dict) -> None:
 FIRST_BATCH_DRAWS = 500
 
 
-def first_batch_luck(agree: list[int], keys: list[tuple], start: int, seed: int) -> tuple[float, float, float]:
+def first_batch_luck(agree: list[int], ranks: list, start: int, seed: int) -> tuple[float, float, float]:
     """What luck does to the first batch's estimate (its plain random share, no model yet): over
     ``FIRST_BATCH_DRAWS`` draws of ``start`` sessions from the pool as the queue draws them (balanced
-    over ``keys``), the mean and the SD of their agreement minus the pool's, in points, and the SD
+    over ``ranks``), the mean and the SD of their agreement minus the pool's, in points, and the SD
     of plain uniform draws beside them. A mean near 0 is an unbiased estimate; the SD is the chance
     error one seed's draw carries (a mean over n seeds: SD / sqrt(n))."""
     truth = sum(agree) / len(agree)
@@ -265,7 +266,7 @@ def first_batch_luck(agree: list[int], keys: list[tuple], start: int, seed: int)
     def errors(draw) -> list[float]:
         return [(sum(agree[i] for i in draw(random.Random(f"luck/{seed}/{k}"))) / start - truth) * 100
                 for k in range(FIRST_BATCH_DRAWS)]
-    balanced = errors(lambda rng: balanced_sample(keys, start, rng))
+    balanced = errors(lambda rng: balanced_sample(ranks, start, rng))
     uniform = errors(lambda rng: rng.sample(range(len(agree)), start))
     return statistics.mean(balanced), statistics.pstdev(balanced), statistics.pstdev(uniform)
 
@@ -293,11 +294,11 @@ def run_all(args) -> dict:
                     agree = [int(e["decision"] == traffic[e["session_id"]]["decision"]) for e in pool_answers]
                     base_pool = sum(agree) / max(len(traffic), 1)
                     if agree and len(agree) >= args.start:
-                        keys = [spread_key(Pending(e["session_id"], traffic[e["session_id"]]["case"],
-                                                   traffic[e["session_id"]]["decision"], None),
-                                           domain.project.get("entity_fields", []), list(domain.project.get("bands", {}))[:1])
-                                for e in pool_answers]
-                        part["draws"].append(first_batch_luck(agree, keys, args.start, seed))
+                        pending = [Pending(e["session_id"], traffic[e["session_id"]]["case"], traffic[e["session_id"]]["decision"],
+                                           None) for e in pool_answers]
+                        ranks = spread_ranks(spread_columns(pending, domain.project.get("entity_fields", []),
+                                                            list(domain.project.get("bands", {}))[:1]))
+                        part["draws"].append(first_batch_luck(agree, ranks, args.start, seed))
                     for row in rows:
                         n = str(row["reviewed"])
                         part["curves"][strategy].setdefault(n, []).append(row["fresh"])
@@ -397,7 +398,8 @@ def plot(curves: dict, path: str) -> None:
     for axis, (name, curve) in zip(axes[0], curves.items()):
         for strategy, points in curve.items():
             xs = sorted(points, key=int)
-            axis.plot([int(x) for x in xs], [statistics.mean(points[x]) for x in xs], marker="o", label=strategy)
+            axis.plot([int(x) for x in xs], [statistics.mean(points[x]) for x in xs], marker="o",
+                      label=LABELS.get(strategy, strategy))
         axis.set_title(name)
         axis.set_xlabel("reviewed sessions")
         axis.set_ylabel("agreement on fresh cases")

@@ -51,10 +51,10 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 import yaml
 
-from improver.conditions import MISSING, field_value
+from improver.conditions import MISSING
 from improver.errors import ImproverError
 from improver.experiments import Experiment, now
-from improver.features import Columns, round_cut, words
+from improver.features import Columns, column_values, round_cut, words
 from improver.runtime import load_overlay, parse_rules
 from improver.store import _loads
 
@@ -692,8 +692,8 @@ def _build_queue(ws: "Workspace", n: int, random_share: float, seed: int, since:
     rest = [row for row in range(len(pending)) if row not in taken]
     draws = min(len(rest), min(n, len(pending)) - len(picks))
     config = ws.project.config
-    chosen = balanced_sample([spread_key(pending[row], config.entity_fields, list(config.bands)[:1]) for row in rest],
-                             draws, random.Random(f"{seed}/{batch}"))
+    spread = spread_ranks(spread_columns([pending[row] for row in rest], config.entity_fields, list(config.bands)[:1]))
+    chosen = balanced_sample(spread, draws, random.Random(f"{seed}/{batch}"))
     chosen = [rest[i] for i in chosen]
     probability = draws / len(rest) if rest else 0.0
     picks += [Pick(pending[row].session_id, pending[row].decision, "random", "random share (equal chances, balanced)", 0.0,
@@ -703,29 +703,44 @@ def _build_queue(ws: "Workspace", n: int, random_share: float, seed: int, since:
     return Queue(batch, reference.id if reference else None, len(pending), picks, random_share, model)
 
 
-def balanced_sample(keys: list[tuple], draws: int, rng: random.Random) -> list[int]:
-    """``draws`` of the positions of ``keys``, each with the same chance (draws / len(keys)), spread
-    evenly over the keys' values: systematic sampling from the positions sorted by key, ties in a
-    random order, with a random start. That is stratified sampling over the keys' values without
-    strata to choose: each run of equal keys gets its share of the draws, give or take one."""
-    if draws <= 0 or not keys:
+def balanced_sample(ranks: list[np.ndarray], draws: int, rng: random.Random) -> list[int]:
+    """``draws`` of the positions ``ranks`` sort (one array per sort key, most significant first:
+    ``spread_ranks``), each with the same chance (draws / positions), spread evenly over the keys:
+    systematic sampling from the positions sorted by key, ties in a random order, with a random
+    start. That is stratified sampling over the keys' values without strata to choose: each run
+    of equal keys gets its share of the draws, give or take one."""
+    size = len(ranks[0]) if ranks else 0
+    if draws <= 0 or not size:
         return []
-    order = list(range(len(keys)))
+    order = list(range(size))
     rng.shuffle(order)
-    order.sort(key=keys.__getitem__)  # stable: equal keys stay in their random order
-    step = len(order) / draws
+    place = np.empty(size, dtype=np.int64)
+    place[order] = np.arange(size)  # each position's place in the random order: the ties' order
+    by_key = np.lexsort([place, *reversed(ranks)])
+    step = size / draws
     start = rng.random() * step
-    return [order[min(int(start + j * step), len(order) - 1)] for j in range(draws)]
+    return [int(by_key[min(int(start + j * step), size - 1)]) for j in range(draws)]
 
 
-def spread_key(pending: Pending, entity_fields: list[str], numbers: list[str]) -> tuple:
-    """What a balanced draw spreads over: the agent's decision, the entity fields, then a number."""
+def spread_ranks(columns: Iterable[list]) -> list[np.ndarray]:
+    """Each column of values as ranks, in the order a balanced draw spreads over: numbers by value
+    first, then any other value by its text (a missing one as empty text)."""
     def part(value) -> tuple:
         if type(value) in (int, float):
             return (0, value, "")
         return (1, 0, "" if value is MISSING or value is None else str(value))
-    return (pending.decision, *(part(field_value(pending.case, f)) for f in entity_fields),
-            *(part(field_value(pending.case, f)) for f in numbers))
+    ranks = []
+    for values in columns:
+        parts = [part(v) for v in values]
+        rank = {key: i for i, key in enumerate(sorted(set(parts)))}
+        ranks.append(np.fromiter(map(rank.__getitem__, parts), dtype=np.int64, count=len(parts)))
+    return ranks
+
+
+def spread_columns(pending: list[Pending], entity_fields: list[str], numbers: list[str]) -> list[list]:
+    """What a balanced draw spreads over: the agent's decision, the entity fields, then a number."""
+    cases = [p.case for p in pending]
+    return [[p.decision for p in pending], *(column_values(cases, f) for f in (*entity_fields, *numbers))]
 
 
 def candidate_precedents(ws: "Workspace") -> list:

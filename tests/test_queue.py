@@ -16,7 +16,7 @@ from improver.experiments import read_tree
 from improver.precedents import track
 from improver.flag import flag
 from improver.queue import (MAX_PER_KEY, balanced_sample, build_queue, difference_estimate, learned_precedents, model_assisted,
-                            next_batch, record, reference_experiment, sampled_agreement)
+                            next_batch, record, reference_experiment, sampled_agreement, spread_ranks)
 from improver.models import ReviewedSession
 from improver.workspace import Workspace
 
@@ -90,10 +90,29 @@ def test_random_picks_give_each_decision_and_entity_its_share_of_the_draws(live_
 
 def test_a_balanced_draw_gives_every_position_the_same_chance():
     import random
-    keys = [("a",)] * 17 + [("b",)] * 9 + [("c",)] * 4
-    counts = Counter(i for k in range(3000) for i in balanced_sample(keys, 7, random.Random(k)))
+    ranks = spread_ranks([["a"] * 17 + ["b"] * 9 + ["c"] * 4])
+    counts = Counter(i for k in range(3000) for i in balanced_sample(ranks, 7, random.Random(k)))
     assert set(counts) == set(range(30))
     assert all(abs(c - 3000 * 7 / 30) < 120 for c in counts.values()), counts  # 700 each, SD about 23
+
+
+def test_a_balanced_draw_takes_every_step_of_the_positions_sorted_by_their_values_ties_at_random():
+    import random
+    values = random.Random(5)
+    columns = [[values.choice(["approve", "reject"]) for _ in range(500)],
+               [values.choice(["Acme", None, 7, "Zeta", True]) for _ in range(500)],
+               [values.choice([3.5, 120, 99.0, "n/a"]) for _ in range(500)]]
+
+    def part(value):
+        return (0, value, "") if type(value) in (int, float) else (1, 0, "" if value is None else str(value))
+    for seed in range(20):
+        order = list(range(500))
+        rng = random.Random(seed)
+        rng.shuffle(order)
+        order.sort(key=lambda i: tuple(part(column[i]) for column in columns))  # stable: ties in the random order
+        step, start = 500 / 40, rng.random() * 500 / 40
+        expected = [order[int(start + j * step)] for j in range(40)]
+        assert balanced_sample(spread_ranks(columns), 40, random.Random(seed)) == expected
 
 
 def test_queue_ranks_with_the_garbage_collector_paused_and_restores_it(live_project):
