@@ -10,10 +10,10 @@ random reviews to start, then batches of 25 picked by the queue (20% of each bat
 its random share), or all at random, up to 400: ``random`` draws as the queue's random
 share does (balanced over the decision, entities and a number: ``improver queue
 --random-share 1``), ``uniform`` as a team reviewing with no queue would (a plain uniform
-sample). Every strategy starts from the same 50 reviews (the queue's first batch). The simulated reviewer answers each
-batch (her ``review_ids`` entry point), a cycle runs, and the best experiment's config
-decides 1,000 fresh cases from the same simulator: agreement with the reviewer there,
-mean over seeds, both curves side by side. Also printed, for the queue-picked reviews:
+sample). Every strategy starts from the same 50 reviews (the queue's first batch). The
+simulated reviewer answers each batch (her ``review_ids`` entry point), a cycle runs, and
+the best experiment's config decides 1,000 fresh cases from the same simulator: agreement
+with the reviewer there, mean over seeds, the curves side by side. Also printed, for the queue-picked reviews:
 the agent's agreement estimated from them, weighted by the inverse pick probability
 (batch by batch, and pooled), model-assisted (the rules the queue's reference had when it
 drew each batch predict agreement on every decision, the batch's random picks correct their
