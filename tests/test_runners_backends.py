@@ -66,6 +66,20 @@ def test_the_cache_stores_a_repeated_answer_once_and_gives_each_case_its_own_cop
     assert found["k1"]["cited"] == ["policy:tiers"]
 
 
+def test_answers_that_mostly_have_their_own_reasoning_are_stored_one_a_case_and_read_back_equal(tmp_path):
+    """An LLM's answers rarely repeat: telling equal ones apart would cost more than it saves."""
+    cache = DecisionCache(tmp_path / "decisions.sqlite")
+    answers = {f"k{i}": {"decision": "approve", "confidence": None, "reasoning": f"request {i} is fine", "cited": []}
+               for i in range(40)} | {"k40": {"decision": "approve", "confidence": None, "reasoning": "request 0 is fine",
+                                              "cited": []}}
+    cache.put("agent", "config", answers)
+    (blob,) = cache.db.execute("SELECT answers FROM runs").fetchone()
+    row = orjson.loads(blob)
+    assert row["keys"] == list(answers) and len(row["answers"]) == 41
+    found = cache.get("agent", "config")
+    assert found == answers and found["k0"] is not found["k40"]
+
+
 def test_a_cache_written_by_an_older_improver_still_reads(tmp_path):
     """Its table had no sizes and its rows one answer per case."""
     answer = {"decision": "approve", "confidence": None, "reasoning": "", "cited": []}

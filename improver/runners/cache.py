@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.machinery
 import importlib.util
+import operator
 import sqlite3
 import time
 from pathlib import Path
@@ -73,9 +74,12 @@ def _code_files(spec: TargetSpec, root: Path) -> list[Path]:
 
 class DecisionCache:
     """Answers by agent and config, one row per run that decided something new, so a run reads
-    its config's answers in one query. A row is a JSON object ``{"answers": [...], "at": {case
-    key: index}}``: a run's answers mostly repeat a few (one per rule that decides), so each
-    distinct answer is stored once. Rows written as ``{case key: answer}`` still read.
+    its config's answers in one query. A row is a JSON object: ``{"answers": [...], "at": {case
+    key: index}}`` when a run's answers mostly repeat a few (a rule-based agent's, one per rule
+    that decides), each distinct answer stored once; ``{"keys": [...], "answers": [...]}``, an
+    answer a case, when most answers have their own reasoning (an LLM's, or texts that name the
+    case's amounts): telling equal answers apart there costs more than it saves. Rows written
+    as ``{case key: answer}`` still read.
 
     The cache holds at most ``max_bytes`` of answers (``target.cache_max_mb``): past that, the
     runs whose config was asked for least recently go first (those of configs no experiment uses
@@ -103,7 +107,9 @@ class DecisionCache:
         found: dict[str, dict] = {}
         for (blob,) in self.db.execute("SELECT answers FROM runs WHERE agent = ? AND config = ?", (agent, config)):
             row = orjson.loads(blob)
-            if isinstance(row.get("at"), dict) and isinstance(row.get("answers"), list):
+            if isinstance(row.get("keys"), list) and isinstance(row.get("answers"), list):  # an answer a case
+                found.update(zip(row["keys"], row["answers"]))
+            elif isinstance(row.get("at"), dict) and isinstance(row.get("answers"), list):
                 distinct = row["answers"]
                 found.update((key, _own(distinct[i])) for key, i in row["at"].items())
             else:  # written before answers were stored once each
@@ -153,6 +159,9 @@ class DecisionCache:
 
     @staticmethod
     def _row(answers: dict[str, dict]) -> bytes:
+        values = list(answers.values())
+        if len(set(map(_reasoning, values))) > len(values) // 2:  # mostly their own texts (an LLM's): as they are
+            return orjson.dumps({"keys": list(answers), "answers": values})
         index: dict = {}  # identity -> position in distinct
         distinct, at = [], {}
         for key, answer in answers.items():
@@ -161,6 +170,8 @@ class DecisionCache:
                 distinct.append(answer)
         return orjson.dumps({"answers": distinct, "at": at})
 
+
+_reasoning = operator.methodcaller("get", "reasoning")
 
 ANSWER_KEYS = {"decision", "confidence", "reasoning", "cited"}  # a normalised answer's (``runners.normalise``)
 
