@@ -168,7 +168,7 @@ def uniform_picks(db, n: int, seed: int, batch: str) -> Queue:
     picked = set(recorded_picks(db))
     pending = [p for p in pending_decisions(db) if p.session_id not in picked]
     chosen = sorted(random.Random(f"uniform/{seed}/{batch}").sample(range(len(pending)), min(n, len(pending))))
-    picks = [Pick(pending[i].session_id, pending[i].decision, "random", "uniform", 0.0, round(n / len(pending), 8))
+    picks = [Pick(pending[i].session_id, pending[i].decision, "random", "uniform", 0.0, round(len(chosen) / len(pending), 8))
              for i in chosen]
     return Queue(batch, None, len(pending), picks, 1.0, [])
 
@@ -199,7 +199,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", default="procurement,support,moderation")
     parser.add_argument("--seeds", default="1,2,3,4,5", help="empty: run no curve (e.g. only the queue timing)")
-    parser.add_argument("--strategies", default="uniform,random,queue",
+    parser.add_argument("--strategies", default=",".join(STRATEGIES),
                         help="run only these (random picks do not depend on the queue: run them apart and --load them)")
     parser.add_argument("--pool", type=int, default=3000)
     parser.add_argument("--fresh", type=int, default=1000)
@@ -233,11 +233,12 @@ def main() -> None:
 
 
 BASELINES = ("uniform", "random")  # what the queue is measured against
+STRATEGIES = (*BASELINES, "queue")
 LABELS = {"uniform": "uniform random picks", "random": "balanced random picks", "queue": "improver queue"}
 
 
 def empty() -> dict:
-    return {"curves": {s: {} for s in (*BASELINES, "queue")}, "kappas": {s: {} for s in (*BASELINES, "queue")},
+    return {"curves": {s: {} for s in STRATEGIES}, "kappas": {s: {} for s in STRATEGIES},
             "estimates": {}, "flagged": [], "draws": []}
 
 

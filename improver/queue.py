@@ -693,9 +693,10 @@ def _build_queue(ws: "Workspace", n: int, random_share: float, seed: int, since:
     rest = [row for row in range(len(pending)) if row not in taken]
     draws = min(len(rest), min(n, len(pending)) - len(picks))
     config = ws.project.config
-    spread = spread_ranks(spread_columns([pending[row] for row in rest], config.entity_fields, list(config.bands)[:1]))
-    chosen = balanced_sample(spread, draws, random.Random(f"{seed}/{batch}"))
-    chosen = [rest[i] for i in chosen]
+    chosen = []
+    if draws > 0:  # the sort keys of every pending decision: only when the batch has random slots
+        spread = spread_ranks(spread_columns([pending[row] for row in rest], config.entity_fields, list(config.bands)[:1]))
+        chosen = [rest[i] for i in balanced_sample(spread, draws, random.Random(f"{seed}/{batch}"))]
     probability = draws / len(rest) if rest else 0.0
     picks += [Pick(pending[row].session_id, pending[row].decision, "random", "random share (equal chances, balanced)", 0.0,
                    round(probability, 8)) for row in sorted(chosen)]
