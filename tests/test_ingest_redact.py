@@ -216,14 +216,15 @@ def test_lines_screened_together_are_the_lines_screened_one_by_one():
 
 
 def test_the_re2_prefilter_passes_only_batches_the_screen_passes(monkeypatch):
-    """With google-re2, flagged_pieces first searches a batch for every mark at once: it finds each
-    line the screen flags (corpus texts, punctuated tokens, marks split by quotes or at a line's
-    end, random glue of marks and near-marks), so every batch is flagged exactly as without it."""
+    """With google-re2, flagged_pieces first searches a batch for every mark at once and screens only
+    the lines its matches touch: it finds each line the screen flags (corpus texts, punctuated tokens,
+    marks split by quotes or at a line's end, random glue of marks and near-marks), so every batch is
+    flagged exactly as without it; plain text (not JSON) is searched without the JSON marks."""
     import random
 
     import improver.redact as redact
 
-    if redact.PREFILTER is None:
+    if redact.PREFILTERS[True] is None:
         pytest.skip("google-re2 is not installed (pip install 'agent-improver[fast]')")
     texts = [row["text"] for row in corpus()] + PUNCTUATED_TOKENS + ["the key", "a secret", "1e10", "1.2.3.4", "ab::1"]
     lines = [f'{{"reasoning": "{text}"}}'.encode() for text in texts] + [text.encode() + b"\n" for text in texts]
@@ -231,17 +232,18 @@ def test_the_re2_prefilter_passes_only_batches_the_screen_passes(monkeypatch):
             b"E", b"-", b".", b"/", b"+", b"(", b"\t", b"token", b"eyJ", b"xox", b"\xc3\xa9", b"_", b"rk", b"glpat", b"b/c+" * 5]
     rng = random.Random(15)
     lines += [b"".join(rng.choice(glue) for _ in range(rng.randint(0, 12))) for _ in range(3000)]
-    batches = [lines[start:start + 5] for start in range(0, len(lines), 5)]
+    batches = [lines[start:start + size] for size in (5, 64) for start in range(0, len(lines), size)]
     for json in (True, False):
         with_prefilter = [redact.flagged_pieces(batch, json) for batch in batches]
-        monkeypatch.setattr(redact, "PREFILTER", None)
+        monkeypatch.setattr(redact, "PREFILTERS", {})
         assert with_prefilter == [redact.flagged_pieces(batch, json) for batch in batches]
         monkeypatch.undo()
-    flagged = [line for line in lines if redact.flagged_lines([line])]
-    assert len(flagged) > 500 and all(redact.PREFILTER.search(line) for line in flagged)
+        flagged = [line for line in lines if redact.flagged_lines([line], json)]
+        assert len(flagged) > 500 and all(redact.PREFILTERS[json].search(line) for line in flagged)
+    assert redact.PREFILTERS[False].search(b'say \\"hi\\" 1e10') is None  # no JSON marks in plain text
     clean = [b'{"type": "review", "session_id": "PR-000001", "reasoning": "Over budget by $3,723.", "conditions": []}\n',
              b'{"case": {"amount": 3723.0, "vendor": "Nimbus Software", "submitted": "2026-04-29"}, "cited": ["tier:auto"]}\n']
-    assert redact.PREFILTER.search(b"\n".join(clean)) is None and redact.flagged_pieces(clean) == set()  # and passes these
+    assert redact.PREFILTERS[True].search(b"\n".join(clean)) is None and redact.flagged_pieces(clean) == set()  # and passes these
 
 
 def test_ner_without_its_extra_names_the_install_command(monkeypatch):
