@@ -20,7 +20,7 @@ bytecode first, as ``pip install`` does for an installed copy (an editable check
 where PYTHONDONTWRITEBYTECODE is set each process would compile every module again). This
 machine's speed drifts by up to a quarter from run to run (floors included): ``--repeat N`` runs it all N times, each on a fresh project with its own floors, and prints the median ratio.
 Done means: ingest + cycle within 2x the sum of the floors and < 30 s; the second
-cycle decides no case again. `bench/scale.py` has the per-store and 1M-session figures.
+cycle decides no case again (and makes no new experiment: it mines the same proposals). `bench/scale.py` has the per-store and 1M-session figures.
 """
 from __future__ import annotations
 
@@ -205,8 +205,9 @@ def measure(sessions: int, folder: Path, scratch: Path) -> dict:
     traces = project / "traces.jsonl"
     ingest = run_cli(scratch, "ingest", str(traces), "--project", str(project))
     first = run_cli(scratch, "cycle", "--max-cycles", "1", "--project", str(project))
-    ids = sorted(p.name for p in (project / "experiments").iterdir() if p.is_dir() and p.name[:1].isdigit())
+    ids = experiment_ids(project)
     second = run_cli(scratch, "cycle", "--max-cycles", "1", "--project", str(project))
+    second["made"] = len(experiment_ids(project)) - len(ids)
     floors = {"ingest": ingest_floor(traces, scratch)}
     asked = int(first["stages"].pop("cases decided or answered from the cache", 0))
     second["stages"].pop("cases decided or answered from the cache", None)
@@ -216,6 +217,10 @@ def measure(sessions: int, folder: Path, scratch: Path) -> dict:
         stages[name] += seconds
     return {"stages": stages, "floors": floors, "notes": notes, "wall": ingest["wall"] + first["wall"],
             "cpu": ingest["cpu"] + first["cpu"], "floor_cpu": sum(FLOOR_CPU.values()), "second": second}
+
+
+def experiment_ids(project: Path) -> list[str]:
+    return sorted(p.name for p in (project / "experiments").iterdir() if p.is_dir() and p.name[:1].isdigit())
 
 
 def report(run: dict, sessions: int) -> None:
@@ -238,7 +243,7 @@ def report(run: dict, sessions: int) -> None:
         print(f"  rerun floor {note}")
     second = run["second"]
     reuse = re.search(r"Target: ([\d,]+) cases decided, ([\d,]+) answered from the decision cache", second["stdout"])
-    print(f"second cycle on unchanged sessions: {second['wall']:.2f} s wall; "
+    print(f"second cycle on unchanged sessions: {second['wall']:.2f} s wall; {second['made']} new experiments; "
           + (f"{reuse.group(1)} cases decided, {reuse.group(2)} answered from the decision cache" if reuse
              else "no reruns reported"))
 

@@ -310,7 +310,8 @@ class Workspace:
 
     def propose(self, parent: Experiment, result: MiningResult, cycle: int, run_id: str = "",
                 cv: CrossValidation | None = None) -> Experiment | None:
-        """A new experiment holding the parent's config plus one proposal per precedent (None if none).
+        """A new experiment holding the parent's config plus one proposal per precedent (None if none);
+        the one already holding that config from that parent, when one does.
 
         With ``cv`` (``cross_validate``), only the precedents stable across folds are proposed,
         each with its per-fold evidence, and the manifest keeps every fold's matching rules."""
@@ -324,13 +325,6 @@ class Workspace:
             proposals = self._deployable(parent, proposals)
         if not proposals:
             return None
-        if not run_id:  # the same proposals from the same parent again: the experiment that holds them
-            same = [(p.id, p.decision, p.when) for p in proposals]
-            for experiment in reversed(self.experiments.all()):
-                manifest = experiment.manifest
-                if (manifest.parent, manifest.kind, manifest.cycle, manifest.mining.get("run")) == (parent.id, "cycle", cycle, "") \
-                        and [(p.id, p.decision, p.when) for p in manifest.proposals] == same:
-                    return experiment
         guidance = guidance_from(result)
         mining = {"run": run_id, "train_sessions": result.sessions, "disagreements": result.disagreements,
                   "agreement": result.agreement, "ceiling": round(result.ceiling, 4),
@@ -357,10 +351,14 @@ class Workspace:
                mining: dict, report_text: str, slug: str | None = None) -> Experiment:
         config = render_config(read_tree(parent.config_dir), proposals, guidance, cycle)
         with self.writing("new experiment"):
-            if mining.get("run"):  # made meanwhile by the same run?
-                existing = self.find(parent=parent.id, kind=kind, cycle=cycle, run=mining["run"])
-                if existing is not None and existing.manifest.config_hash == tree_hash(config):
-                    return existing
+            # The same config from the same parent stands, with its decisions and scores: made meanwhile by
+            # this run, or by an earlier cycle run on the same reviews (which mines the same proposals).
+            same = {"parent": parent.id, "kind": kind, "cycle": cycle, "config_hash": tree_hash(config)}
+            existing = self.find(**same, run=mining["run"]) if mining.get("run") else None
+            if existing is None and kind == "cycle":
+                existing = self.find(**same)
+            if existing is not None:
+                return existing
             manifest = Manifest(id=self.experiments.next_id(slug or f"cycle-{cycle}" + ("" if kind == "cycle" else f"-{kind}")),
                                 parent=parent.id, created=now(), kind=kind, cycle=cycle, proposals=proposals,
                                 guidance=guidance, mining=mining)

@@ -111,6 +111,19 @@ def test_reviews_arriving_after_a_cycle_get_a_new_baseline_and_old_experiments_s
     assert len(ws.run(ws.experiments.get(first["parent"]))) == 80, "an older experiment decides the new sessions too"
 
 
+def test_a_cycle_run_again_on_unchanged_reviews_makes_no_new_experiment(tiny_project):
+    """The second run mines the same proposals from the same baseline: the experiment that holds
+    that config stands, with its decisions and scores, instead of a copy of it."""
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    first = run_cycles(ws, max_cycles=1)
+    made = ws.experiments.ids()
+    second = run_cycles(Workspace(tiny_project), max_cycles=1)
+    assert Workspace(tiny_project).experiments.ids() == made
+    assert [row["experiment"] for row in second["history"]] == [row["experiment"] for row in first["history"]]
+    assert second["history"] == first["history"]
+
+
 def test_scores_count_each_session_once_in_its_split_against_the_parent():
     """Every figure of ``score`` is what counting the sessions one by one gives."""
     import random

@@ -27,13 +27,21 @@ def with_target(project: Path, **target) -> Project:
 
 
 def test_a_second_cycle_on_unchanged_sessions_reruns_nothing_it_already_decided(tiny_project):
+    lines = (tiny_project / "traces.jsonl").read_text().splitlines()
+    (tiny_project / "first.jsonl").write_text("\n".join(lines[:80]) + "\n")
     first = Workspace(tiny_project)
-    first.ingest(str(tiny_project / "traces.jsonl"))
+    first.ingest(str(tiny_project / "first.jsonl"))
     run_cycles(first, max_cycles=2)
     assert first.runner.reruns > 0
-    second = Workspace(tiny_project)
-    run_cycles(second, max_cycles=2)  # a new run: new experiment folders with the same configs
-    assert second.runner.reruns == 0 and second.runner.hits > 0
+    again = Workspace(tiny_project)
+    run_cycles(again, max_cycles=2)  # the same proposals: the experiments holding them stand, decided
+    assert again.runner.reruns == 0
+    later = Workspace(tiny_project)
+    later.ingest(str(tiny_project / "traces.jsonl"))  # more reviews: a new baseline on every session
+    later.baseline()
+    assert len(later.sessions) > len(first.sessions)
+    assert later.runner.hits == len(first.sessions), "the sessions the first baseline decided come from the cache"
+    assert later.runner.reruns == len(later.sessions) - len(first.sessions)
 
 
 def test_the_cache_reruns_what_a_new_config_or_agent_version_may_decide_differently(tiny_project):
