@@ -20,7 +20,8 @@ bytecode first, as ``pip install`` does for an installed copy (an editable check
 where PYTHONDONTWRITEBYTECODE is set each process would compile every module again). This
 machine's speed drifts by up to a quarter from run to run (floors included): ``--repeat N`` runs it all N times, each on a fresh project with its own floors, and prints the median ratio.
 Done means: ingest + cycle within 2x the sum of the floors and < 30 s; the second
-cycle decides no case again (and makes no new experiment: it mines the same proposals). `bench/scale.py` has the per-store and 1M-session figures.
+cycle decides no case again, makes no new experiment and does not mine (it takes the experiment
+mined from the same inputs). `bench/scale.py` has the per-store and 1M-session figures.
 """
 from __future__ import annotations
 
@@ -244,6 +245,7 @@ def report(run: dict, sessions: int) -> None:
     second = run["second"]
     reuse = re.search(r"Target: ([\d,]+) cases decided, ([\d,]+) answered from the decision cache", second["stdout"])
     print(f"second cycle on unchanged sessions: {second['wall']:.2f} s wall; {second['made']} new experiments; "
+          f"mining {second['stages'].get('mine', 0):.2f} s; "
           + (f"{reuse.group(1)} cases decided, {reuse.group(2)} answered from the decision cache" if reuse
              else "no reruns reported"))
 

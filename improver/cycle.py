@@ -3,8 +3,10 @@
 baseline -> mine_and_propose -> evaluate -> gate -> (mine_and_propose | end). The state
 holds only experiment ids; experiments on disk are the real state, and every stage
 finds its own earlier output, so an interrupted cycle resumes where it stopped
-(``improver cycle --resume``). Proposals are cross-validated (``improver.crossval``):
-only precedents most folds find, with no out-of-fold loss, are proposed. The
+(``improver cycle --resume``), and a new run on unchanged reviews takes the experiment an
+earlier run mined from the same parent and inputs (``Workspace.mined_before``) without mining
+again. Proposals are cross-validated (``improver.crossval``): only precedents most folds
+find, with no out-of-fold loss, are proposed. The
 gate keeps a cycle when its out-of-fold agreement rises over its parent's; the cycle
 stops when it stops rising or after ``max_cycles``. A locked test split (``holdout:``)
 is scored and reported, never gated on. A run holds the project's write lock throughout,
@@ -63,7 +65,8 @@ def build_graph(workspace: Workspace, checkpointer=None):
     def mine_and_propose(state: CycleState) -> CycleState:
         cycle = state["cycle"] + 1
         parent = workspace.experiments.get(state["parent"])
-        experiment = workspace.find(parent=parent.id, kind="cycle", cycle=cycle, run=state["run_id"])
+        experiment = workspace.find(parent=parent.id, kind="cycle", cycle=cycle, run=state["run_id"]) or \
+            workspace.mined_before(parent, cycle)
         if experiment is None:
             cv = workspace.cross_validate(parent)
             experiment = workspace.propose(parent, cv.result, cycle, run_id=state["run_id"], cv=cv)

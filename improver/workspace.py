@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import orjson
 import yaml
 
-from improver import crossval
+from improver import __version__, crossval
 from improver.crossval import CrossValidation, FoldRun
 from improver.errors import ExperimentError, ImproverError, RunFailedError
 from improver.experiments import Experiment, ExperimentStore, Manifest, Proposal, now, read_tree, tree_hash
@@ -152,6 +153,21 @@ class Workspace:
         return digest.hexdigest()[:16]
 
     @cached_property
+    def mining_key(self) -> str:
+        """A hash of all a cycle's mining reads besides its parent experiment: every reviewed session as
+        stored (case, decisions, notes, tags), the project's settings, the target and improver's version.
+        A cycle experiment mined from the same parent under the same key is what mining again would make."""
+        digest = hashlib.sha256(json.dumps([__version__, self.project.config.model_dump(mode="json"), self.target_key],
+                                           sort_keys=True, default=str).encode())
+        for start in range(0, len(self.sessions), 10_000):  # dataclasses, as JSON in C
+            digest.update(orjson.dumps(self.sessions[start:start + 10_000], option=orjson.OPT_NON_STR_KEYS, default=str))
+        return digest.hexdigest()[:16]
+
+    def mined_before(self, parent: Experiment, cycle: int) -> Experiment | None:
+        """The cycle experiment an earlier run mined from ``parent`` under today's ``mining_key``, if any."""
+        return self.find(parent=parent.id, kind="cycle", cycle=cycle, mined=self.mining_key)
+
+    @cached_property
     def columns(self) -> Columns:
         return Columns([s.case for s in self.sessions])
 
@@ -172,10 +188,11 @@ class Workspace:
     # --- experiments ---------------------------------------------------------------
     def find(self, **fields) -> Experiment | None:
         """The newest experiment whose manifest has these values (``run`` is the cycle run that made it,
-        ``reviewed`` the fingerprint of the reviewed sessions a baseline was run on)."""
+        ``reviewed`` the fingerprint of the reviewed sessions a baseline was run on, ``mined`` the
+        ``mining_key`` a cycle experiment was mined under)."""
         for experiment in reversed(self.experiments.all()):
             manifest = experiment.manifest
-            if all((manifest.mining.get(k) if k in ("run", "reviewed", "target") else getattr(manifest, k)) == v
+            if all((manifest.mining.get(k) if k in ("run", "reviewed", "target", "mined") else getattr(manifest, k)) == v
                    for k, v in fields.items()):
                 return experiment
         return None
@@ -326,7 +343,7 @@ class Workspace:
         if not proposals:
             return None
         guidance = guidance_from(result)
-        mining = {"run": run_id, "train_sessions": result.sessions, "disagreements": result.disagreements,
+        mining = {"run": run_id, "mined": self.mining_key, "train_sessions": result.sessions, "disagreements": result.disagreements,
                   "agreement": result.agreement, "ceiling": round(result.ceiling, 4),
                   "precedents": [p.model_dump(include={"name", "source", "decision", "description", "support",
                                                        "precision", "weak", "group_size"}) for p in result.precedents],

@@ -124,6 +124,22 @@ def test_a_cycle_run_again_on_unchanged_reviews_makes_no_new_experiment(tiny_pro
     assert second["history"] == first["history"]
 
 
+def test_a_cycle_run_again_on_unchanged_reviews_does_not_mine_them_again(tiny_project, monkeypatch):
+    """Mining the same sessions from the same parent under the same settings makes the same experiment,
+    so the second run takes it without mining; a changed setting (or review) mines again."""
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    first = run_cycles(ws, max_cycles=1)
+    mined = []
+    original = Workspace.cross_validate
+    monkeypatch.setattr(Workspace, "cross_validate", lambda self, parent: mined.append(parent.id) or original(self, parent))
+    second = run_cycles(Workspace(tiny_project), max_cycles=1)
+    assert mined == [] and second["history"] == first["history"]
+    settings = tiny_project / "improver.yaml"
+    settings.write_text(settings.read_text() + "min_evidence: 4\n")
+    run_cycles(Workspace(tiny_project), max_cycles=1)
+    assert mined == [first["history"][0]["experiment"]], "another evidence minimum: mined again"
+
 def test_scores_count_each_session_once_in_its_split_against_the_parent():
     """Every figure of ``score`` is what counting the sessions one by one gives."""
     import random
