@@ -68,6 +68,7 @@ def build_graph(workspace: Workspace, checkpointer=None):
         experiment = workspace.find(parent=parent.id, kind="cycle", cycle=cycle, run=state["run_id"]) or \
             workspace.mined_before(parent, cycle)
         if experiment is None:
+            workspace.prepare_target()  # the workers the next reruns use import while this process mines
             cv = workspace.cross_validate(parent)
             experiment = workspace.propose(parent, cv.result, cycle, run_id=state["run_id"], cv=cv)
         if experiment is None:

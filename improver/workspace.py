@@ -460,6 +460,13 @@ class Workspace:
             with self.store() as store:
                 start(self.project.base_config_dir, store.review_count())
 
+    def prepare_target(self) -> None:
+        """Start every worker a rerun of all the sessions can use, before a stage that keeps this process
+        busy on one core (mining), so their imports take the idle ones (``CallableRunner.prepare``)."""
+        prepare = getattr(self._answering(self.runner), "prepare", None)
+        if prepare is not None:
+            prepare(len(self.require_sessions()))
+
     def decide(self, config_dir: Path, sessions: list[ReviewedSession], label: str, subset: bool = False) -> list[dict]:
         """The target's answers on these sessions; ``RunFailedError`` (sessions named) past the error share
         (of every reviewed session when ``subset``: a rule's few matched sessions may all be ones that raise)."""

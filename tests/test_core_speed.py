@@ -223,3 +223,45 @@ def test_main_in_a_longer_process_gives_the_collector_back_as_it_was(tiny_projec
     with pytest.raises(SystemExit):
         main()
     assert gc.isenabled()
+
+
+PID_AGENT = ("import os, time\n"
+             "def decide(case, config_dir):\n"
+             "    time.sleep(case['sleep'])\n"
+             "    return {'decision': 'approve', 'reasoning': str(os.getpid())}\n")
+
+
+def test_a_run_starts_another_worker_only_when_the_cases_left_outlast_its_start_up(tmp_path):
+    """A second worker imports the target before it decides anything: for a few thousand quick cases
+    one worker is done first; for cases slow enough, the second starts and takes its share."""
+    from improver.project import TargetSpec
+    from improver.runners.local import PARALLEL_FROM, CallableRunner
+
+    (tmp_path / "pid_agent.py").write_text(PID_AGENT)
+    runner = CallableRunner(TargetSpec(callable="pid_agent:decide", config=".", workers=2), tmp_path)
+    try:
+        quick = runner.run([{"sleep": 0}] * PARALLEL_FROM, tmp_path)
+        assert len(runner._workers) == 1 and len({a["reasoning"] for a in quick}) == 1
+        slow = runner.run([{"sleep": 0.003}] * PARALLEL_FROM, tmp_path)
+        assert len(runner._workers) == 2 and len({a["reasoning"] for a in slow}) == 2
+    finally:
+        runner.close()
+
+
+def test_prepare_starts_every_worker_a_run_can_use_and_start_only_one(tmp_path):
+    from improver.project import TargetSpec
+    from improver.runners.local import PARALLEL_FROM, CallableRunner
+
+    (tmp_path / "pid_agent.py").write_text(PID_AGENT)
+    runner = CallableRunner(TargetSpec(callable="pid_agent:decide", config=".", workers=3), tmp_path)
+    try:
+        runner.start(tmp_path, PARALLEL_FROM)
+        assert len(runner._workers) == 1
+        runner.prepare(PARALLEL_FROM - 1)
+        assert len(runner._workers) == 1, "a run this small uses one worker"
+        runner.prepare(PARALLEL_FROM)
+        assert len(runner._workers) == 3
+        answers = runner.run([{"sleep": 0}] * 10, tmp_path)
+        assert {a["decision"] for a in answers} == {"approve"}
+    finally:
+        runner.close()

@@ -224,6 +224,10 @@ class CachedRunner:
         if start is not None and not self.cache.has(self.agent, tree_hash(read_tree(Path(config_dir)))):
             start(config_dir, cases)
 
+    def prepare(self, cases: int) -> None:
+        """The inner runner's ``prepare``, when it has one."""
+        getattr(self.inner, "prepare", lambda cases: None)(cases)
+
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
         return self.run_many([(cases, config_dir)], progress)[0]
 

@@ -15,6 +15,11 @@ the execution contract:
   and a new worker takes over the rest;
 - past ``target.max_error_share`` errors the run stops with ``RunFailedError``;
 - workers exit when the parent dies (parent-death signal on Linux, and a watchdog).
+
+A run starts another worker (up to ``target.workers``) only when it pays: when the cases
+left would keep the running workers busy for twice what a worker takes to import the target
+(both measured), or the run has already lasted that long. A cycle starts them all while it
+mines (``prepare``): this process keeps one core busy then, and the others are idle.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ from improver.runners import ErrorBudget, Progress, _error, normalise
 CHUNK = 1000
 PARALLEL_FROM = 2000  # fewer cases than this run on one worker
 STARTUP = 300  # seconds a new worker may take to import the target, before its first deadline
+PAYS_AFTER = 2  # another worker starts when the cases left would take this many of its start-ups
 
 
 def load_callable(spec: TargetSpec, root: Path):
@@ -160,10 +166,19 @@ class _Task:
         self.start, self.cases, self.batch, self.done, self.job = start, cases, batch, 0, job
 
 
+class _Pace:
+    """What the workers of one pool were measured to take: to import the target, and a case."""
+
+    def __init__(self):
+        self.startup: float | None = None  # seconds from starting a worker to its "ready"
+        self.per_case: float | None = None  # seconds a worker took per case, on its last answer
+
+
 class _Worker:
     """One worker process and the task it is on."""
 
     def __init__(self, spec: TargetSpec, root: Path):
+        self.spawned = self.since = time.monotonic()  # ``since``: when it began on what it is answering
         self.process, self.conn, self._send = worker_process.start(WORKER, cwd=root, widen=_widen)
         self._send.send((spec.model_dump(), str(root), sys.path))
         self.ready = False  # the target is imported
@@ -181,7 +196,7 @@ class _Worker:
         task.batch = task.batch and (self.has_batch or not self.ready)
         self._send.send((_packed(task.cases), str(config_dir), task.batch))
         if self.task is None:
-            self.task = task
+            self.task, self.since = task, time.monotonic()
             self.deadline = time.monotonic() + timeout + (0 if self.ready else STARTUP)
         else:
             self.queued.append(task)
@@ -189,7 +204,8 @@ class _Worker:
     def done(self, timeout: float) -> None:
         """The task it was on is answered: on to the next one sent, with its own deadline."""
         self.task = self.queued.popleft() if self.queued else None
-        self.deadline = time.monotonic() + timeout
+        self.since = time.monotonic()
+        self.deadline = self.since + timeout
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -240,6 +256,7 @@ class CallableRunner:
     def __init__(self, spec: TargetSpec, root: Path):
         self.spec, self.root = spec, root
         self._workers: list[_Worker] = []
+        self._pace = _Pace()
         self._finalizer = weakref.finalize(self, _stop_all, self._workers)
 
     def close(self) -> None:
@@ -251,14 +268,38 @@ class CallableRunner:
         the same target, so no second pool has to start and import it. Closing either stops both."""
         other = CallableRunner.__new__(CallableRunner)
         other.spec, other.root, other._workers, other._finalizer = spec, self.root, self._workers, self._finalizer
+        other._pace = self._pace
         return other
 
     def start(self, config_dir: Path, cases: int) -> None:
-        """Start the workers a run of ``cases`` cases will use, without waiting for them: they import the
-        target while the caller goes on (a cycle reads its sessions meanwhile); a run then hands them work."""
-        wanted = self.spec.workers if cases >= PARALLEL_FROM else 1
-        while len(self._workers) < wanted:
+        """Start a worker without waiting for it: it imports the target while the caller goes on (a cycle
+        reads its sessions meanwhile), on the core the caller leaves; a run then hands it work."""
+        if not self._workers:
             self._start()
+
+    def prepare(self, cases: int) -> None:
+        """Start every worker a run of ``cases`` cases can use, without waiting for them: for a caller about
+        to keep one core busy a while (a cycle mining), so their imports take the others."""
+        while len(self._workers) < self._wanted(cases):
+            self._start()
+
+    def _wanted(self, cases: int) -> int:
+        return self.spec.workers if cases >= PARALLEL_FROM else 1
+
+    def _pays(self, queue: deque, started: float) -> bool:
+        """Whether starting another worker would help this run: it imports the target for ``startup``
+        seconds before deciding anything (and takes a core meanwhile), so only when the cases left would
+        keep the running workers busy for PAYS_AFTER start-ups, or, with no pace measured yet, when the
+        run has already lasted that long."""
+        pace = self._pace
+        if not self._workers:
+            return True
+        if pace.startup is None:  # none ready yet: wait to see what a start-up costs
+            return False
+        if pace.per_case is not None:
+            left = sum(len(task.cases) - task.done for task in queue)
+            return left * pace.per_case / len(self._workers) > PAYS_AFTER * pace.startup
+        return time.monotonic() - started > PAYS_AFTER * pace.startup
 
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
         return self.run_many([(cases, config_dir)], progress)[0]
@@ -269,7 +310,7 @@ class CallableRunner:
         of each job, in order, are what ``run`` gives it alone; each job has its own error budget."""
         queue = deque(_Task(i, cases[i:i + CHUNK], batch=True, job=j)
                       for j, (cases, _config) in enumerate(jobs) for i in range(0, len(cases), CHUNK))
-        wanted = self.spec.workers if sum(len(cases) for cases, _ in jobs) >= PARALLEL_FROM else 1
+        wanted, started = self._wanted(sum(len(cases) for cases, _ in jobs)), time.monotonic()
         outcomes: list[list[dict | None]] = [[None] * len(cases) for cases, _ in jobs]
         budgets = [ErrorBudget(len(cases), self.spec.max_error_share) for cases, _ in jobs]
         try:
@@ -280,7 +321,7 @@ class CallableRunner:
                 while queue:
                     worker = next((w for w in self._workers if w.task is None), None)
                     if worker is None:
-                        worker = self._start() if len(self._workers) < wanted else \
+                        worker = self._start() if len(self._workers) < wanted and self._pays(queue, started) else \
                             next((w for w in self._workers if w.can_take()), None)
                     if worker is None:
                         break
@@ -293,7 +334,10 @@ class CallableRunner:
                             break
                         self._retire(worker)
                 busy = [w for w in self._workers if w.task]
-                wait([w.conn for w in busy], timeout=max(0.0, min(w.deadline for w in busy) - time.monotonic()))
+                wake = min(w.deadline for w in busy)
+                if queue and len(self._workers) < wanted and self._pace.startup is not None and self._pace.per_case is None:
+                    wake = min(wake, started + PAYS_AFTER * self._pace.startup)  # to ask again whether another worker pays
+                wait([w.conn for w in busy], timeout=max(0.0, wake - time.monotonic()))
                 for worker in busy:
                     failure = None
                     try:
@@ -331,10 +375,13 @@ class CallableRunner:
         task = worker.task
         if kind == "load_error":
             raise TargetError(value)
+        now = time.monotonic()
         if kind == "ready":
-            worker.ready, worker.has_batch = True, value
+            worker.ready, worker.has_batch, worker.since = True, value, now
             task.batch = task.batch and value
+            self._pace.startup = self._pace.startup or now - worker.spawned
         elif kind == "batch":
+            self._pace.per_case = (now - worker.since) / max(len(value), 1)
             results[task.start:task.start + len(value)] = value
             budget.add_all(task.start, value)
             if progress:
@@ -342,6 +389,7 @@ class CallableRunner:
             worker.done(self.spec.timeout)
             return
         elif kind == "case":
+            self._pace.per_case, worker.since = now - worker.since, now
             results[task.start + task.done] = value
             budget.add(task.start + task.done, value)
             task.done += 1
@@ -351,7 +399,7 @@ class CallableRunner:
         elif kind == "done":
             worker.done(self.spec.timeout)
             return
-        worker.deadline = time.monotonic() + self.spec.timeout
+        worker.deadline = now + self.spec.timeout
 
     def _fail(self, task: _Task, why: str, queue: deque, results: list, budget: ErrorBudget, progress) -> None:
         """A worker died or hung on ``task``: a batch is retried case by case; case by case,
