@@ -3,8 +3,10 @@ import json
 import sys
 
 import yaml
+from typer.testing import CliRunner
 
 from conftest import write_jsonl
+from improver.cli import app
 from improver.cycle import run_cycles
 from improver.runtime import load_overlay
 from improver.workspace import Workspace
@@ -135,6 +137,9 @@ def test_a_cycle_run_again_on_unchanged_reviews_does_not_mine_them_again(tiny_pr
     monkeypatch.setattr(Workspace, "cross_validate", lambda self, parent: mined.append(parent.id) or original(self, parent))
     second = run_cycles(Workspace(tiny_project), max_cycles=1)
     assert mined == [] and second["history"] == first["history"]
+    shown = CliRunner().invoke(app, ["cycle", "--max-cycles", "1", "--project", str(tiny_project), "--json"])
+    assert shown.exit_code == 0 and mined == [], shown.output
+    assert any(n.startswith("no new experiment") for n in json.loads(shown.output)["notices"]), "the CLI says so"
     settings = tiny_project / "improver.yaml"
     settings.write_text(settings.read_text() + "min_evidence: 4\n")
     run_cycles(Workspace(tiny_project), max_cycles=1)

@@ -178,9 +178,13 @@ def cycle(project: Path = ProjectOption, max_cycles: int = typer.Option(4, min=1
         ws.start_target()  # the target's workers import it while LangGraph is imported here
         from improver.cycle import run_cycles
 
+        existed = set(ws.experiments.ids())
         state = run_cycles(ws, max_cycles=max_cycles, min_gain=min_gain, resume=resume)
         notices = list(dict.fromkeys(n for row in state["history"] for n in
                                      (ws.experiments.get(row["experiment"]).results or {}).get("notices", [])))
+        if not resume and {row["experiment"] for row in state["history"]} <= existed:
+            notices.append("no new experiment: this run learned what earlier runs had, and their experiments stand "
+                           "as they were decided and scored (--rerun runs the target again)")
     if as_json:
         console.print_json(json.dumps({**state, "notices": notices, "experiments": str(ws.experiments.folder)}))
         return
