@@ -273,7 +273,8 @@ class CallableRunner:
 
     def start(self, config_dir: Path, cases: int) -> None:
         """Start a worker without waiting for it: it imports the target while the caller goes on (a cycle
-        reads its sessions meanwhile), on the core the caller leaves; a run then hands it work."""
+        reads its sessions meanwhile), on the core the caller leaves; a run then hands it work, and starts
+        more when they pay (``_pays``), however many ``cases`` it will be."""
         if not self._workers:
             self._start()
 
