@@ -75,7 +75,7 @@ class Timer:
 
 def timed_cli(out: Path, argv: list[str]) -> None:
     from improver.cli import main
-    from improver.experiments import Experiment
+    from improver.experiments import DecisionsFile
     from improver.workspace import Workspace
 
     timer = Timer()
@@ -84,7 +84,7 @@ def timed_cli(out: Path, argv: list[str]) -> None:
                         ("cross_validate", "cross-validate (without mine, reruns)"),
                         ("subset", "propose"), ("score", "score (without reruns)"), ("graph", "graph")):
         timer.wrap(Workspace, name, label)
-    timer.wrap(Experiment, "write_decisions", "write decisions")
+    timer.wrap(DecisionsFile, "write", "write decisions")  # what is left once the rerun's answers have come
     asked, asked_many = Workspace.decide, Workspace.decide_many
 
     def decide(self, config_dir, sessions, label, **options):  # count the cases the target is asked to decide

@@ -130,6 +130,10 @@ class Scan(Protocol):
 
     def check_rows(self, rows: list[dict], where: str) -> None: ...
 
+    def find_rows(self, rows: list[dict]) -> dict: ...
+
+    def refuse(self, found: dict, where: str) -> None: ...
+
 
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
 YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: the same text, ~7x faster on a 32-rule file
@@ -207,15 +211,6 @@ class Experiment:
         temporary.write_text(json.dumps({"status": status, "note": note, "at": now()}), encoding="utf-8")
         os.replace(temporary, self.path / "status.json")
 
-    def write_decisions(self, rows: list[dict]) -> None:
-        """One JSON line per session, keys in the contract's order (orjson: ~5x json.dumps at 100k rows).
-        A damaged decisions file is moved aside first (kept as ``decisions.jsonl.damaged-<time>``)."""
-        if self._read_decisions()[1]:
-            os.rename(self.path / "decisions.jsonl", self.path / f"decisions.jsonl.damaged-{time.time_ns()}")
-        if self.scan:
-            self.scan.check_rows(rows, f"experiments/{self.id}/decisions.jsonl")
-        atomic_write(self.path / "decisions.jsonl", b"".join([orjson.dumps(r) + b"\n" for r in rows]))
-
     def write_results(self, results: dict) -> None:
         self._write("results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
         self._results = None
@@ -224,6 +219,32 @@ class Experiment:
         if self.scan:
             self.scan.check(content.decode("utf-8") if isinstance(content, bytes) else content, f"experiments/{self.id}/{name}")
         atomic_write(self.path / name, content)
+
+
+class DecisionsFile:
+    """An experiment's decisions file, one JSON line per session (orjson: ~5x json.dumps at 100k rows),
+    made from slices of its rows as they come, so a rerun's leak scan and JSON overlap the target's
+    work on the rest: ``add`` scans a slice and turns it into lines, ``write`` writes the file whole,
+    or nothing when the scan found a leak anywhere. A damaged decisions file is moved aside first (kept
+    as ``decisions.jsonl.damaged-<time>``)."""
+
+    def __init__(self, experiment: Experiment):
+        self.experiment = experiment
+        self.lines: dict[int, bytes] = {}  # first row's index -> the slice's lines
+        self.found: dict[int, Any] = {}  # line number -> kinds the leak scan found there
+
+    def add(self, start: int, rows: list[dict]) -> None:
+        if self.experiment.scan:
+            self.found.update((start + number, kinds) for number, kinds in self.experiment.scan.find_rows(rows).items())
+        self.lines[start] = b"".join([orjson.dumps(r) + b"\n" for r in rows])
+
+    def write(self) -> None:
+        experiment = self.experiment
+        if experiment._read_decisions()[1]:
+            os.rename(experiment.path / "decisions.jsonl", experiment.path / f"decisions.jsonl.damaged-{time.time_ns()}")
+        if experiment.scan:
+            experiment.scan.refuse(dict(sorted(self.found.items())), f"experiments/{experiment.id}/decisions.jsonl")
+        atomic_write(experiment.path / "decisions.jsonl", b"".join(self.lines[start] for start in sorted(self.lines)))
 
 
 def _reason(error: Exception) -> str:

@@ -98,11 +98,11 @@ class LeakScan:
         return out
 
     def check(self, text: str, where: str) -> None:
-        self._refuse(self.find(text), where)
+        self.refuse(self.find(text), where)
 
     def check_rows(self, rows: Sequence[dict], where: str) -> None:
         """``check`` of rows about to be written as JSON lines (``find_rows``)."""
-        self._refuse(self.find_rows(rows), where)
+        self.refuse(self.find_rows(rows), where)
 
     def find_rows(self, rows: Sequence[dict]) -> dict[int, Counter]:
         """``find`` on the JSON lines of ``rows``, by their values: each distinct key and value (as the
@@ -133,7 +133,8 @@ class LeakScan:
         return on_lines
 
     @staticmethod
-    def _refuse(found: dict[int, Counter], where: str) -> None:
+    def refuse(found: dict[int, Counter], where: str) -> None:
+        """Raise LeakError naming what ``find`` or ``find_rows`` found (line -> kinds) in ``where``; nothing found: return."""
         if not found:
             return
         kinds = sum(found.values(), Counter())

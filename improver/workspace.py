@@ -24,7 +24,7 @@ import yaml
 from improver import __version__, crossval
 from improver.crossval import CrossValidation, FoldRun
 from improver.errors import ExperimentError, ImproverError, RunFailedError
-from improver.experiments import Experiment, ExperimentStore, Manifest, Proposal, now, read_tree, tree_hash
+from improver.experiments import DecisionsFile, Experiment, ExperimentStore, Manifest, Proposal, now, read_tree, tree_hash
 from improver.features import Columns
 from improver.leakscan import LeakScan
 from improver.lock import ProjectLock
@@ -467,12 +467,15 @@ class Workspace:
         if prepare is not None:
             prepare(len(self.require_sessions()))
 
-    def decide(self, config_dir: Path, sessions: list[ReviewedSession], label: str, subset: bool = False) -> list[dict]:
+    def decide(self, config_dir: Path, sessions: list[ReviewedSession], label: str, subset: bool = False,
+               answered: Callable[[int, list[dict]], None] | None = None) -> list[dict]:
         """The target's answers on these sessions; ``RunFailedError`` (sessions named) past the error share
-        (of every reviewed session when ``subset``: a rule's few matched sessions may all be ones that raise)."""
+        (of every reviewed session when ``subset``: a rule's few matched sessions may all be ones that raise).
+        ``answered(start, answers)`` gets every answer once, slice by slice as they come where the runner streams."""
         try:
             runner = self._answering(self.subset_runner if subset else self.runner)
-            answers = runner.run([s.case for s in sessions], config_dir, self._report(label, len(sessions)))
+            answers = run_many(runner, [([s.case for s in sessions], config_dir)], self._report(label, len(sessions)),
+                               (lambda _job, start, found: answered(start, found)) if answered else None)[0]
             ErrorBudget.check(answers, self.project.config.target.max_error_share, len(self.sessions) if subset else None)
         except RunFailedError as error:
             raise error.named([s.session_id for s in sessions]) from None
@@ -510,10 +513,17 @@ class Workspace:
             if experiment.decisions is not None:  # written meanwhile by another writer: that one stands
                 return self.run(experiment)
             sessions = self.require_sessions()
-            results = self.decide(experiment.config_dir, sessions, f"run {experiment.id}")
-            rows = [{"session_id": s.session_id, **r} for s, r in zip(sessions, results)]
+            rows: list[dict] = [{}] * len(sessions)
+            file = DecisionsFile(experiment)
+
+            def came(start: int, answers: list[dict]) -> None:  # rows made, scanned and written out as they come
+                rows[start:start + len(answers)] = made = [{"session_id": s.session_id, **a} for s, a in
+                                                           zip(sessions[start:start + len(answers)], answers)]
+                file.add(start, made)
+
+            self.decide(experiment.config_dir, sessions, f"run {experiment.id}", answered=came)
             try:
-                experiment.write_decisions(rows)
+                file.write()
             except ExperimentError:  # written meanwhile by another run of the same stage: that one stands
                 return self.run(experiment)
         decisions = {row["session_id"]: row for row in rows}  # kept, not read back

@@ -265,3 +265,52 @@ def test_prepare_starts_every_worker_a_run_can_use_and_start_only_one(tmp_path):
         assert {a["decision"] for a in answers} == {"approve"}
     finally:
         runner.close()
+
+
+def test_a_rerun_hands_each_slice_of_answers_to_its_caller_as_it_comes_and_every_answer_once(tiny_project):
+    """The caller's work on answers (the decisions file, the cache's row) overlaps the target's work on
+    the rest: a slice a chunk as the workers answer, before the run ends; through the decision cache too,
+    and a run the cache answers whole comes as one list."""
+    from improver.project import Project
+    from improver.runners import runner_for
+    from improver.runners.local import CHUNK
+
+    project = Project.load(tiny_project)
+    runner = runner_for(project)
+    cases = [{"minutes": m % 60, "product": f"p{m % 3}"} for m in range(3 * CHUNK + 7)]
+    slices: list[tuple[int, int, list]] = []
+    try:
+        answers = runner.run(cases, tiny_project / "config", answered=lambda job, start, found: slices.append((job, start, found)))
+        covered = sorted(start + k for _, start, found in slices for k in range(len(found)))
+        assert covered == list(range(len(cases))) and len(slices) > 1  # this agent answers case by case
+        assert all(job == 0 and found == answers[start:start + len(found)] for job, start, found in slices)
+        slices.clear()
+        again = runner.run(cases, tiny_project / "config", answered=lambda job, start, found: slices.append((job, start, found)))
+    finally:
+        runner.close()
+    assert runner.hits == len(cases) and again == answers
+    assert slices == [(0, 0, answers)]
+
+
+def test_a_leak_in_any_slice_of_a_rerun_writes_no_decisions_file(tiny_project):
+    """A rerun's decisions file is scanned slice by slice as answers come; a leak in the last slice
+    still leaves no file at all, and the error names the line."""
+    from improver.experiments import DecisionsFile, ExperimentStore, Manifest, now
+    from improver.leakscan import LeakError, LeakScan
+
+    store = ExperimentStore(tiny_project / "experiments", LeakScan())
+    experiment = store.create(Manifest(id=store.next_id("baseline"), created=now(), kind="baseline"), {}, {}, "# Baseline\n")
+    file = DecisionsFile(experiment)
+    rows = [{"session_id": f"S{i}", "decision": "approve", "reasoning": "Fine.", "cited": []} for i in range(30)]
+    rows[25]["reasoning"] = "Call 415-555-0132 first."
+    for start in (20, 0, 10):  # slices come in any order
+        file.add(start, rows[start:start + 10])
+    with pytest.raises(LeakError, match=r"decisions.jsonl: .*\(line 26\)"):
+        file.write()
+    assert not (experiment.path / "decisions.jsonl").exists()
+    rows[25]["reasoning"] = "Fine."
+    file = DecisionsFile(experiment)
+    for start in (20, 0, 10):
+        file.add(start, rows[start:start + 10])
+    file.write()
+    assert list(experiment.decisions) == [f"S{i}" for i in range(30)]  # in the sessions' order

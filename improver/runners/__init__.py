@@ -21,6 +21,7 @@ from improver.project import Project
 ERROR = "error"
 FIRST_ERRORS = 3  # errors shown when a run fails
 Progress = Callable[[int], None]
+Answered = Callable[[int, int, list[dict]], None]  # (job, index of the first case, answers) as a slice is answered
 
 
 class TargetRunner(Protocol):
@@ -31,14 +32,20 @@ class TargetRunner(Protocol):
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]: ...
 
 
-def run_many(runner: TargetRunner, jobs: list[tuple[list[dict], Path]], progress: Progress | None = None) -> list[list[dict]]:
+def run_many(runner: TargetRunner, jobs: list[tuple[list[dict], Path]], progress: Progress | None = None,
+             answered: Answered | None = None) -> list[list[dict]]:
     """Several runs, each ``(cases, config_dir)``, through one runner: as one batch where the backend
     has ``run_many`` (the local pool, the cache), else one after another. Each job's answers are what
-    ``runner.run`` gives it alone."""
+    ``runner.run`` gives it alone. ``answered`` gets every answer once: slice by slice as they come from
+    a backend that streams them (``streams``; the local pool, the cache), so the caller's work on them
+    overlaps the target's, else each job's whole list at the end."""
     many = getattr(runner, "run_many", None)
-    if many is not None:
-        return many(jobs, progress)
-    return [runner.run(cases, config_dir, progress) for cases, config_dir in jobs]
+    if many is not None and getattr(runner, "streams", False):
+        return many(jobs, progress, answered)
+    results = many(jobs, progress) if many is not None else [runner.run(cases, config_dir, progress) for cases, config_dir in jobs]
+    for job, answers in enumerate(results if answered else []):
+        answered(job, 0, answers)
+    return results
 
 
 def _error(message: str) -> dict:

@@ -25,7 +25,7 @@ import orjson
 from improver.errors import StoreError
 from improver.experiments import read_tree, tree_hash
 from improver.project import TargetSpec
-from improver.runners import ERROR, Progress, TargetRunner, run_many
+from improver.runners import ERROR, Answered, Progress, TargetRunner, run_many
 
 
 def fingerprint(spec: TargetSpec, root: Path) -> str:
@@ -122,11 +122,11 @@ class DecisionCache:
         """Whether any answer of this agent under this config is kept."""
         return self.db.execute("SELECT 1 FROM runs WHERE agent = ? AND config = ? LIMIT 1", (agent, config)).fetchone() is not None
 
-    def put(self, agent: str, config: str, answers: dict[str, dict]) -> None:
+    def put(self, agent: str, config: str, answers: "dict[str, dict] | Kept") -> None:
         self.put_many([(agent, config, answers)])
 
-    def put_many(self, runs: list[tuple[str, str, dict[str, dict]]]) -> None:
-        """Several runs' answers (agent, config, {case key: answer}) in one transaction, with the
+    def put_many(self, runs: "list[tuple[str, str, dict[str, dict] | Kept]]") -> None:
+        """Several runs' answers (agent, config, {case key: answer} or ``Kept``) in one transaction, with the
         configs read since the last write marked used, and the least recently used runs over the
         size limit removed."""
         rows = [(agent, config, self._row(answers)) for agent, config, answers in runs if answers]
@@ -158,17 +158,12 @@ class DecisionCache:
         self.db.executemany("DELETE FROM runs WHERE rowid = ?", gone)
 
     @staticmethod
-    def _row(answers: dict[str, dict]) -> bytes:
-        values = list(answers.values())
-        if len(set(map(_reasoning, values))) > len(values) // 2:  # mostly their own texts (an LLM's): as they are
-            return orjson.dumps({"keys": list(answers), "answers": values})
-        index: dict = {}  # identity -> position in distinct
-        distinct, at = [], {}
-        for key, answer in answers.items():
-            at[key] = index.setdefault(_identity(answer), len(index))
-            if at[key] == len(distinct):
-                distinct.append(answer)
-        return orjson.dumps({"answers": distinct, "at": at})
+    def _row(answers: "dict[str, dict] | Kept") -> bytes:
+        if isinstance(answers, dict):
+            kept = Kept()
+            kept.add(list(answers), list(answers.values()))
+            answers = kept
+        return answers.blob()
 
 
 _reasoning = operator.methodcaller("get", "reasoning")
@@ -186,6 +181,40 @@ def _identity(answer: dict):
         return orjson.dumps(answer, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
 
 
+class Kept:
+    """A run's new answers, kept as they come, in the form a cache row stores them (``DecisionCache``):
+    each distinct answer once with the index of each case's, or, when most answers have their own
+    reasoning, an answer a case. Error answers are never kept."""
+
+    def __init__(self):
+        self.keys: list[str] = []
+        self.answers: list[dict] = []
+        self.texts: set = set()  # the distinct reasonings
+        self._index: dict = {}  # identity -> position in distinct
+        self.distinct: list[dict] = []
+        self.at: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, keys: list[str], answers: list[dict]) -> None:
+        index, distinct, at = self._index, self.distinct, self.at
+        for key, answer in zip(keys, answers):
+            if answer["decision"] == ERROR:
+                continue
+            self.keys.append(key)
+            self.answers.append(answer)
+            position = at[key] = index.setdefault(_identity(answer), len(index))
+            if position == len(distinct):
+                distinct.append(answer)
+        self.texts.update(map(_reasoning, answers))
+
+    def blob(self) -> bytes:
+        if len(self.texts) > len(self.keys) // 2:  # mostly their own texts (an LLM's): as they are
+            return orjson.dumps({"keys": self.keys, "answers": self.answers})
+        return orjson.dumps({"answers": self.distinct, "at": self.at})
+
+
 def _key(case: dict) -> str:
     return hashlib.sha256(orjson.dumps(case, option=orjson.OPT_NON_STR_KEYS, default=str)).hexdigest()[:32]
 
@@ -201,6 +230,8 @@ def _own(answer: dict) -> dict:
 
 class CachedRunner:
     """Any runner, with answers already decided taken from the cache; counts hits and reruns."""
+
+    streams = True  # ``run_many`` reports answers as they come (``runners.run_many``)
 
     def __init__(self, inner: TargetRunner, cache: DecisionCache, agent: str, case_keys: dict | None = None):
         self.inner, self.cache, self.agent = inner, cache, agent
@@ -228,34 +259,52 @@ class CachedRunner:
         """The inner runner's ``prepare``, when it has one."""
         getattr(self.inner, "prepare", lambda cases: None)(cases)
 
-    def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
-        return self.run_many([(cases, config_dir)], progress)[0]
+    def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None,
+            answered: Answered | None = None) -> list[dict]:
+        return self.run_many([(cases, config_dir)], progress, answered)[0]
 
-    def run_many(self, jobs: list[tuple[list[dict], Path]], progress: Progress | None = None) -> list[list[dict]]:
-        """Several runs (cases, config folder): the cases not in the cache are rerun together (``run_many``)."""
+    def run_many(self, jobs: list[tuple[list[dict], Path]], progress: Progress | None = None,
+                 answered: Answered | None = None) -> list[list[dict]]:
+        """Several runs (cases, config folder): the cases not in the cache are rerun together (``run_many``).
+        The target's answers are kept for the cache as they come; ``answered`` gets them as they come for
+        a job the cache held none of (each case's key found then, while the target works), else each
+        job's whole list at the end."""
         plans = []
         for cases, config_dir in jobs:
             config = tree_hash(read_tree(Path(config_dir)))
-            keys = self.keys(cases)
             found = self.cache.get(self.agent, config)
-            missing = [i for i, key in enumerate(keys) if key not in found]
+            keys = self.keys(cases) if found else None
+            missing = [i for i, key in enumerate(keys) if key not in found] if found else list(range(len(cases)))
             self.hits += len(cases) - len(missing)
             self.reruns += len(missing)
             if progress and len(cases) > len(missing):
                 progress(len(cases) - len(missing))
-            plans.append((config, keys, found, missing))
-        asked = [(j, [cases[i] for i in plans[j][3]], config_dir) for j, (cases, config_dir) in enumerate(jobs) if plans[j][3]]
-        answered = dict(zip((j for j, _, _ in asked), run_many(self.inner, [(c, d) for _, c, d in asked], progress)))
-        out, new = [], []
-        for j, (config, keys, found, missing) in enumerate(plans):
-            answers = answered.get(j, [])
-            new.append((self.agent, config, {keys[i]: a for i, a in zip(missing, answers) if a["decision"] != ERROR}))
-            if len(missing) == len(keys):  # nothing was in the cache: the answers as they came
+            plans.append((config, keys, found, missing, Kept()))
+        asked = [j for j, plan in enumerate(plans) if plan[3]]
+
+        def came(k: int, start: int, answers: list[dict]) -> None:  # a slice of the k-th rerun job
+            j = asked[k]
+            _config, keys, _found, missing, kept = plans[j]
+            if keys is None:  # nothing was in the cache: the slice is the job's own cases
+                kept.add(self.keys(jobs[j][0][start:start + len(answers)]), answers)
+                if answered:
+                    answered(j, start, answers)
+            else:
+                kept.add([keys[i] for i in missing[start:start + len(answers)]], answers)
+
+        reran = run_many(self.inner, [([jobs[j][0][i] for i in plans[j][3]], jobs[j][1]) for j in asked], progress, came)
+        reran_by_job = dict(zip(asked, reran))
+        out = []
+        for j, (config, keys, found, missing, kept) in enumerate(plans):
+            answers = reran_by_job.get(j, [])
+            if keys is None:  # nothing was in the cache: the answers as they came
                 out.append(answers)
                 continue
             found.update((keys[i], a) for i, a in zip(missing, answers))
             out.append([found[key] for key in keys])
-        self.cache.put_many(new)
+            if answered:
+                answered(j, 0, out[-1])
+        self.cache.put_many([(self.agent, config, kept) for config, _keys, _found, _missing, kept in plans])
         return out
 
     def close(self) -> None:

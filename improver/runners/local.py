@@ -40,7 +40,7 @@ import orjson
 from improver import worker_process
 from improver.errors import TargetError
 from improver.project import TargetSpec
-from improver.runners import ErrorBudget, Progress, _error, normalise
+from improver.runners import Answered, ErrorBudget, Progress, _error, normalise
 
 CHUNK = 1000
 PARALLEL_FROM = 2000  # fewer cases than this run on one worker
@@ -253,6 +253,8 @@ def _stop_all(workers: list[_Worker]) -> None:
 class CallableRunner:
     """Runs a ``module:function`` target in supervised worker processes (reused across runs)."""
 
+    streams = True  # ``run_many`` reports each slice of answers as it comes
+
     def __init__(self, spec: TargetSpec, root: Path):
         self.spec, self.root = spec, root
         self._workers: list[_Worker] = []
@@ -305,15 +307,18 @@ class CallableRunner:
     def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
         return self.run_many([(cases, config_dir)], progress)[0]
 
-    def run_many(self, jobs: list[tuple[list[dict], Path]], progress: Progress | None = None) -> list[list[dict]]:
+    def run_many(self, jobs: list[tuple[list[dict], Path]], progress: Progress | None = None,
+                 answered: Answered | None = None) -> list[list[dict]]:
         """Several runs, each cases with its config folder, as one: their chunks share the workers
         (a rerun of a few cases under each of many configs keeps every worker busy). The answers
-        of each job, in order, are what ``run`` gives it alone; each job has its own error budget."""
+        of each job, in order, are what ``run`` gives it alone; each job has its own error budget.
+        ``answered`` gets each slice of answers as it comes, while the workers go on."""
         queue = deque(_Task(i, cases[i:i + CHUNK], batch=True, job=j)
                       for j, (cases, _config) in enumerate(jobs) for i in range(0, len(cases), CHUNK))
         wanted, started = self._wanted(sum(len(cases) for cases, _ in jobs)), time.monotonic()
         outcomes: list[list[dict | None]] = [[None] * len(cases) for cases, _ in jobs]
         budgets = [ErrorBudget(len(cases), self.spec.max_error_share) for cases, _ in jobs]
+        tell = [(lambda start, answers, job=j: answered(job, start, answers)) if answered else None for j in range(len(jobs))]
         try:
             while queue or any(w.task for w in self._workers):
                 for worker in [w for w in self._workers if w.task is None]:
@@ -344,7 +349,7 @@ class CallableRunner:
                     try:
                         while worker.task and worker.conn.poll():
                             job = worker.task.job
-                            self._take(worker, worker.conn.recv(), outcomes[job], budgets[job], progress)
+                            self._take(worker, worker.conn.recv(), outcomes[job], budgets[job], progress, tell[job])
                     except (EOFError, OSError):
                         failure = _death(worker)
                         if not worker.ready:
@@ -356,7 +361,7 @@ class CallableRunner:
                         task, sent = worker.task, list(worker.queued)
                         self._retire(worker)
                         queue.extendleft(reversed(sent))  # not started: as they were
-                        self._fail(task, failure, queue, outcomes[task.job], budgets[task.job], progress)
+                        self._fail(task, failure, queue, outcomes[task.job], budgets[task.job], progress, tell[task.job])
         except BaseException:
             _stop_all(self._workers)  # tasks half done: start clean next time
             raise
@@ -370,7 +375,7 @@ class CallableRunner:
         worker.stop()
         self._workers.remove(worker)
 
-    def _take(self, worker: _Worker, message: tuple, results: list, budget: ErrorBudget, progress) -> None:
+    def _take(self, worker: _Worker, message: tuple, results: list, budget: ErrorBudget, progress, tell) -> None:
         """Record one message from a worker."""
         kind, value = message
         task = worker.task
@@ -387,12 +392,16 @@ class CallableRunner:
             budget.add_all(task.start, value)
             if progress:
                 progress(len(value))
+            if tell:
+                tell(task.start, value)
             worker.done(self.spec.timeout)
             return
         elif kind == "case":
             self._pace.per_case, worker.since = now - worker.since, now
             results[task.start + task.done] = value
             budget.add(task.start + task.done, value)
+            if tell:
+                tell(task.start + task.done, [value])
             task.done += 1
             task.batch = False  # answered case by case from here on
             if progress:
@@ -402,7 +411,7 @@ class CallableRunner:
             return
         worker.deadline = now + self.spec.timeout
 
-    def _fail(self, task: _Task, why: str, queue: deque, results: list, budget: ErrorBudget, progress) -> None:
+    def _fail(self, task: _Task, why: str, queue: deque, results: list, budget: ErrorBudget, progress, tell) -> None:
         """A worker died or hung on ``task``: a batch is retried case by case; case by case,
         the case in flight gets the error and the rest of the slice goes back in the queue."""
         if task.batch and len(task.cases) > 1:
@@ -413,6 +422,8 @@ class CallableRunner:
         budget.add(index, results[index])
         if progress:
             progress(1)
+        if tell:
+            tell(index, [results[index]])
         rest = task.cases[task.done + 1:]
         if rest:
             queue.appendleft(_Task(index + 1, rest, batch=False, job=task.job))
