@@ -513,7 +513,7 @@ class Workspace:
             if experiment.decisions is not None:  # written meanwhile by another writer: that one stands
                 return self.run(experiment)
             sessions = self.require_sessions()
-            rows: list[dict] = [{}] * len(sessions)
+            rows: list = [None] * len(sessions)
             file = DecisionsFile(experiment)
 
             def came(start: int, answers: list[dict]) -> None:  # rows made, scanned and written out as they come
@@ -522,6 +522,9 @@ class Workspace:
                 file.add(start, made)
 
             self.decide(experiment.config_dir, sessions, f"run {experiment.id}", answered=came)
+            if None in rows:  # a runner that streams must hand over every answer
+                raise ImproverError(f"the target runner handed over {len(rows) - rows.count(None)} of {len(rows)} "
+                                    "answers; nothing was written (report this as a bug in the runner)")
             try:
                 file.write()
             except ExperimentError:  # written meanwhile by another run of the same stage: that one stands
