@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.machinery
 import importlib.util
-import operator
 import sqlite3
 import time
 from pathlib import Path
@@ -166,8 +165,6 @@ class DecisionCache:
         return answers.blob()
 
 
-_reasoning = operator.methodcaller("get", "reasoning")
-
 ANSWER_KEYS = {"decision", "confidence", "reasoning", "cited"}  # a normalised answer's (``runners.normalise``)
 
 
@@ -198,16 +195,16 @@ class Kept:
         return len(self.keys)
 
     def add(self, keys: list[str], answers: list[dict]) -> None:
-        index, distinct, at = self._index, self.distinct, self.at
+        index, distinct, at, texts = self._index, self.distinct, self.at, self.texts
         for key, answer in zip(keys, answers):
             if answer["decision"] == ERROR:
                 continue
             self.keys.append(key)
             self.answers.append(answer)
+            texts.add(answer.get("reasoning"))
             position = at[key] = index.setdefault(_identity(answer), len(index))
             if position == len(distinct):
                 distinct.append(answer)
-        self.texts.update(map(_reasoning, answers))
 
     def blob(self) -> bytes:
         if len(self.texts) > len(self.keys) // 2:  # mostly their own texts (an LLM's): as they are
