@@ -46,6 +46,7 @@ CHUNK = 1000
 PARALLEL_FROM = 2000  # fewer cases than this run on one worker
 STARTUP = 300  # seconds a new worker may take to import the target, before its first deadline
 PAYS_AFTER = 2  # another worker starts when the cases left would take this many of its start-ups
+PACE_SAMPLE = 20  # cases answered one by one before their mean counts as a worker's pace
 
 
 def load_callable(spec: TargetSpec, root: Path):
@@ -397,12 +398,13 @@ class CallableRunner:
             worker.done(self.spec.timeout)
             return
         elif kind == "case":
-            self._pace.per_case, worker.since = now - worker.since, now
             results[task.start + task.done] = value
             budget.add(task.start + task.done, value)
             if tell:
                 tell(task.start + task.done, [value])
             task.done += 1
+            if task.done >= PACE_SAMPLE:  # the task's mean over enough cases: a first call or one late read says little
+                self._pace.per_case = (now - worker.since) / task.done
             task.batch = False  # answered case by case from here on
             if progress:
                 progress(1)
