@@ -272,7 +272,7 @@ def test_a_rerun_hands_each_slice_of_answers_to_its_caller_as_it_comes_and_every
     the rest: a slice a chunk as the workers answer, before the run ends; through the decision cache too,
     and a run the cache answers whole comes as one list."""
     from improver.project import Project
-    from improver.runners import runner_for
+    from improver.runners import run_many, runner_for
     from improver.runners.local import CHUNK
 
     project = Project.load(tiny_project)
@@ -280,12 +280,12 @@ def test_a_rerun_hands_each_slice_of_answers_to_its_caller_as_it_comes_and_every
     cases = [{"minutes": m % 60, "product": f"p{m % 3}"} for m in range(3 * CHUNK + 7)]
     slices: list[tuple[int, int, list]] = []
     try:
-        answers = runner.run(cases, tiny_project / "config", answered=lambda job, start, found: slices.append((job, start, found)))
+        answers = run_many(runner, [(cases, tiny_project / "config")], answered=lambda job, start, found: slices.append((job, start, found)))[0]
         covered = sorted(start + k for _, start, found in slices for k in range(len(found)))
         assert covered == list(range(len(cases))) and len(slices) > 1  # this agent answers case by case
         assert all(job == 0 and found == answers[start:start + len(found)] for job, start, found in slices)
         slices.clear()
-        again = runner.run(cases, tiny_project / "config", answered=lambda job, start, found: slices.append((job, start, found)))
+        again = run_many(runner, [(cases, tiny_project / "config")], answered=lambda job, start, found: slices.append((job, start, found)))[0]
     finally:
         runner.close()
     assert runner.hits == len(cases) and again == answers

@@ -256,9 +256,8 @@ class CachedRunner:
         """The inner runner's ``prepare``, when it has one."""
         getattr(self.inner, "prepare", lambda cases: None)(cases)
 
-    def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None,
-            answered: Answered | None = None) -> list[dict]:
-        return self.run_many([(cases, config_dir)], progress, answered)[0]
+    def run(self, cases: list[dict], config_dir: Path, progress: Progress | None = None) -> list[dict]:
+        return self.run_many([(cases, config_dir)], progress)[0]
 
     def run_many(self, jobs: list[tuple[list[dict], Path]], progress: Progress | None = None,
                  answered: Answered | None = None) -> list[list[dict]]:

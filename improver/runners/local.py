@@ -167,12 +167,29 @@ class _Task:
         self.start, self.cases, self.batch, self.done, self.job = start, cases, batch, 0, job
 
 
+class _Answers:
+    """One job's answers as they come: kept in order, counted against its error budget, reported."""
+
+    def __init__(self, job: int, cases: int, share: float, progress: Progress | None, answered: Answered | None):
+        self.job, self.progress, self.answered = job, progress, answered
+        self.results: list[dict | None] = [None] * cases
+        self.budget = ErrorBudget(cases, share)
+
+    def record(self, start: int, answers: list[dict]) -> None:
+        self.results[start:start + len(answers)] = answers
+        self.budget.add_all(start, answers)
+        if self.progress:
+            self.progress(len(answers))
+        if self.answered:
+            self.answered(self.job, start, answers)
+
+
 class _Pace:
     """What the workers of one pool were measured to take: to import the target, and a case."""
 
     def __init__(self):
         self.startup: float | None = None  # seconds from starting a worker to its "ready"
-        self.per_case: float | None = None  # seconds a worker took per case, on its last answer
+        self.per_case: float | None = None  # seconds a case: a batch's mean, or a task's over PACE_SAMPLE cases or more
 
 
 class _Worker:
@@ -317,9 +334,7 @@ class CallableRunner:
         queue = deque(_Task(i, cases[i:i + CHUNK], batch=True, job=j)
                       for j, (cases, _config) in enumerate(jobs) for i in range(0, len(cases), CHUNK))
         wanted, started = self._wanted(sum(len(cases) for cases, _ in jobs)), time.monotonic()
-        outcomes: list[list[dict | None]] = [[None] * len(cases) for cases, _ in jobs]
-        budgets = [ErrorBudget(len(cases), self.spec.max_error_share) for cases, _ in jobs]
-        tell = [(lambda start, answers, job=j: answered(job, start, answers)) if answered else None for j in range(len(jobs))]
+        found = [_Answers(j, len(cases), self.spec.max_error_share, progress, answered) for j, (cases, _) in enumerate(jobs)]
         try:
             while queue or any(w.task for w in self._workers):
                 for worker in [w for w in self._workers if w.task is None]:
@@ -349,8 +364,7 @@ class CallableRunner:
                     failure = None
                     try:
                         while worker.task and worker.conn.poll():
-                            job = worker.task.job
-                            self._take(worker, worker.conn.recv(), outcomes[job], budgets[job], progress, tell[job])
+                            self._take(worker, worker.conn.recv(), found[worker.task.job])
                     except (EOFError, OSError):
                         failure = _death(worker)
                         if not worker.ready:
@@ -362,11 +376,11 @@ class CallableRunner:
                         task, sent = worker.task, list(worker.queued)
                         self._retire(worker)
                         queue.extendleft(reversed(sent))  # not started: as they were
-                        self._fail(task, failure, queue, outcomes[task.job], budgets[task.job], progress, tell[task.job])
+                        self._fail(task, failure, queue, found[task.job])
         except BaseException:
             _stop_all(self._workers)  # tasks half done: start clean next time
             raise
-        return outcomes  # type: ignore[return-value]
+        return [job.results for job in found]  # type: ignore[misc]
 
     def _start(self) -> _Worker:
         self._workers.append(_Worker(self.spec, self.root))
@@ -376,7 +390,7 @@ class CallableRunner:
         worker.stop()
         self._workers.remove(worker)
 
-    def _take(self, worker: _Worker, message: tuple, results: list, budget: ErrorBudget, progress, tell) -> None:
+    def _take(self, worker: _Worker, message: tuple, answers: _Answers) -> None:
         """Record one message from a worker."""
         kind, value = message
         task = worker.task
@@ -389,43 +403,28 @@ class CallableRunner:
             self._pace.startup = self._pace.startup or now - worker.spawned
         elif kind == "batch":
             self._pace.per_case = (now - worker.since) / max(len(value), 1)
-            results[task.start:task.start + len(value)] = value
-            budget.add_all(task.start, value)
-            if progress:
-                progress(len(value))
-            if tell:
-                tell(task.start, value)
+            answers.record(task.start, value)
             worker.done(self.spec.timeout)
             return
         elif kind == "case":
-            results[task.start + task.done] = value
-            budget.add(task.start + task.done, value)
-            if tell:
-                tell(task.start + task.done, [value])
+            answers.record(task.start + task.done, [value])
             task.done += 1
             if task.done >= PACE_SAMPLE:  # the task's mean over enough cases: a first call or one late read says little
                 self._pace.per_case = (now - worker.since) / task.done
             task.batch = False  # answered case by case from here on
-            if progress:
-                progress(1)
         elif kind == "done":
             worker.done(self.spec.timeout)
             return
         worker.deadline = now + self.spec.timeout
 
-    def _fail(self, task: _Task, why: str, queue: deque, results: list, budget: ErrorBudget, progress, tell) -> None:
+    def _fail(self, task: _Task, why: str, queue: deque, answers: _Answers) -> None:
         """A worker died or hung on ``task``: a batch is retried case by case; case by case,
         the case in flight gets the error and the rest of the slice goes back in the queue."""
         if task.batch and len(task.cases) > 1:
             queue.appendleft(_Task(task.start, task.cases, batch=False, job=task.job))
             return
         index = task.start + task.done
-        results[index] = _error(why)
-        budget.add(index, results[index])
-        if progress:
-            progress(1)
-        if tell:
-            tell(index, [results[index]])
+        answers.record(index, [_error(why)])
         rest = task.cases[task.done + 1:]
         if rest:
             queue.appendleft(_Task(index + 1, rest, batch=False, job=task.job))
