@@ -13,6 +13,7 @@ import hashlib
 import math
 import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
@@ -125,7 +126,7 @@ def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list
         if len(present) < min_count:
             continue
         if kind is bool:
-            tests += _equality_tests(path, values, min_count, rows)
+            tests += _equality_tests(path, _codes(values), min_count, rows)
         elif kind is float:
             tests += _numeric_tests(path, values, min_count, rows, (bands or {}).get(path, []))
         elif kind is str:
@@ -135,9 +136,10 @@ def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list
                 tests += _keyword_tests(path, values, min_count, rows, max_keywords, named,
                                         min_count if named_min_count is None else named_min_count)
             elif distinct <= max(50, rows // 20) and distinct < 0.9 * len(present):
-                tests += _equality_tests(path, values, min_count, rows)
+                coded = _codes(values)
+                tests += _equality_tests(path, coded, min_count, rows)
                 if 3 <= distinct <= MAX_SET_VALUES:
-                    tests += _set_tests(path, values, min_count, rows)
+                    tests += _set_tests(path, coded, min_count, rows)
     return tests
 
 
@@ -177,24 +179,26 @@ def _codes(values: list) -> tuple[list, np.ndarray]:
     return distinct, np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values))
 
 
-def _equality_tests(path: str, values: list, min_count: int, rows: int) -> list[Test]:
-    distinct, codes = _codes(values)
+def _equality_tests(path: str, coded: tuple[list, np.ndarray], min_count: int, rows: int) -> list[Test]:
+    """``eq`` tests on each value of a column coded by ``_codes``."""
+    distinct, codes = coded
     counts = np.bincount(codes[codes >= 0], minlength=len(distinct))
     return [Test(path, "eq", value, pack(codes == code)) for code, value in enumerate(distinct)
             if min_count <= counts[code] < rows]
 
 
-def _set_tests(path: str, values: list, min_count: int, rows: int) -> list[Test]:
-    """``in`` tests on every pair of a few-valued string field's values (sorted, so stable)."""
-    distinct, codes = _codes(values)
-    masks = {v: codes == code for code, v in enumerate(distinct) if isinstance(v, str)}
-    distinct = sorted(masks)
+def _set_tests(path: str, coded: tuple[list, np.ndarray], min_count: int, rows: int) -> list[Test]:
+    """``in`` tests on every pair of a few-valued string field's values (sorted, so stable), coded by ``_codes``."""
+    distinct, codes = coded
+    counts = np.bincount(codes[codes >= 0], minlength=len(distinct))
+    code_of = {v: code for code, v in enumerate(distinct) if isinstance(v, str)}
+    values = sorted(code_of)
     tests = []
-    for i, first in enumerate(distinct):
-        for second in distinct[i + 1:]:
-            mask = masks[first] | masks[second]
-            if min_count <= mask.sum() < rows and masks[first].any() and masks[second].any():
-                tests.append(Test(path, "in", [first, second], pack(mask)))
+    for i, first in enumerate(values):
+        for second in values[i + 1:]:
+            a, b = code_of[first], code_of[second]
+            if min_count <= counts[a] + counts[b] < rows and counts[a] and counts[b]:
+                tests.append(Test(path, "in", [first, second], pack((codes == a) | (codes == b))))
     return tests
 
 
@@ -300,12 +304,14 @@ class TestCounts:
     The same answer as ``bitwise_count(matrix & rows).sum(axis=1)``, found the cheapest way:
     a set of few rows (or of all but a few) is counted on a row-major copy of the tests, one
     byte per test and row, gathering only its rows; other sets are counted on the bitsets,
-    into a buffer kept for the purpose. Row sets asked about again are answered from memory
-    (a rule search asks about the same sets many times)."""
+    into a buffer kept for the purpose, the tests split between two threads when the matrix is
+    large (numpy lets go of the GIL: at 100k rows the pass takes half the time). Row sets asked
+    about again are answered from memory (a rule search asks about the same sets many times)."""
 
     SPARSE = 16  # a set of fewer than rows/SPARSE rows (or missing fewer) is counted row by row
     DENSE_BYTES = 256 * 2**20  # the row-major copy is made only when it fits in this
     REMEMBERED = 4096  # counts kept for sets asked about again
+    SPLIT_WORDS = 2**18  # a matrix of more words than this is counted in two halves at once
 
     def __init__(self, matrix: np.ndarray, rows: int):
         self.matrix, self.rows = matrix, rows
@@ -337,16 +343,45 @@ class TestCounts:
             return self._totals - _column_sums(dense[np.flatnonzero(~flags)])
         if self._buffer is None:
             self._buffer = np.empty_like(self.matrix)
-        np.bitwise_and(self.matrix, bits, out=self._buffer)
-        np.bitwise_count(self._buffer, out=self._buffer)
-        return self._buffer.sum(axis=1, dtype=np.int64)
+        found = np.empty(tests, dtype=np.uint64)
+        self._halves(lambda start, end: self._count_bits(bits, start, end, found))
+        return found.astype(np.int64)
+
+    def _count_bits(self, bits: np.ndarray, start: int, end: int, found: np.ndarray) -> None:
+        """``found[start:end]``: the rows of ``bits`` each of those tests holds for."""
+        block = self._buffer[start:end]
+        np.bitwise_and(self.matrix[start:end], bits, out=block)
+        np.bitwise_count(block, out=block)
+        np.add.reduce(block, axis=1, out=found[start:end])
+
+    def _halves(self, work) -> None:
+        """``work(start, end)`` over the tests: in two halves at once when the matrix is large."""
+        tests = len(self.matrix)
+        if self.matrix.size <= self.SPLIT_WORDS or tests < 2:
+            work(0, tests)
+            return
+        middle = tests // 2
+        other = _helper().submit(work, middle, tests)
+        work(0, middle)
+        other.result()
 
     def _row_major(self) -> np.ndarray:
         if self._dense is None:
-            unpacked = np.unpackbits(self.matrix.view(np.uint8), axis=1, count=self.rows, bitorder="little")
-            self._dense = np.ascontiguousarray(unpacked.T)
+            self._dense = np.empty((self.rows, len(self.matrix)), dtype=np.uint8)
+            self._halves(self._unpack)
             self._totals = _column_sums(self._dense)
         return self._dense
+
+    def _unpack(self, start: int, end: int) -> None:
+        """Tests ``start:end`` of the row-major copy."""
+        unpacked = np.unpackbits(self.matrix[start:end].view(np.uint8), axis=1, count=self.rows, bitorder="little")
+        self._dense[:, start:end] = unpacked.T
+
+
+@lru_cache(maxsize=1)
+def _helper() -> ThreadPoolExecutor:
+    """The thread that counts the second half of a large matrix's tests (one for the process)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="improver-counts")
 
 
 def _column_sums(block: np.ndarray) -> np.ndarray:

@@ -245,7 +245,8 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     tests += _band_tests(numbers, list(groups.values()), min_evidence)
     inducer = RuleInducer(tests, rows, preferred_fields=tuple(entity_fields), prior=float(1 - disagree.mean()),
                           numbers=numbers, fixed_cuts=bands)
-    correct_bits = {d: pack(human == d) for d in set(human)}
+    decided = {d: human == d for d in set(human)}  # each decision's rows, compared once
+    correct_bits = {d: pack(rows_of) for d, rows_of in decided.items()}
 
     # A decision list: smaller (more specific) groups first; each later rule is judged only
     # on the rows no earlier rule decides, as the target's first-match overlay will apply them.
@@ -268,7 +269,7 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     undecided = np.ones(rows, dtype=bool)
     candidates: list[tuple[Precedent, InducedRule | None]] = []
     for _size, label, source, decision, members, inferred_count, few in sorted(jobs, key=lambda j: (j[0], j[1])):
-        found = _explain(label, source, decision, members, few, inducer, human, correct_bits, disagree, sessions,
+        found = _explain(label, source, decision, members, few, inducer, decided, correct_bits, disagree, sessions,
                          min_evidence, inferred_count, undecided)
         candidates += found
         for _p, rule in found:
@@ -280,11 +281,11 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     for decision in sorted(set(human[residual])):
         members = [i for i in np.flatnonzero(residual) if human[i] == decision]
         name = f"pattern-{decision}-" + text.cluster_name([sessions[i].human_reasoning for i in members], 2)
-        found = _explain(name, "pattern", decision, members, [], inducer, human, correct_bits, disagree, sessions,
+        found = _explain(name, "pattern", decision, members, [], inducer, decided, correct_bits, disagree, sessions,
                          min_evidence, 0, undecided)
         accepted += [(p, r) for p, r in found if r is not None]
 
-    ordered = _number_repeats(_replay(accepted, agent, human, rows))
+    ordered = _number_repeats(_replay(accepted, decided, ~disagree, rows))
     names = {p.name for p, _ in ordered}
     weak = [p for p, r in candidates if r is None and p.name not in names]
     precedents = [p for p, _ in ordered] + weak
@@ -296,11 +297,11 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
                         ceiling=ceiling, precedents=precedents, findings=findings)
 
 
-def _explain(name, source, decision, members, few, inducer, human, correct_bits, disagree, sessions, min_evidence,
+def _explain(name, source, decision, members, few, inducer, decided, correct_bits, disagree, sessions, min_evidence,
              inferred, undecided):
     """Up to MAX_RULES_PER_GROUP covering rules for one group, over the undecided rows,
     each with its exceptions for ``few`` (the group's sessions decided otherwise, too few
-    to stand alone); a weak precedent when none."""
+    to stand alone); a weak precedent when none. ``decided``: each human decision's rows."""
     rows = len(sessions)
     remaining = np.zeros(rows, dtype=bool)
     remaining[members] = True
@@ -317,7 +318,7 @@ def _explain(name, source, decision, members, few, inducer, human, correct_bits,
         if rule is None:
             break
         mask = _matched(rule, rows)
-        exceptions = _exceptions(name, source, rule, mask & undecided, aside, inducer, human, correct_bits,
+        exceptions = _exceptions(name, source, rule, mask & undecided, aside, inducer, decided, correct_bits,
                                  disagree, sessions, len(members) + len(few), min_evidence)
         hits = int((mask & remaining).sum()) + sum(p.support for p, _ in exceptions)
         if hits < min_evidence:
@@ -327,7 +328,7 @@ def _explain(name, source, decision, members, few, inducer, human, correct_bits,
         rule = replace(rule, bits=pack(mask & undecided))
         group_hits = np.flatnonzero(mask & remaining).tolist()
         evidence = sorted(group_hits, key=lambda i: (not disagree[i], sessions[i].session_id))
-        conflicts = [sessions[i].session_id for i in np.flatnonzero(mask & (human != decision))[:20]]
+        conflicts = [sessions[i].session_id for i in np.flatnonzero(mask & ~decided[decision])[:20]]
         found.append((Precedent(
             name=name, source=source, decision=decision, condition=rule.condition(),
             description=describe(rule.condition()), group_size=len(members), support=len(group_hits), evidence=hits,
@@ -355,7 +356,7 @@ def _matched(rule: InducedRule, rows: int) -> np.ndarray:
     return unpack(np.bitwise_and.reduce([t.bits for t in rule.tests]), rows)
 
 
-def _exceptions(name, source, rule, scope, aside, inducer, human, correct_bits, disagree, sessions, group_size,
+def _exceptions(name, source, rule, scope, aside, inducer, decided, correct_bits, disagree, sessions, group_size,
                 min_evidence):
     """Rules inside ``rule`` (over ``scope``, the rows it decides) for the group's sessions
     set ``aside`` there: those the reviewers decided otherwise, too few to stand alone. Drawn
@@ -365,8 +366,8 @@ def _exceptions(name, source, rule, scope, aside, inducer, human, correct_bits, 
     rows = len(sessions)
     outliers = scope & aside
     found = []
-    for decision in sorted(set(human[outliers])):
-        positives = outliers & (human == decision)
+    for decision in sorted(d for d, rows_of in decided.items() if (outliers & rows_of).any()):
+        positives = outliers & decided[decision]
         inner = inducer.induce(pack(positives), correct_bits[decision], 1, within=pack(scope & (positives | ~outliers)),
                                notes=[sessions[i].human_reasoning for i in np.flatnonzero(positives)])
         if inner is None:
@@ -380,27 +381,28 @@ def _exceptions(name, source, rule, scope, aside, inducer, human, correct_bits, 
         found.append((Precedent(
             name=f"{name}--{decision}", source=source, decision=decision, condition=combined.condition(),
             description=describe(combined.condition()), group_size=group_size, support=len(hits),
-            covered=int(mask.sum()), precision=round(float((human[mask] == decision).mean()), 4),
+            covered=int(mask.sum()), precision=round(float(decided[decision][mask].mean()), 4),
             disagreements=int(disagree[mask & positives].sum()),
             evidence_sessions=[sessions[i].session_id for i in hits[:10]],
-            conflicts=[sessions[i].session_id for i in np.flatnonzero(mask & (human != decision))[:20]],
+            conflicts=[sessions[i].session_id for i in np.flatnonzero(mask & ~decided[decision])[:20]],
             quotes=text.representative_quotes([sessions[i].human_reasoning for i in hits]),
         ), combined))
     return found
 
 
-def _replay(accepted, agent, human, rows):
+def _replay(accepted, decided, agreed, rows):
     """Keep the rules of the decision list that add agreement over the training rows.
 
     A rule's gain is its marginal value: agreement with the whole list minus agreement
     without it. An exception that confirms the agent (so that a broader rule after it
     stays precise) gains nothing alone but loses agreement when removed, so it stays.
+    ``decided``: each human decision's rows; ``agreed``: the rows where the agent agrees.
     """
     ordered = list(accepted)
     matched = [_matched(rule, rows) for _, rule in ordered]  # unpacked once, not on every round
     gains: list[int] = []
     while ordered:
-        gains = marginal_gains(np.stack(matched), [p.decision for p, _ in ordered], agent, human)
+        gains = first_match_gains(np.stack(matched), [decided[p.decision] for p, _ in ordered], agreed)
         worst = min(range(len(ordered)), key=lambda i: (gains[i], -i))
         if gains[worst] > 0:
             break
@@ -427,16 +429,23 @@ def marginal_gains(matched: np.ndarray, decisions: Sequence[str], agent: np.ndar
 
     ``matched`` is rules × rows. Removing a rule only changes the rows it matches first;
     they fall through to the next matching rule, or to ``agent`` when none matches."""
-    decided = np.array(list(decisions) + [None], dtype=object)
-    none = len(decisions)
-    first = np.where(matched.any(axis=0), matched.argmax(axis=0), none)
-    rest = matched.copy()
-    rest[first[first < none], np.flatnonzero(first < none)] = False
-    second = np.where(rest.any(axis=0), rest.argmax(axis=0), none)
-    now = np.where(first < none, decided[first], agent)
-    fallback = np.where(second < none, decided[second], agent)
-    change = (now == human).astype(int) - (fallback == human).astype(int)
-    return [int(change[first == i].sum()) for i in range(none)]
+    agrees = {d: human == d for d in set(decisions)}  # compared once per distinct decision, not per rule
+    return first_match_gains(matched, [agrees[d] for d in decisions], agent == human)
+
+
+def first_match_gains(matched: np.ndarray, rule_agrees: Sequence[np.ndarray], fallback_agrees: np.ndarray) -> list[int]:
+    """``marginal_gains`` from each rule's rows where its decision is the human's (``rule_agrees``)
+    and the rows where the decision without any rule is (``fallback_agrees``)."""
+    none, rows = matched.shape
+    first, second = np.full(rows, none), np.full(rows, none)  # each row's first and second matching rule
+    for k in range(none - 1, -1, -1):
+        hit = matched[k]
+        second[hit] = first[hit]
+        first[hit] = k
+    agrees_with = np.stack([*rule_agrees, fallback_agrees])  # [k, row]: rule k (the fallback, for k = none) agrees
+    every = np.arange(rows)
+    change = agrees_with[first, every].astype(int) - agrees_with[second, every].astype(int)
+    return [int(gain) for gain in np.bincount(first, weights=change, minlength=none + 1)[:none]]
 
 
 def _findings(sessions, current, agent, human, noisy) -> list[Finding]:

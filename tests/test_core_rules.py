@@ -1,6 +1,7 @@
 """Rule scoring at small samples: a rule must explain more of its group than it contradicts,
 and its precision is shrunk toward the parent's agreement before it is judged."""
 import numpy as np
+import pytest
 
 from improver.features import Test as FeatureTest, count, pack, unpack
 from improver.rules import RuleInducer
@@ -31,9 +32,12 @@ def test_precision_is_shrunk_toward_the_parents_agreement():
     assert RuleInducer([both], 40, prior=0.1).induce(group, correct, min_support=2) is None
 
 
-def test_test_counts_equal_the_bitset_popcount_for_small_large_and_middling_row_sets():
+@pytest.mark.parametrize("split_words", [None, 0])  # large matrices are counted in two halves at once
+def test_test_counts_equal_the_bitset_popcount_for_small_large_and_middling_row_sets(split_words, monkeypatch):
     from improver.features import TestCounts
 
+    if split_words is not None:
+        monkeypatch.setattr(TestCounts, "SPLIT_WORDS", split_words)
     rng = np.random.default_rng(3)
     rows = 5000
     matrix = np.stack([pack(rng.random(rows) < share) for share in (0.01, 0.2, 0.5, 0.9, 1.0)])
@@ -43,6 +47,19 @@ def test_test_counts_equal_the_bitset_popcount_for_small_large_and_middling_row_
         expected = np.bitwise_count(matrix & within).sum(axis=1)
         assert counts(within).tolist() == expected.tolist()
         assert counts(within.copy()).tolist() == expected.tolist()  # asked again: remembered, same answer
+
+
+def test_a_rules_marginal_gain_counts_the_rows_it_decides_first_against_the_next_rule_or_the_agent():
+    from improver.mining import marginal_gains
+
+    human = np.array(["reject", "reject", "approve", "reject", "approve", "reject"], dtype=object)
+    agent = np.array(["approve"] * 6, dtype=object)
+    matched = np.array([[1, 1, 1, 0, 0, 0],   # reject: right on rows 0 and 1, wrong on 2
+                        [0, 1, 0, 1, 0, 0],   # reject: decides row 3 first (row 1 is the first rule's)
+                        [0, 0, 0, 1, 1, 1]],  # approve: right on row 4, as the agent is; wrong on 5, as the agent is
+                       dtype=bool)
+    # without the first rule, row 0 falls to the agent (-1), row 1 to the second rule (0), row 2 to the agent (+1)
+    assert marginal_gains(matched, ["reject", "reject", "approve"], agent, human) == [0, 1, 0]
 
 
 def test_a_set_test_refines_a_rule_but_never_starts_one():
