@@ -130,13 +130,13 @@ def build_tests(cases: Sequence[dict], min_count: int = 3, bands: dict[str, list
         elif kind is float:
             tests += _numeric_tests(path, values, min_count, rows, (bands or {}).get(path, []))
         elif kind is str:
-            distinct = len(set(present))
+            coded = _codes(values)
+            distinct = len(coded[0])  # the distinct texts
             average_length = sum(map(len, present[:2000])) / min(len(present), 2000)
             if average_length > 25 or (distinct > 50 and " " in "".join(present[:200])):
-                tests += _keyword_tests(path, values, min_count, rows, max_keywords, named,
+                tests += _keyword_tests(path, coded, min_count, rows, max_keywords, named,
                                         min_count if named_min_count is None else named_min_count)
             elif distinct <= max(50, rows // 20) and distinct < 0.9 * len(present):
-                coded = _codes(values)
                 tests += _equality_tests(path, coded, min_count, rows)
                 if 3 <= distinct <= MAX_SET_VALUES:
                     tests += _set_tests(path, coded, min_count, rows)
@@ -275,10 +275,11 @@ def _numeric_tests(path: str, values: list, min_count: int, rows: int, declared:
     return tests
 
 
-def _keyword_tests(path: str, values: list, min_count: int, rows: int, max_keywords: int,
+def _keyword_tests(path: str, coded: tuple[list, np.ndarray], min_count: int, rows: int, max_keywords: int,
                    named: frozenset[str] = frozenset(), named_min_count: int | None = None) -> list[Test]:
-    """Keyword tests, with each distinct text's words read once (a text field repeats its texts)."""
-    texts, codes = _codes(values)
+    """Keyword tests on a text column coded by ``_codes``, each distinct text's words read once (a
+    text field repeats its texts)."""
+    texts, codes = coded
     repeats = np.bincount(codes[codes >= 0], minlength=len(texts))
     frequency: Counter = Counter()
     for text, times in zip(texts, repeats.tolist()):

@@ -234,7 +234,7 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
         return MiningResult(sessions=0, disagreements=0, agreement=0.0, ceiling=0.0, precedents=[], findings=[])
     # a word of the reviewers' notes on disagreements that the case texts hold is a candidate test from two
     # requests (the reason she wrote down), other words from the evidence minimum
-    named = frozenset(w for i in np.flatnonzero(disagree) for w in words(sessions[i].human_reasoning))
+    named = frozenset().union(*map(words, {sessions[i].human_reasoning for i in np.flatnonzero(disagree).tolist()}))
     cases = [s.case for s in sessions]
     shared = shared_columns(cases)  # read once for the tests and the ceiling
     tests = build_tests(cases, min_count=min_evidence, bands=bands, named=named, shared=shared,
