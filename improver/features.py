@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -379,10 +380,17 @@ class TestCounts:
         self._dense[:, start:end] = unpacked.T
 
 
-@lru_cache(maxsize=1)
+_helpers: dict[int, ThreadPoolExecutor] = {}
+
+
 def _helper() -> ThreadPoolExecutor:
-    """The thread that counts the second half of a large matrix's tests (one for the process)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="improver-counts")
+    """The thread that counts the second half of a large matrix's tests: one a process (a forked
+    child has none of its parent's threads, so it starts its own)."""
+    pid = os.getpid()
+    if pid not in _helpers:
+        _helpers.clear()
+        _helpers[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="improver-counts")
+    return _helpers[pid]
 
 
 def _column_sums(block: np.ndarray) -> np.ndarray:

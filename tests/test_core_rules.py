@@ -49,6 +49,36 @@ def test_test_counts_equal_the_bitset_popcount_for_small_large_and_middling_row_
         assert counts(within.copy()).tolist() == expected.tolist()  # asked again: remembered, same answer
 
 
+def test_a_forked_child_counts_a_large_matrix_in_halves_as_its_parent_did(monkeypatch):
+    import multiprocessing
+
+    from improver.features import TestCounts
+
+    monkeypatch.setattr(TestCounts, "SPLIT_WORDS", 0)
+    rng = np.random.default_rng(5)
+    matrix = np.stack([pack(rng.random(3000) < share) for share in (0.1, 0.4, 0.7)])
+    within = pack(rng.random(3000) < 0.5)
+    expected = np.bitwise_count(matrix & within).sum(axis=1).tolist()
+    assert TestCounts(matrix, 3000)(within).tolist() == expected  # the parent's helper thread now runs
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+    child = context.Process(target=_count_in_child, args=(matrix, within, answers))
+    child.start()
+    child.join(timeout=60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked child waited for a helper thread it does not have"
+    assert answers.get(timeout=5) == expected
+
+
+def _count_in_child(matrix, within, answers):
+    from improver.features import TestCounts
+
+    TestCounts.SPLIT_WORDS = 0
+    answers.put(TestCounts(matrix, 3000)(within).tolist())
+
+
 def test_a_rules_marginal_gain_counts_the_rows_it_decides_first_against_the_next_rule_or_the_agent():
     from improver.mining import marginal_gains
 
