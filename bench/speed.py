@@ -80,12 +80,13 @@ def timed_cli(out: Path, argv: list[str]) -> None:
 
     timer = Timer()
     for name, label in (("ingest", "ingest"), ("decide", "target reruns"), ("decide_many", "target reruns"),
+                        ("decide_with", "target reruns"),
                         ("_mine", "mine"), ("propose", "propose"),
                         ("cross_validate", "cross-validate (without mine, reruns)"),
                         ("subset", "propose"), ("score", "score (without reruns)"), ("graph", "graph")):
         timer.wrap(Workspace, name, label)
     timer.wrap(DecisionsFile, "write", "write decisions")  # what is left once the rerun's answers have come
-    asked, asked_many = Workspace.decide, Workspace.decide_many
+    asked, asked_many, asked_with = Workspace.decide, Workspace.decide_many, Workspace.decide_with
 
     def decide(self, config_dir, sessions, label, **options):  # count the cases the target is asked to decide
         timer.totals["cases decided or answered from the cache"] += len(sessions)
@@ -94,7 +95,11 @@ def timed_cli(out: Path, argv: list[str]) -> None:
     def decide_many(self, jobs, label):
         timer.totals["cases decided or answered from the cache"] += sum(len(sessions) for _, sessions in jobs)
         return asked_many(self, jobs, label)
-    Workspace.decide, Workspace.decide_many = decide, decide_many
+
+    def decide_with(self, config_dir, sessions, label, answered, behind):
+        timer.totals["cases decided or answered from the cache"] += len(sessions) + sum(len(few) for _, few in behind)
+        return asked_with(self, config_dir, sessions, label, answered, behind)
+    Workspace.decide, Workspace.decide_many, Workspace.decide_with = decide, decide_many, decide_with
     sessions = Workspace.__dict__["sessions"]  # a cached_property: time the one read of the store
     sessions.func = timer.timed(sessions.func, "load sessions")
     sys.argv = ["improver", *argv]

@@ -497,10 +497,51 @@ class Workspace:
                 raise error.named([s.session_id for s in sessions]) from None
         return answers
 
+    def decide_with(self, config_dir: Path, sessions: list[ReviewedSession], label: str,
+                    answered: Callable[[int, list[dict]], None], behind: list[tuple[Path, list[ReviewedSession]]],
+                    ) -> tuple[list[dict], list[list[dict]]]:
+        """``decide`` of these sessions with ``decide_many``'s reruns queued behind them in the same batch,
+        so the workers go straight on to them. Its error budget stops the batch early as ``decide``'s
+        stops its run, counted here on its answers as they stream: only for a runner that streams
+        (``streams_answers``). Its answers, and each rerun's."""
+        share = self.project.config.target.max_error_share
+        budget = ErrorBudget(len(sessions), share)
+
+        def came(job: int, start: int, answers: list[dict]) -> None:
+            if job == 0:
+                budget.add_all(start, answers)  # RunFailedError past the share: the batch stops
+                answered(start, answers)
+        jobs = [([s.case for s in sessions], config_dir)] + [([s.case for s in few], folder) for folder, few in behind]
+        try:  # the subset runner has no budget of its own: each job is judged here
+            results = run_many(self._answering(self.subset_runner), jobs,
+                               self._report(label, sum(len(cases) for cases, _ in jobs)), came)
+            ErrorBudget.check(results[0], share)
+        except RunFailedError as error:
+            raise error.named([s.session_id for s in sessions]) from None
+        for (_folder, few), found in zip(behind, results[1:]):
+            try:
+                ErrorBudget.check(found, share, len(self.sessions))
+            except RunFailedError as error:
+                raise error.named([s.session_id for s in few]) from None
+        return results[0], results[1:]
+
+    def streams_answers(self, config_dir: Path) -> bool:
+        """Whether a rerun under this config hands over its answers as they come: the target's runner
+        streams them (the local pool) and the decision cache holds none under the config."""
+        runner = self._answering(self.runner)
+        holds = getattr(runner, "holds", None)
+        return bool(getattr(getattr(runner, "inner", runner), "streams", False)) and not (holds and holds(config_dir))
+
     def run(self, experiment: Experiment) -> dict[str, dict]:
         """The experiment's decision on every reviewed session (rerun once and kept, or read once)."""
+        return self.run_with(experiment, [])[0]
+
+    def run_with(self, experiment: Experiment, behind: list[tuple[Path, list[ReviewedSession]]]
+                 ) -> tuple[dict[str, dict], list[list[dict]] | None]:
+        """``run``, with reruns ``(config folder, sessions)`` queued behind the experiment's when it is rerun
+        now and the runner streams (``decide_with``): its decisions, and their answers (None when not run)."""
         if experiment.path in self._decisions:
-            return self._decisions[experiment.path]
+            return self._decisions[experiment.path], None
         decisions = experiment.decisions
         if decisions is not None:
             missing = [s for s in self.require_sessions() if s.session_id not in decisions]
@@ -508,10 +549,10 @@ class Workspace:
                 results = self.decide(experiment.config_dir, missing, f"run {experiment.id} (new sessions)", subset=True)
                 decisions = dict(decisions, **{s.session_id: {"session_id": s.session_id, **r} for s, r in zip(missing, results)})
             self._decisions[experiment.path] = decisions
-            return decisions
+            return decisions, None
         with self.writing(f"run {experiment.id}"):
             if experiment.decisions is not None:  # written meanwhile by another writer: that one stands
-                return self.run(experiment)
+                return self.run(experiment), None
             sessions = self.require_sessions()
             rows: list = [None] * len(sessions)
             file = DecisionsFile(experiment)
@@ -521,17 +562,22 @@ class Workspace:
                                                            zip(sessions[start:start + len(answers)], answers)]
                 file.add(start, made)
 
-            self.decide(experiment.config_dir, sessions, f"run {experiment.id}", answered=came)
+            label = f"run {experiment.id}" + (f" and leave out each of {len(behind)} proposals" if behind else "")
+            if behind and self.streams_answers(experiment.config_dir):
+                _answers, answers_behind = self.decide_with(experiment.config_dir, sessions, label, came, behind)
+            else:
+                self.decide(experiment.config_dir, sessions, f"run {experiment.id}", answered=came)
+                answers_behind = None
             if None in rows:  # a runner that streams must hand over every answer
                 raise ImproverError(f"the target runner handed over {len(rows) - rows.count(None)} of {len(rows)} "
                                     "answers; nothing was written (report this as a bug in the runner)")
             try:
                 file.write()
             except ExperimentError:  # written meanwhile by another run of the same stage: that one stands
-                return self.run(experiment)
+                return self.run(experiment), answers_behind
         decisions = {row["session_id"]: row for row in rows}  # kept, not read back
         self._decisions[experiment.path] = decisions
-        return decisions
+        return decisions, answers_behind
 
     def score(self, experiment: Experiment, leave_one_out: bool = True) -> dict:
         """Scores of an experiment against the humans and its parent (computed once, then read back)."""
@@ -541,9 +587,15 @@ class Workspace:
             return experiment.results or self._score(experiment, leave_one_out)
 
     def _score(self, experiment: Experiment, leave_one_out: bool) -> dict:
-        sessions = self.require_sessions()
-        decisions = {k: v["decision"] for k, v in self.run(experiment).items()}
         parent = self.experiments.get(experiment.manifest.parent) if experiment.manifest.parent else None
+        with tempfile.TemporaryDirectory(prefix="improver-loo-") as folder:
+            loo = self._leave_one_out(experiment, parent, Path(folder)) if leave_one_out and parent else {}
+            ran, answers = self.run_with(experiment, [job for job in loo.values() if job[1]])
+            return self._scored(experiment, parent, {k: v["decision"] for k, v in ran.items()}, loo, answers)
+
+    def _scored(self, experiment: Experiment, parent: Experiment | None, decisions: dict[str, str],
+                loo: dict[str, tuple[Path, list[ReviewedSession]]], loo_answers: list[list[dict]] | None) -> dict:
+        sessions = self.require_sessions()
         parent_decisions = {k: v["decision"] for k, v in self.run(parent).items()} if parent else None
         results = score(sessions, decisions, self.project.config.holdout, parent_decisions)
         with self.store() as store:
@@ -556,8 +608,11 @@ class Workspace:
                        reproduce=f"improver score {experiment.id}")
         results["errors"]["examples"] = sorted({v.get("error", "") for v in self.run(experiment).values()
                                                 if v["decision"] == ERROR})[:5]
-        if leave_one_out and parent and experiment.manifest.proposals:
-            results["per_proposal"] = self.proposal_effects(experiment, parent, decisions)
+        if loo:
+            if loo_answers is None:  # not run behind the experiment's own rerun: run now, as one batch
+                jobs = [job for job in loo.values() if job[1]]
+                loo_answers = self.decide_many(jobs, f"leave out each of {len(jobs)} proposals")
+            results["per_proposal"] = self._effects(loo, loo_answers, decisions)
             for p in experiment.manifest.proposals:
                 if p.cv:  # the out-of-fold effects it was proposed on, summed and per fold
                     results["per_proposal"][p.id].update(cv=p.cv["oof_effect"], folds=[f["effect"] for f in p.cv["per_fold"]])
@@ -573,33 +628,40 @@ class Workspace:
             pass
         return experiment.results
 
-    def proposal_effects(self, experiment: Experiment, parent: Experiment, decisions: dict[str, str]) -> dict:
-        """Leave-one-out effect of each proposal: agreements it adds, per split.
-
-        Removing a rule can only change decisions on the sessions its condition matches,
-        so only those are rerun without it; every proposal's rerun goes in one batch."""
+    def _leave_one_out(self, experiment: Experiment, parent: Experiment, folder: Path
+                       ) -> dict[str, tuple[Path, list[ReviewedSession]]]:
+        """For the leave-one-out effect of each proposal (``_effects``: agreements it adds, per split): a
+        config folder (in ``folder``) with every other proposal, and the sessions its rule matches.
+        Removing a rule can only change decisions on those, so only those are rerun without it, every
+        proposal's rerun in one batch (behind the experiment's own rerun, where it is rerun now)."""
         manifest = experiment.manifest
+        if not manifest.proposals:
+            return {}
         parent_config = read_tree(parent.config_dir)
-        matched = {p.id: [self.sessions[i] for i in np.flatnonzero(self.columns.mask(p.when))] for p in manifest.proposals}
-        with tempfile.TemporaryDirectory(prefix="improver-loo-") as folder:
-            jobs = {}
-            for index, proposal in enumerate(manifest.proposals):
-                if matched[proposal.id]:
-                    others = [p for p in manifest.proposals if p.id != proposal.id]
-                    config = render_config(parent_config, others, manifest.guidance if others else [], manifest.cycle)
-                    jobs[proposal.id] = (Path(folder) / f"{index:04d}", matched[proposal.id])
-                    _write_tree(jobs[proposal.id][0], config)
-            answers = dict(zip(jobs, self.decide_many(list(jobs.values()), f"leave out each of {len(jobs)} proposals")))
+        loo = {}
+        for index, proposal in enumerate(manifest.proposals):
+            matched = [self.sessions[i] for i in np.flatnonzero(self.columns.mask(proposal.when))]
+            loo[proposal.id] = (folder / f"{index:04d}", matched)
+            if matched:
+                others = [p for p in manifest.proposals if p.id != proposal.id]
+                _write_tree(loo[proposal.id][0], render_config(parent_config, others, manifest.guidance if others else [],
+                                                               manifest.cycle))
+        return loo
+
+    def _effects(self, loo: dict[str, tuple[Path, list[ReviewedSession]]], answers: list[list[dict]],
+                 decisions: dict[str, str]) -> dict:
+        """Each proposal's agreements gained per split from its leave-one-out answers (one list per
+        proposal with matched sessions, in order)."""
         effects = {}
         holdout = self.project.config.holdout
-        for proposal in manifest.proposals:
+        rerun = iter(answers)
+        for proposal_id, (_folder, matched) in loo.items():
             gains = Counter({"train": 0, "heldout": 0})
-            for s, result in zip(matched[proposal.id], answers.get(proposal.id, [])):
+            for s, result in zip(matched, next(rerun) if matched else []):
                 if decisions[s.session_id] != result["decision"]:  # only a changed decision gains or loses
                     gains[split_of(s.session_id, holdout)] += (decisions[s.session_id] == s.human_decision) \
                         - (result["decision"] == s.human_decision)
-            effects[proposal.id] = {"train": gains["train"], "heldout": gains["heldout"],
-                                    "sessions_matched": len(matched[proposal.id])}
+            effects[proposal_id] = {"train": gains["train"], "heldout": gains["heldout"], "sessions_matched": len(matched)}
         return effects
 
 

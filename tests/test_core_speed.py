@@ -314,3 +314,40 @@ def test_a_leak_in_any_slice_of_a_rerun_writes_no_decisions_file(tiny_project):
         file.add(start, rows[start:start + 10])
     file.write()
     assert list(experiment.decisions) == [f"S{i}" for i in range(30)]  # in the sessions' order
+
+
+def _candidate(project):
+    from improver.workspace import Workspace
+
+    ws = Workspace(project)
+    ws.ingest(str(project / "traces.jsonl"))
+    parent = ws.baseline()
+    cv = ws.cross_validate(parent)
+    return ws, ws.propose(parent, cv.result, 1, cv=cv)
+
+
+def test_a_candidates_leave_one_out_reruns_are_queued_behind_its_own_rerun_in_one_batch(tiny_project, tmp_path,
+                                                                                       monkeypatch):
+    import shutil
+
+    from improver import workspace
+    from improver.workspace import Workspace
+
+    alone = shutil.copytree(tiny_project, tmp_path / "alone")
+    batches = []
+    original = workspace.run_many
+    def recording(runner, jobs, progress=None, answered=None):
+        batches.append(len(jobs))
+        return original(runner, jobs, progress, answered)
+    monkeypatch.setattr(workspace, "run_many", recording)
+    ws, candidate = _candidate(tiny_project)
+    batches.clear()
+    together = ws.score(candidate)["per_proposal"]
+    assert batches[0] == 1 + len(candidate.manifest.proposals)  # the workers went straight on to them
+    assert all(effect["sessions_matched"] for effect in together.values())
+
+    monkeypatch.setattr(Workspace, "streams_answers", lambda self, config_dir: False)  # a runner that does not stream
+    ws, candidate = _candidate(alone)
+    batches.clear()
+    assert ws.score(candidate)["per_proposal"] == together  # the same effects, from a batch of their own
+    assert batches[:2] == [1, len(candidate.manifest.proposals)]

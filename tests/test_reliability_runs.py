@@ -171,6 +171,28 @@ def test_a_run_stops_early_once_errors_pass_the_share(tmp_path):
     run.close()
 
 
+def test_a_candidate_that_fails_stops_before_the_leave_one_out_reruns_queued_behind_it(tiny_project):
+    ws = ingested(tiny_project)
+    parent = ws.baseline()
+    cv = ws.cross_validate(parent)
+    candidate = ws.propose(parent, cv.result, 1, cv=cv)
+    write_agent(tiny_project, (
+        "from pathlib import Path\n"
+        "def decide(case, config_dir):\n"
+        "    if (Path(config_dir) / 'learned_rules.yaml').exists():\n"
+        "        raise RuntimeError('cannot read the learned rules')\n"
+        "    return {'decision': 'resolve'}\n"))
+    ws = Workspace(tiny_project)  # a new process: the changed agent, no answer kept
+    asked = []
+    ws.progress = lambda label, done, total: asked.append((done, total))
+    with pytest.raises(RunFailedError) as failed:
+        ws.score(ws.experiments.get(candidate.id))
+    assert "the target failed on 17 of 80 cases" in " ".join(str(failed.value).split())
+    done, total = asked[-1]
+    assert done <= 80 < total  # its rerun's answers, none of the reruns behind it
+    assert not (candidate.path / "decisions.jsonl").exists() and not (candidate.path / "results.json").exists()
+
+
 def test_an_all_failing_agent_exits_non_zero_records_nothing_and_is_retried_later(tiny_project):
     write_agent(tiny_project, (
         "from pathlib import Path\n"

@@ -246,10 +246,14 @@ class CachedRunner:
             keys.append(known[1])
         return keys
 
+    def holds(self, config_dir: Path) -> bool:
+        """Whether the cache holds any answer under this config."""
+        return self.cache.has(self.agent, tree_hash(read_tree(Path(config_dir))))
+
     def start(self, config_dir: Path, cases: int) -> None:
         """The inner runner's ``start``, when it has one and the cache holds no answer under this config."""
         start = getattr(self.inner, "start", None)
-        if start is not None and not self.cache.has(self.agent, tree_hash(read_tree(Path(config_dir)))):
+        if start is not None and not self.holds(config_dir):
             start(config_dir, cases)
 
     def prepare(self, cases: int) -> None:
