@@ -436,6 +436,7 @@ def marginal_gains(matched: np.ndarray, decisions: Sequence[str], agent: np.ndar
 def first_match_gains(matched: np.ndarray, rule_agrees: Sequence[np.ndarray], fallback_agrees: np.ndarray) -> list[int]:
     """``marginal_gains`` from each rule's rows where its decision is the human's (``rule_agrees``)
     and the rows where the decision without any rule is (``fallback_agrees``)."""
+    matched = np.asarray(matched, dtype=bool)
     none, rows = matched.shape
     first, second = np.full(rows, none), np.full(rows, none)  # each row's first and second matching rule
     for k in range(none - 1, -1, -1):

@@ -490,12 +490,17 @@ class Workspace:
                                self._report(label, sum(len(sessions) for _, sessions in jobs)))
         except RunFailedError as error:
             raise error.named([s.session_id for _, sessions in jobs for s in sessions]) from None
+        self._judge_subsets(jobs, answers)
+        return answers
+
+    def _judge_subsets(self, jobs: list[tuple[Path, list[ReviewedSession]]], answers: list[list[dict]]) -> None:
+        """``RunFailedError`` (its sessions named) for a rerun of a few sessions whose errors pass the
+        error share of every reviewed session."""
         for (_folder, sessions), found in zip(jobs, answers):
             try:
                 ErrorBudget.check(found, self.project.config.target.max_error_share, len(self.sessions))
             except RunFailedError as error:
                 raise error.named([s.session_id for s in sessions]) from None
-        return answers
 
     def decide_with(self, config_dir: Path, sessions: list[ReviewedSession], label: str,
                     answered: Callable[[int, list[dict]], None], behind: list[tuple[Path, list[ReviewedSession]]],
@@ -518,11 +523,7 @@ class Workspace:
             ErrorBudget.check(results[0], share)
         except RunFailedError as error:
             raise error.named([s.session_id for s in sessions]) from None
-        for (_folder, few), found in zip(behind, results[1:]):
-            try:
-                ErrorBudget.check(found, share, len(self.sessions))
-            except RunFailedError as error:
-                raise error.named([s.session_id for s in few]) from None
+        self._judge_subsets(behind, results[1:])
         return results[0], results[1:]
 
     def streams_answers(self, config_dir: Path) -> bool:
