@@ -563,8 +563,8 @@ class Workspace:
                                                            zip(sessions[start:start + len(answers)], answers)]
                 file.add(start, made)
 
-            label = f"run {experiment.id}" + (f" and leave out each of {len(behind)} proposals" if behind else "")
             if behind and self.streams_answers(experiment.config_dir):
+                label = f"run {experiment.id} and leave out each of {len(behind)} proposals"
                 _answers, answers_behind = self.decide_with(experiment.config_dir, sessions, label, came, behind)
             else:
                 self.decide(experiment.config_dir, sessions, f"run {experiment.id}", answered=came)
@@ -591,11 +591,13 @@ class Workspace:
         parent = self.experiments.get(experiment.manifest.parent) if experiment.manifest.parent else None
         with tempfile.TemporaryDirectory(prefix="improver-loo-") as folder:
             loo = self._leave_one_out(experiment, parent, Path(folder)) if leave_one_out and parent else {}
-            ran, answers = self.run_with(experiment, [job for job in loo.values() if job[1]])
-            return self._scored(experiment, parent, {k: v["decision"] for k, v in ran.items()}, loo, answers)
+            reruns = [job for job in loo.values() if job[1]]  # the proposals whose rules match some session
+            ran, answers = self.run_with(experiment, reruns)
+            return self._scored(experiment, parent, {k: v["decision"] for k, v in ran.items()}, loo, reruns, answers)
 
     def _scored(self, experiment: Experiment, parent: Experiment | None, decisions: dict[str, str],
-                loo: dict[str, tuple[Path, list[ReviewedSession]]], loo_answers: list[list[dict]] | None) -> dict:
+                loo: dict[str, tuple[Path, list[ReviewedSession]]], reruns: list[tuple[Path, list[ReviewedSession]]],
+                loo_answers: list[list[dict]] | None) -> dict:
         sessions = self.require_sessions()
         parent_decisions = {k: v["decision"] for k, v in self.run(parent).items()} if parent else None
         results = score(sessions, decisions, self.project.config.holdout, parent_decisions)
@@ -611,8 +613,7 @@ class Workspace:
                                                 if v["decision"] == ERROR})[:5]
         if loo:
             if loo_answers is None:  # not run behind the experiment's own rerun: run now, as one batch
-                jobs = [job for job in loo.values() if job[1]]
-                loo_answers = self.decide_many(jobs, f"leave out each of {len(jobs)} proposals")
+                loo_answers = self.decide_many(reruns, f"leave out each of {len(reruns)} proposals")
             results["per_proposal"] = self._effects(loo, loo_answers, decisions)
             for p in experiment.manifest.proposals:
                 if p.cv:  # the out-of-fold effects it was proposed on, summed and per fold
