@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import orjson
+
 from improver.errors import StoreError
 from improver.models import DecisionEvent, Event, Quarantined, ReviewedSession, ReviewEvent
 from improver.sources import json_loads as _loads
@@ -417,8 +419,9 @@ class TraceStore:
             "SELECT COUNT(DISTINCT session_id) FROM reviews WHERE session_id NOT IN (SELECT session_id FROM decisions)"
         ).fetchone()[0]
 
-    def reviewed_sessions(self) -> Iterator[ReviewedSession]:
-        """Every session that has an agent decision and a current review, by session id."""
+    def reviewed_sessions(self, digest=None) -> Iterator[ReviewedSession]:
+        """Every session that has an agent decision and a current review, by session id; ``digest`` (a
+        hashlib object), when given, is updated with each session's row as stored."""
         re_reviewed = self.db.execute(
             "SELECT EXISTS (SELECT 1 FROM reviews GROUP BY session_id HAVING COUNT(*) > 1)").fetchone()[0]
         reviews = "current_reviews" if re_reviewed else "reviews"  # one review a session: it is the current one (3x faster)
@@ -438,6 +441,8 @@ class TraceStore:
             return list(found)  # each session its own list (of strings: a copy shares nothing)
 
         for row in rows:
+            if digest is not None:
+                digest.update(orjson.dumps(row))
             yield ReviewedSession(
                 session_id=row[0], case=_loads(row[1]), agent_decision=row[2], agent_confidence=row[3],
                 agent_reasoning=row[4] or "", cited=strings(row[5]), human_decision=row[6],

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import orjson
 import yaml
 
 from improver import __version__, crossval
@@ -85,7 +84,7 @@ class Workspace:
                 store.set_cursor(source.name, source.position)
         report.redacted.update(redactor.counts if redactor else {})
         report.cleaned.update(getattr(source, "cleaned", {}))
-        for cached in ("sessions", "columns", "reviewed_fingerprint", "fold_plan", "train_indices"):
+        for cached in ("sessions", "columns", "reviewed_fingerprint", "mining_key", "fold_plan", "train_indices"):
             self.__dict__.pop(cached, None)
         self._decisions.clear()
         self._fold_decisions.clear()
@@ -114,9 +113,11 @@ class Workspace:
         kept out of its later passes when many (they live as long as the workspace and hold no
         cycles), so a large set is not rescanned on every collection: at 100k sessions this
         takes about a third off reading them and off each rerun of the target in this process."""
+        stored = hashlib.sha256()
         with collector_paused():
             with self.store() as store:
-                sessions = list(store.reviewed_sessions())
+                sessions = list(store.reviewed_sessions(stored))
+        self._stored_digest = stored.hexdigest()  # of the rows as stored, for ``mining_key``
         if len(sessions) >= FREEZE_FROM:
             gc.freeze()
         return sessions
@@ -157,11 +158,9 @@ class Workspace:
         """A hash of all a cycle's mining reads besides its parent experiment: every reviewed session as
         stored (case, decisions, notes, tags), the project's settings, the target and improver's version.
         A cycle experiment mined from the same parent under the same key is what mining again would make."""
-        digest = hashlib.sha256(json.dumps([__version__, self.project.config.model_dump(mode="json"), self.target_key],
-                                           sort_keys=True, default=str).encode())
-        for start in range(0, len(self.sessions), 10_000):  # dataclasses, as JSON in C
-            digest.update(orjson.dumps(self.sessions[start:start + 10_000], option=orjson.OPT_NON_STR_KEYS, default=str))
-        return digest.hexdigest()[:16]
+        self.require_sessions()  # read with a digest of their stored rows
+        inputs = [__version__, self.project.config.model_dump(mode="json"), self.target_key, self._stored_digest]
+        return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def mined_before(self, parent: Experiment, cycle: int) -> Experiment | None:
         """The cycle experiment an earlier run mined from ``parent`` under today's ``mining_key``, if any."""

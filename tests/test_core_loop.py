@@ -145,6 +145,24 @@ def test_a_cycle_run_again_on_unchanged_reviews_does_not_mine_them_again(tiny_pr
     run_cycles(Workspace(tiny_project), max_cycles=1)
     assert mined == [first["history"][0]["experiment"]], "another evidence minimum: mined again"
 
+def test_a_workspace_that_ingests_changed_notes_mines_them_in_its_next_cycle(tiny_project, monkeypatch):
+    """New notes on the same decisions keep the baseline, but not the mining: a long-lived workspace
+    (the MCP server's) that ingests them mines again instead of taking the experiment mined before."""
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    run_cycles(ws, max_cycles=1)
+    renamed = [line.replace('"login-outage"', '"auth-outage"') for line in (tiny_project / "traces.jsonl").read_text().splitlines()
+               if '"review"' in line and "login-outage" in line]
+    assert renamed
+    (tiny_project / "renamed.jsonl").write_text("\n".join(renamed) + "\n")
+    mined = []
+    original = Workspace.cross_validate
+    monkeypatch.setattr(Workspace, "cross_validate", lambda self, parent: mined.append(parent.id) or original(self, parent))
+    ws.ingest(str(tiny_project / "renamed.jsonl"))
+    run_cycles(ws, max_cycles=1)
+    assert len(mined) == 1, "the renamed precedent's notes were mined"
+
+
 def test_scores_count_each_session_once_in_its_split_against_the_parent():
     """Every figure of ``score`` is what counting the sessions one by one gives."""
     import random
