@@ -36,16 +36,21 @@ FOLD_SALT = "improver-fold/"
 UNNAMED = {"text-cluster", "pattern"}  # groups named by mining from their notes: the name differs from fold to fold
 
 
-def fold_of(session_id: str, folds: int) -> int:
-    """The stable fold (0..folds-1) of a session id; independent of the test split's hash."""
-    digest = int.from_bytes(hashlib.sha256((FOLD_SALT + session_id).encode()).digest()[:8], "big")
-    return digest % folds
+def _digests(prefix: str, session_ids: Sequence[str]) -> np.ndarray:
+    """The first 8 bytes of sha256(prefix + id) of each id, as unsigned integers (one numpy read)."""
+    sha256 = hashlib.sha256
+    return np.frombuffer(b"".join([sha256(text.encode()).digest()[:8] for text in map(prefix.__add__, session_ids)]),
+                         dtype=">u8")
 
 
-def in_validation(session_id: str, share: float) -> bool:
-    """Whether a session falls in the stable single validation split of this ``share``."""
-    digest = int.from_bytes(hashlib.sha256((FOLD_SALT + "validation/" + session_id).encode()).digest()[:8], "big")
-    return digest / 2**64 < share
+def folds_of(session_ids: Sequence[str], folds: int) -> np.ndarray:
+    """The stable fold (0..folds-1) of each session id; independent of the test split's hash."""
+    return (_digests(FOLD_SALT, session_ids) % folds).astype(int)
+
+
+def in_validation(session_ids: Sequence[str], share: float) -> np.ndarray:
+    """Whether each session falls in the stable single validation split of this ``share``."""
+    return _digests(FOLD_SALT + "validation/", session_ids) / 2.0**64 < share
 
 
 def wilson_interval(agree: int, n: int, z: float = 1.96) -> tuple[float | None, float | None]:

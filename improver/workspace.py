@@ -231,12 +231,12 @@ class Workspace:
     def fold_plan(self) -> tuple[str, list[np.ndarray]]:
         """("cv", k folds) or ("validation", [the validation split]): indices into ``sessions``, test split excluded."""
         config = self.project.config
-        train = self.train_indices.tolist()
+        train = self.train_indices
+        ids = [self.sessions[i].session_id for i in train.tolist()]
         if config.folds >= 2 and len(train) < config.cv_max_sessions:
-            folds = [crossval.fold_of(self.sessions[i].session_id, config.folds) for i in train]
-            return "cv", [np.array([i for i, f in zip(train, folds) if f == k], dtype=int) for k in range(config.folds)]
-        scored = [i for i in train if crossval.in_validation(self.sessions[i].session_id, config.validation)]
-        return "validation", [np.array(scored, dtype=int)]
+            folds = crossval.folds_of(ids, config.folds)
+            return "cv", [train[folds == k] for k in range(config.folds)]
+        return "validation", [train[crossval.in_validation(ids, config.validation)]]
 
     def _fold_chain(self, experiment: Experiment) -> dict | None:
         """The experiment's own fold runs when they match today's plan (else its config stands for every fold)."""

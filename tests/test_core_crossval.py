@@ -1,4 +1,6 @@
 """Cross-validated mining: stable folds, out-of-fold scores, stable proposals, a locked test split."""
+import hashlib
+
 import numpy as np
 
 from improver import crossval
@@ -21,9 +23,11 @@ def proposal(name, when, decision="escalate"):
 
 def test_folds_are_stable_by_session_id_and_balanced():
     ids = [f"S{i:04d}" for i in range(1000)]
-    folds = [crossval.fold_of(i, 5) for i in ids]
-    assert folds == [crossval.fold_of(i, 5) for i in ids]
+    folds = crossval.folds_of(ids, 5).tolist()
+    assert folds == crossval.folds_of(list(reversed(ids)), 5).tolist()[::-1]
     assert all(150 < folds.count(k) < 250 for k in range(5))
+    digest = hashlib.sha256(("improver-fold/" + ids[0]).encode()).digest()
+    assert folds[0] == int.from_bytes(digest[:8], "big") % 5, "the fold of an id is its hash's, whatever ids come with it"
 
 
 def test_a_precedent_most_folds_find_without_losing_out_of_fold_is_stable():
@@ -84,8 +88,8 @@ def test_large_projects_switch_to_one_validation_split(tiny_project):
     ws = ingested(tiny_project)
     state = run_cycles(ws, max_cycles=2)
     cv = ws.experiments.get(state["parent"]).results["cv"]
-    validation = [s for s in ws.sessions if ws.split(s.session_id) == "train"
-                  and crossval.in_validation(s.session_id, ws.project.config.validation)]
+    train = [s.session_id for s in ws.sessions if ws.split(s.session_id) == "train"]
+    validation = [i for i, inside in zip(train, crossval.in_validation(train, ws.project.config.validation)) if inside]
     assert cv["mode"] == "validation" and cv["folds"] == 1 and cv["sessions"] == len(validation) > 0
 
 
