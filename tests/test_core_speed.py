@@ -117,6 +117,27 @@ def test_a_batchs_equal_reasonings_reach_the_parent_as_one_string_each(tmp_path)
     assert len({id(a["cited"][0]) for a in answers}) == 3
 
 
+def test_sessions_read_from_the_store_share_one_object_for_each_equal_short_text(tiny_project):
+    """A field's values are parsed anew for every case: the store hands over one object per equal short
+    text (values, decisions, reviewers), so each column pass reads a few objects; long texts stay apart."""
+    from improver.workspace import Workspace
+
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    logins = [s for s in Workspace(tiny_project).sessions if s.case["product"] == "login"]
+    assert len(logins) == 20
+    for field in ("product", "text"):
+        assert len({id(s.case[field]) for s in logins}) == 1, field
+    assert len({id(s.human_decision) for s in logins}) == len({id(s.reviewer) for s in logins}) == 1
+    assert len({id(s.human_reasoning) for s in logins}) == 1
+    long_text = "x" * 201
+    with ws.store() as store:
+        store.db.execute("UPDATE decisions SET case_json = json_set(case_json, '$.text', ?)", (long_text,))
+        store.db.commit()
+    texts = [s.case["text"] for s in Workspace(tiny_project).sessions]
+    assert texts == [long_text] * 80 and len(set(map(id, texts))) == 80
+
+
 def test_a_worker_keeps_what_loading_the_agent_made_out_of_the_collectors_passes_and_still_collects(tmp_path):
     """A worker freezes the objects its imports made (at 100k cases the collector walking them took a
     fifth of the workers' CPU); the collector stays on, so cycles an agent makes are still freed."""
