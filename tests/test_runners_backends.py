@@ -88,6 +88,26 @@ def test_answers_that_mostly_have_their_own_reasoning_are_stored_one_a_case_and_
     assert found == answers and found["k0"] is not found["k40"]
 
 
+def test_a_run_whose_answers_mostly_have_their_own_reasoning_stops_telling_equal_ones_apart(tmp_path, monkeypatch):
+    """Past the first FORM_SAMPLE answers, most with their own text, the rest are kept as they come (no
+    identity made for each): the row holds an answer a case, errors left out, and reads back equal."""
+    from improver.runners import cache as cache_module
+
+    identities = []
+    identity = cache_module._identity
+    monkeypatch.setattr(cache_module, "_identity", lambda answer: identities.append(1) or identity(answer))
+    kept = cache_module.Kept()
+    answers = [{"decision": "approve", "confidence": None, "reasoning": f"request {i} is fine", "cited": []}
+               for i in range(3 * cache_module.FORM_SAMPLE)]
+    answers[-1] = {"decision": "error", "confidence": None, "reasoning": "", "cited": [], "error": "boom"}
+    for start in range(0, len(answers), 500):
+        kept.add([f"k{i}" for i in range(start, start + 500)], answers[start:start + 500])
+    assert len(identities) == cache_module.FORM_SAMPLE and len(kept) == len(answers) - 1
+    db = DecisionCache(tmp_path / "decisions.sqlite")
+    db.put_many([("agent", "config", kept)])
+    assert db.get("agent", "config") == {f"k{i}": a for i, a in enumerate(answers[:-1])}
+
+
 def test_a_cache_written_by_an_older_improver_still_reads(tmp_path):
     """Its table had no sizes and its rows one answer per case."""
     answer = {"decision": "approve", "confidence": None, "reasoning": "", "cited": []}

@@ -166,6 +166,7 @@ class DecisionCache:
 
 
 ANSWER_KEYS = {"decision", "confidence", "reasoning", "cited"}  # a normalised answer's (``runners.normalise``)
+FORM_SAMPLE = 2000  # answers a run's cache row form is judged on (``Kept``)
 
 
 def _identity(answer: dict):
@@ -181,20 +182,27 @@ def _identity(answer: dict):
 class Kept:
     """A run's new answers, kept as they come, in the form a cache row stores them (``DecisionCache``):
     each distinct answer once with the index of each case's, or, when most answers have their own
-    reasoning, an answer a case. Error answers are never kept."""
+    reasoning, an answer a case. Error answers are never kept. Once FORM_SAMPLE answers have come
+    and most had their own reasoning, the rest are kept as they are without telling equal ones
+    apart (what that costs an answer is most of what keeping it costs)."""
 
     def __init__(self):
         self.keys: list[str] = []
         self.answers: list[dict] = []
         self.texts: set = set()  # the distinct reasonings
         self._index: dict = {}  # identity -> position in distinct
-        self.distinct: list[dict] = []
+        self.distinct: list[dict] | None = []  # None once the answers are kept as they are
         self.at: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def add(self, keys: list[str], answers: list[dict]) -> None:
+        if self.distinct is None:
+            kept = [(key, answer) for key, answer in zip(keys, answers) if answer["decision"] != ERROR]
+            self.keys += [key for key, _ in kept]
+            self.answers += [answer for _, answer in kept]
+            return
         index, distinct, at, texts = self._index, self.distinct, self.at, self.texts
         for key, answer in zip(keys, answers):
             if answer["decision"] == ERROR:
@@ -205,9 +213,14 @@ class Kept:
             position = at[key] = index.setdefault(_identity(answer), len(index))
             if position == len(distinct):
                 distinct.append(answer)
+        if len(self.keys) >= FORM_SAMPLE and self._own_texts():
+            self.distinct, self._index, self.at, self.texts = None, {}, {}, set()
+
+    def _own_texts(self) -> bool:
+        return len(self.texts) > len(self.keys) // 2  # mostly their own texts (an LLM's, or naming the case's amounts)
 
     def blob(self) -> bytes:
-        if len(self.texts) > len(self.keys) // 2:  # mostly their own texts (an LLM's): as they are
+        if self.distinct is None or self._own_texts():  # as they are
             return orjson.dumps({"keys": self.keys, "answers": self.answers})
         return orjson.dumps({"answers": self.distinct, "at": self.at})
 
