@@ -461,9 +461,10 @@ class TraceStore:
                         case[key] = one(value, value)
             if len(texts) > MAX_SHARED_TEXTS:
                 texts.clear()
+            agent, human = row[2], row[6]  # never null
             yield ReviewedSession(
-                session_id=row[0], case=case, agent_decision=shared(row[2]), agent_confidence=shared(row[3]),
-                agent_reasoning=shared(row[4] or ""), cited=strings(row[5]), human_decision=shared(row[6]),
+                session_id=row[0], case=case, agent_decision=one(agent, agent), agent_confidence=shared(row[3]),
+                agent_reasoning=shared(row[4] or ""), cited=strings(row[5]), human_decision=one(human, human),
                 reviewer=shared(row[7] or "unknown"), human_reasoning=shared(row[8] or ""), precedent=shared(row[9] or None),
                 conditions=strings(row[10]), human_confidence=shared(row[11]),
             )
