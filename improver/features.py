@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import os
 import re
 from collections import Counter
@@ -421,6 +422,16 @@ class Columns:
                 self._top_level = shared_columns(self.cases)
             self._values[path] = self._top_level[path] if path in self._top_level else column_values(self.cases, path)
         return self._values[path]
+
+    def top_level(self, rows: np.ndarray) -> dict[str, Sequence] | None:
+        """Each top-level field's values at ``rows`` (``shared_columns`` of those cases), gathered from the
+        columns read once; None when the cases do not all have the same fields in the same order."""
+        if self._top_level is None:
+            self._top_level = shared_columns(self.cases)
+        if not self._top_level or len(rows) < 2:
+            return None
+        pick = operator.itemgetter(*rows.tolist())
+        return {path: pick(values) for path, values in self._top_level.items()}
 
     def numbers(self, path: str) -> np.ndarray:
         if path not in self._numbers:

@@ -222,8 +222,9 @@ def _signature_parts(values: list, keywords: set[str]) -> list:
 
 def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = None,
          bands: dict[str, list[float]] | None = None, min_evidence: int = 3,
-         entity_fields: Sequence[str] = ()) -> MiningResult:
-    """Precedents and meta-findings over training sessions, against the current agent decisions."""
+         entity_fields: Sequence[str] = (), shared: dict[str, Sequence] | None = None) -> MiningResult:
+    """Precedents and meta-findings over training sessions, against the current agent decisions.
+    ``shared``: the cases' top-level fields as columns (``shared_columns``), when the caller has them."""
     rows = len(sessions)
     if current is None:  # the decisions recorded in the traces
         current = [{"decision": s.agent_decision, "confidence": s.agent_confidence, "cited": s.cited} for s in sessions]
@@ -236,7 +237,7 @@ def mine(sessions: Sequence[ReviewedSession], current: Sequence[dict] | None = N
     # requests (the reason she wrote down), other words from the evidence minimum
     named = frozenset().union(*map(words, {sessions[i].human_reasoning for i in np.flatnonzero(disagree).tolist()}))
     cases = [s.case for s in sessions]
-    shared = shared_columns(cases)  # read once for the tests and the ceiling
+    shared = shared_columns(cases) if shared is None else shared  # read once for the tests and the ceiling
     tests = build_tests(cases, min_count=min_evidence, bands=bands, named=named, shared=shared,
                         named_min_count=min(NAMED_MIN_COUNT, min_evidence))
     groups, inferred = _groups(sessions, disagree, min_evidence)

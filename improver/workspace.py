@@ -219,12 +219,15 @@ class Workspace:
 
     def mine(self, parent: Experiment) -> MiningResult:
         """Precedents in the training sessions, against the parent experiment's decisions."""
-        return self._mine(self.train_sessions(), self.run(parent))
+        return self._mine(self.train_indices, self.run(parent))
 
-    def _mine(self, sessions: list[ReviewedSession], decisions: dict[str, dict], min_evidence: int | None = None) -> MiningResult:
+    def _mine(self, rows: np.ndarray, decisions: dict[str, dict], min_evidence: int | None = None) -> MiningResult:
+        """``mine`` of the sessions at ``rows``, their fields taken from the columns read once (``columns``)."""
         config = self.project.config
+        sessions = [self.sessions[i] for i in rows.tolist()]
         return mine(sessions, [decisions[s.session_id] for s in sessions], bands=config.bands,
-                    min_evidence=min_evidence or config.min_evidence, entity_fields=config.entity_fields)
+                    min_evidence=min_evidence or config.min_evidence, entity_fields=config.entity_fields,
+                    shared=self.columns.top_level(rows))
 
     # --- cross-validation (improver.crossval) ----------------------------------------
     @cached_property
@@ -288,7 +291,7 @@ class Workspace:
             mined = np.setdiff1d(train, scored)
             # a fold sees part of the sessions, so a precedent's evidence in it scales down with them
             evidence = max(1, round(config.min_evidence * len(mined) / max(len(train), 1))) if mode == "cv" else None
-            result = self._mine([sessions[i] for i in mined], chain, evidence)
+            result = self._mine(mined, chain, evidence)
             taken = {rule.id for rule in parse_rules(yaml.safe_load(self.fold_config(parent, fold).get(RULES_FILE) or "null"),
                                                      RULES_FILE)}
             proposals = build_proposals(result, config.entity_fields, taken, cycle, evidence or config.min_evidence)

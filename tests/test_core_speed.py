@@ -138,6 +138,28 @@ def test_sessions_read_from_the_store_share_one_object_for_each_equal_short_text
     assert texts == [long_text] * 80 and len(set(map(id, texts))) == 80
 
 
+def test_a_cycles_minings_take_the_case_fields_from_the_columns_the_workspace_read_once(tiny_project, monkeypatch):
+    """Each fold's mining and the refit read their cases' fields from the workspace's columns (gathered
+    at their rows), not in a pass of their own over the cases; and they find what they found before."""
+    from improver import features, mining
+    from improver.cycle import run_cycles
+    from improver.workspace import Workspace
+
+    ws = Workspace(tiny_project)
+    ws.ingest(str(tiny_project / "traces.jsonl"))
+    parent = ws.baseline()
+    own = [mining.mine(ws.train_sessions(), [ws.run(parent)[s.session_id] for s in ws.train_sessions()],
+                       bands=ws.project.config.bands, min_evidence=ws.project.config.min_evidence,
+                       entity_fields=ws.project.config.entity_fields).model_dump()]
+    passes = []
+    original = features.shared_columns
+    monkeypatch.setattr(features, "shared_columns", lambda cases: passes.append(len(cases)) or original(cases))
+    monkeypatch.setattr(mining, "shared_columns", features.shared_columns)
+    assert ws.mine(parent).model_dump() == own[0]
+    run_cycles(ws, max_cycles=1)
+    assert passes == [len(ws.sessions)], "one pass, over every session, for the workspace's columns"
+
+
 def test_a_worker_keeps_what_loading_the_agent_made_out_of_the_collectors_passes_and_still_collects(tmp_path):
     """A worker freezes the objects its imports made (at 100k cases the collector walking them took a
     fifth of the workers' CPU); the collector stays on, so cycles an agent makes are still freed."""
