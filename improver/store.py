@@ -117,6 +117,17 @@ class IngestReport:
 MAX_PARSED_LISTS = 100_000  # distinct citation and condition lists remembered while sessions are read
 MAX_SHARED_TEXTS = 1_000_000  # distinct short texts shared while sessions are read
 SHARED_TEXT_LENGTH = 200  # texts up to this long are shared (longer ones are mostly one a session)
+SHARED_SAMPLE = 1000  # sessions read before the fields whose texts mostly differ are no longer shared
+
+
+def _mostly_distinct(cases: list[dict]) -> set:
+    """The top-level fields of these cases whose string values are mostly all different (an id)."""
+    values: dict[str, list] = {}
+    for case in cases:
+        for key, value in case.items():
+            if type(value) is str:
+                values.setdefault(key, []).append(value)
+    return {key for key, found in values.items() if len(set(found)) > len(cases) // 2}
 _SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # made once: json.dumps(..., sort_keys=True) makes one a call
 _FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str).encode
 _STRING = json.encoder.encode_basestring_ascii  # a str as json.dumps writes it
@@ -445,8 +456,11 @@ class TraceStore:
         # Equal short texts (a field's values, decisions, reviewers) as one object: each column pass of
         # the stages after (factorising, counting, comparing) then reads a few objects, not one a row
         # scattered over memory, and finds each one's hash already made (3-10x faster a pass at 100k).
+        # Fields whose texts mostly differ in the first SHARED_SAMPLE sessions (an id) are left as they are.
         texts: dict[str, str] = {}
         one = texts.setdefault
+        sample: list[dict] = []
+        alone: set = set()
 
         def shared(value):
             return one(value, value) if type(value) is str and len(value) <= SHARED_TEXT_LENGTH else value
@@ -457,15 +471,19 @@ class TraceStore:
             case = _loads(row[1])
             if type(case) is dict:
                 for key, value in case.items():
-                    if type(value) is str and len(value) <= SHARED_TEXT_LENGTH:
+                    if type(value) is str and key not in alone and len(value) <= SHARED_TEXT_LENGTH:
                         case[key] = one(value, value)
+                if sample is not None:
+                    sample.append(case)
+                    if len(sample) == SHARED_SAMPLE:
+                        alone, sample = _mostly_distinct(sample), None
             if len(texts) > MAX_SHARED_TEXTS:
                 texts.clear()
             agent, human = row[2], row[6]  # never null
             yield ReviewedSession(
                 session_id=row[0], case=case, agent_decision=one(agent, agent), agent_confidence=shared(row[3]),
-                agent_reasoning=shared(row[4] or ""), cited=strings(row[5]), human_decision=one(human, human),
-                reviewer=shared(row[7] or "unknown"), human_reasoning=shared(row[8] or ""), precedent=shared(row[9] or None),
+                agent_reasoning=row[4] or "", cited=strings(row[5]), human_decision=one(human, human),
+                reviewer=shared(row[7] or "unknown"), human_reasoning=row[8] or "", precedent=shared(row[9] or None),
                 conditions=strings(row[10]), human_confidence=shared(row[11]),
             )
 
