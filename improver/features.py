@@ -425,7 +425,8 @@ class Columns:
 
     def top_level(self, rows: np.ndarray) -> dict[str, Sequence] | None:
         """Each top-level field's values at ``rows`` (``shared_columns`` of those cases), gathered from the
-        columns read once; None when the cases do not all have the same fields in the same order."""
+        columns read once; None when the cases do not all have the same fields in the same order (or for
+        fewer than two rows, which the caller reads itself)."""
         if self._top_level is None:
             self._top_level = shared_columns(self.cases)
         if not self._top_level or len(rows) < 2:

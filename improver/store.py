@@ -128,6 +128,8 @@ def _mostly_distinct(cases: list[dict]) -> set:
             if type(value) is str:
                 values.setdefault(key, []).append(value)
     return {key for key, found in values.items() if len(set(found)) > len(cases) // 2}
+
+
 _SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # made once: json.dumps(..., sort_keys=True) makes one a call
 _FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str).encode
 _STRING = json.encoder.encode_basestring_ascii  # a str as json.dumps writes it

@@ -155,15 +155,15 @@ def test_a_cycles_minings_take_the_case_fields_from_the_columns_the_workspace_re
 
     ws = Workspace(tiny_project)
     ws.ingest(str(tiny_project / "traces.jsonl"))
-    parent = ws.baseline()
-    own = [mining.mine(ws.train_sessions(), [ws.run(parent)[s.session_id] for s in ws.train_sessions()],
-                       bands=ws.project.config.bands, min_evidence=ws.project.config.min_evidence,
-                       entity_fields=ws.project.config.entity_fields).model_dump()]
+    parent, config = ws.baseline(), ws.project.config
+    train, decisions = ws.train_sessions(), ws.run(parent)
+    alone = mining.mine(train, [decisions[s.session_id] for s in train], bands=config.bands,
+                        min_evidence=config.min_evidence, entity_fields=config.entity_fields).model_dump()
     passes = []
     original = features.shared_columns
     monkeypatch.setattr(features, "shared_columns", lambda cases: passes.append(len(cases)) or original(cases))
     monkeypatch.setattr(mining, "shared_columns", features.shared_columns)
-    assert ws.mine(parent).model_dump() == own[0]
+    assert ws.mine(parent).model_dump() == alone
     run_cycles(ws, max_cycles=1)
     assert passes == [len(ws.sessions)], "one pass, over every session, for the workspace's columns"
 
