@@ -181,10 +181,16 @@ def _codes(values: list) -> tuple[list, np.ndarray]:
     return distinct, np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values))
 
 
+def _counts(coded: tuple[list, np.ndarray]) -> np.ndarray:
+    """How many rows hold each value of a column coded by ``_codes``."""
+    distinct, codes = coded
+    return np.bincount(codes[codes >= 0], minlength=len(distinct))
+
+
 def _equality_tests(path: str, coded: tuple[list, np.ndarray], min_count: int, rows: int) -> list[Test]:
     """``eq`` tests on each value of a column coded by ``_codes``."""
     distinct, codes = coded
-    counts = np.bincount(codes[codes >= 0], minlength=len(distinct))
+    counts = _counts(coded)
     return [Test(path, "eq", value, pack(codes == code)) for code, value in enumerate(distinct)
             if min_count <= counts[code] < rows]
 
@@ -192,7 +198,7 @@ def _equality_tests(path: str, coded: tuple[list, np.ndarray], min_count: int, r
 def _set_tests(path: str, coded: tuple[list, np.ndarray], min_count: int, rows: int) -> list[Test]:
     """``in`` tests on every pair of a few-valued string field's values (sorted, so stable), coded by ``_codes``."""
     distinct, codes = coded
-    counts = np.bincount(codes[codes >= 0], minlength=len(distinct))
+    counts = _counts(coded)
     code_of = {v: code for code, v in enumerate(distinct) if isinstance(v, str)}
     values = sorted(code_of)
     tests = []
@@ -282,7 +288,7 @@ def _keyword_tests(path: str, coded: tuple[list, np.ndarray], min_count: int, ro
     """Keyword tests on a text column coded by ``_codes``, each distinct text's words read once (a
     text field repeats its texts)."""
     texts, codes = coded
-    repeats = np.bincount(codes[codes >= 0], minlength=len(texts))
+    repeats = _counts(coded)
     frequency: Counter = Counter()
     for text, times in zip(texts, repeats.tolist()):
         for w in words(text):
@@ -418,21 +424,25 @@ class Columns:
     def values(self, path: str) -> Sequence:
         """Every case's value at ``path`` (``MISSING`` where absent), read once."""
         if path not in self._values:
-            if self._top_level is None:  # every top-level field read in one pass, when first asked for
-                self._top_level = shared_columns(self.cases)
-            self._values[path] = self._top_level[path] if path in self._top_level else column_values(self.cases, path)
+            fields = self._fields()
+            self._values[path] = fields[path] if path in fields else column_values(self.cases, path)
         return self._values[path]
+
+    def _fields(self) -> dict[str, Sequence]:
+        """Every top-level field as a column, read in one pass when first asked for (``shared_columns``)."""
+        if self._top_level is None:
+            self._top_level = shared_columns(self.cases)
+        return self._top_level
 
     def top_level(self, rows: np.ndarray) -> dict[str, Sequence] | None:
         """Each top-level field's values at ``rows`` (``shared_columns`` of those cases), gathered from the
         columns read once; None when the cases do not all have the same fields in the same order (or for
         fewer than two rows, which the caller reads itself)."""
-        if self._top_level is None:
-            self._top_level = shared_columns(self.cases)
-        if not self._top_level or len(rows) < 2:
+        fields = self._fields()
+        if not fields or len(rows) < 2:
             return None
         pick = operator.itemgetter(*rows.tolist())
-        return {path: pick(values) for path, values in self._top_level.items()}
+        return {path: pick(values) for path, values in fields.items()}
 
     def numbers(self, path: str) -> np.ndarray:
         if path not in self._numbers:

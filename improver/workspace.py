@@ -181,9 +181,6 @@ class Workspace:
             return np.arange(len(sessions))
         return np.array([i for i, s in enumerate(sessions) if self.split(s.session_id) == "train"], dtype=int)
 
-    def train_sessions(self) -> list[ReviewedSession]:
-        return [self.sessions[i] for i in self.train_indices.tolist()]
-
     # --- experiments ---------------------------------------------------------------
     def find(self, **fields) -> Experiment | None:
         """The newest experiment whose manifest has these values (``run`` is the cycle run that made it,

@@ -156,7 +156,7 @@ def test_a_cycles_minings_take_the_case_fields_from_the_columns_the_workspace_re
     ws = Workspace(tiny_project)
     ws.ingest(str(tiny_project / "traces.jsonl"))
     parent, config = ws.baseline(), ws.project.config
-    train, decisions = ws.train_sessions(), ws.run(parent)
+    train, decisions = [ws.sessions[i] for i in ws.train_indices.tolist()], ws.run(parent)
     alone = mining.mine(train, [decisions[s.session_id] for s in train], bands=config.bands,
                         min_evidence=config.min_evidence, entity_fields=config.entity_fields).model_dump()
     passes = []
