@@ -35,7 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import yaml
 
@@ -44,6 +44,7 @@ for folder in (ROOT / "examples", ROOT / "examples" / "support_triage", ROOT / "
     sys.path.insert(0, str(folder))
 
 from improver.cycle import run_cycles  # noqa: E402
+from improver.experiments import Experiment  # noqa: E402
 from improver.flag import flag  # noqa: E402
 from improver.project import Project, write_project_file  # noqa: E402
 from improver.queue import (Pending, Pick, Queue, balanced_sample, build_queue, model_assisted, next_batch,  # noqa: E402
@@ -127,17 +128,19 @@ def at_step(project: Project, reviewed: int) -> Workspace:
     return Workspace(Project(project.root, config))
 
 
-def run_one(domain: Domain, seed: int, strategy: str, args, scratch: Path, fresh: list[dict], fresh_human: list[str]):
+def steps(domain: Domain, seed: int, strategy: str, args, scratch: Path) -> Iterator[tuple[int, Workspace, Experiment, dict]]:
+    """One seed's run of a strategy: after each batch is picked, reviewed and a cycle run, the sessions
+    reviewed so far, that step's workspace, its best experiment and the pool's decision events."""
     folder = scratch / f"{domain.name}-{seed}-{strategy}"
     project = make_project(domain, folder)
     pool = domain.cases(args.pool, seed)
     traffic = decision_events(domain, pool, project.base_config_dir)
     ws = Workspace(project)
     ingest(ws, folder, "traffic", traffic.values())
-    rows, share, n = [], 1.0, args.start
+    share, n, first = 1.0, args.start, True
     while True:
         with ws.store() as store:
-            if strategy == "uniform" and rows:  # the first 50 are every strategy's same start
+            if strategy == "uniform" and not first:  # the first 50 are every strategy's same start
                 queue = uniform_picks(store.db, n, seed, next_batch(store.db))
             else:
                 queue = build_queue(ws, n=n, random_share=share, seed=seed, batch=next_batch(store.db))
@@ -146,7 +149,15 @@ def run_one(domain: Domain, seed: int, strategy: str, args, scratch: Path, fresh
         reviewed = len(ws.sessions)
         ws = at_step(project, reviewed)
         state = run_cycles(ws, max_cycles=args.max_cycles)
-        best = ws.experiments.get(state["parent"])
+        yield reviewed, ws, ws.experiments.get(state["parent"]), traffic
+        if reviewed >= args.until:
+            return
+        share, n, first = (args.random_share if strategy == "queue" else 1.0), args.step, False
+
+
+def run_one(domain: Domain, seed: int, strategy: str, args, scratch: Path, fresh: list[dict], fresh_human: list[str]):
+    rows = []
+    for reviewed, ws, best, traffic in steps(domain, seed, strategy, args, scratch):
         decided = domain.decide_batch(fresh, best.config_dir)
         pairs = [(r["decision"], h) for r, h in zip(decided, fresh_human)]
         fresh_agreement = sum(a == h for a, h in pairs) / len(fresh)
@@ -158,9 +169,7 @@ def run_one(domain: Domain, seed: int, strategy: str, args, scratch: Path, fresh
                      "weighted": (sampling.get("weighted") or {}).get("agreement"),
                      "unweighted": (sampling.get("unweighted") or {}).get("agreement"),
                      "hajek": (sampling.get("hajek") or {}).get("agreement"), "model": assisted.get("agreement")})
-        if reviewed >= args.until:
-            return rows, ws, traffic
-        share, n = (args.random_share if strategy == "queue" else 1.0), args.step
+    return rows, ws, traffic
 
 
 def uniform_picks(db, n: int, seed: int, batch: str) -> Queue:

@@ -22,11 +22,8 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from active import at_step, decision_events, domains, ingest, make_project, uniform_picks  # noqa: E402
+from active import decision_events, domains, steps  # noqa: E402
 
-from improver.cycle import run_cycles  # noqa: E402
-from improver.queue import build_queue, next_batch, record  # noqa: E402
-from improver.workspace import Workspace  # noqa: E402
 from procurement.reviewer import call, load_knowledge  # noqa: E402
 
 KNOWLEDGE = load_knowledge()
@@ -45,24 +42,8 @@ def branch(case: dict, agent_decision: str) -> str:
 
 def one_seed(seed: int, strategy: str, until: int, random_share: float, scratch: Path, show: bool) -> tuple[Counter, Counter]:
     domain = domains()["procurement"]
-    project = make_project(domain, scratch / f"seed-{seed}")
-    traffic = decision_events(domain, domain.cases(3000, seed), project.base_config_dir)
-    ws = Workspace(project)
-    ingest(ws, project.root, "traffic", traffic.values())
-    n, share, best = 50, 1.0, None
-    while True:
-        with ws.store() as store:
-            if strategy == "uniform" and best is not None:  # the first 50 are every strategy's same start
-                queue = uniform_picks(store.db, n, seed, next_batch(store.db))
-            else:
-                queue = build_queue(ws, n=n, random_share=share, seed=seed, batch=next_batch(store.db))
-            record(store.db, queue)
-        ingest(ws, project.root, queue.batch, domain.review_ids(traffic, [p.session_id for p in queue.picks], seed))
-        ws = at_step(project, len(ws.sessions))
-        best = ws.experiments.get(run_cycles(ws, max_cycles=1)["parent"])
-        if len(ws.sessions) >= until:
-            break
-        share, n = (random_share if strategy == "queue" else 1.0), 25
+    args = argparse.Namespace(pool=3000, start=50, step=25, until=until, random_share=random_share, max_cycles=1)
+    *_, (_reviewed, ws, best, _traffic) = steps(domain, seed, strategy, args, scratch)
     fresh = domain.cases(1000, seed + 10_000)
     agent = decision_events(domain, fresh, domain.config)
     human = {e["session_id"]: e["decision"] for e in domain.review_ids(agent, list(agent), seed + 10_000)}
